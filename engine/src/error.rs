@@ -107,6 +107,9 @@ pub enum EngineError {
         /// What went wrong.
         source: StateError,
     },
+    /// The job was cancelled (by the user, or because another task failed).
+    #[error("the job was cancelled")]
+    Cancelled,
     /// A broken invariant inside Eddy.
     #[error("internal error (a bug in Eddy, please report it): {0}")]
     Internal(String),
@@ -122,7 +125,7 @@ impl EngineError {
             | EngineError::UserFunction { .. }
             | EngineError::UserPanic { .. }
             | EngineError::State { .. } => ErrorKind::User,
-            EngineError::Connector { .. } => ErrorKind::External,
+            EngineError::Connector { .. } | EngineError::Cancelled => ErrorKind::External,
             EngineError::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -1,0 +1,195 @@
+//! The execution environment: holds the configuration and the stream graph
+//! being built, explains it and runs it on the local runtime.
+
+use std::cell::RefCell;
+use std::ffi::OsString;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use clap::Parser;
+
+use crate::clock::{Clock, SystemClock};
+use crate::collection::CollectionSource;
+use crate::config::{EnvArgs, EnvConfig};
+use crate::dsl::stream::DataStream;
+use crate::element::Data;
+use crate::error::EngineError;
+use crate::graph::erased::{SourceNodeImpl, TypedSlot};
+use crate::graph::explain::Explain;
+use crate::graph::job::{JobDefaults, JobGraph};
+use crate::graph::stream::{Chaining, NodeBody, OutputSlot, StreamGraph, StreamNode};
+use crate::runtime::executor;
+use crate::runtime::stats::JobStats;
+use crate::runtime::task::TaskSettings;
+use crate::source::Source;
+
+/// Builds, explains and runs a job. Cheap to clone; all clones build the
+/// same job. Not `Send`: build a job on one thread.
+#[derive(Clone)]
+pub struct Env {
+    inner: Rc<EnvInner>,
+}
+
+struct EnvInner {
+    config: EnvConfig,
+    graph: RefCell<StreamGraph>,
+    clock: RefCell<Arc<dyn Clock>>,
+}
+
+#[derive(Parser)]
+#[command(about = "An Eddy job")]
+struct EnvOnly {
+    #[command(flatten)]
+    env: EnvArgs,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Env::from_valid_config(EnvConfig::default())
+    }
+}
+
+impl Env {
+    /// An environment with the default configuration.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An environment with `config`.
+    ///
+    /// # Errors
+    /// [`EngineError::Config`] when a value is out of range.
+    pub fn with_config(config: EnvConfig) -> Result<Self, EngineError> {
+        config.validate()?;
+        Ok(Self::from_valid_config(config))
+    }
+
+    /// An environment configured by the process's command line (the
+    /// standard flags of [`EnvArgs`] only; jobs with flags of their own
+    /// flatten `EnvArgs` into their parser and call [`Env::with_config`]).
+    ///
+    /// # Errors
+    /// [`EngineError::Cli`] for unknown or malformed flags (and for `--help`,
+    /// whose text is the error's message); [`EngineError::Config`] for values
+    /// out of range.
+    pub fn from_args() -> Result<Self, EngineError> {
+        Self::from_arg_list(std::env::args_os())
+    }
+
+    /// Like [`Env::from_args`] with an explicit argument list (first item is
+    /// the program name).
+    ///
+    /// # Errors
+    /// As [`Env::from_args`].
+    pub fn from_arg_list<I, A>(args: I) -> Result<Self, EngineError>
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<OsString> + Clone,
+    {
+        let parsed = EnvOnly::try_parse_from(args)?;
+        Self::with_config(parsed.env.to_config()?)
+    }
+
+    fn from_valid_config(config: EnvConfig) -> Self {
+        Env {
+            inner: Rc::new(EnvInner {
+                config,
+                graph: RefCell::new(StreamGraph::default()),
+                clock: RefCell::new(Arc::new(SystemClock)),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EnvConfig {
+        &self.inner.config
+    }
+
+    /// Replaces the processing-time clock (tests drive time with a
+    /// [`crate::clock::ManualClock`]).
+    pub fn set_clock(&self, clock: Arc<dyn Clock>) {
+        *self.inner.clock.borrow_mut() = clock;
+    }
+
+    pub(crate) fn graph(&self) -> std::cell::RefMut<'_, StreamGraph> {
+        self.inner.graph.borrow_mut()
+    }
+
+    /// Adds a source; its parallelism defaults to the job's.
+    pub fn source<S: Source>(&self, source: S) -> DataStream<S::Out> {
+        let name = short_type_name::<S>();
+        let id = self.graph().add(StreamNode {
+            name,
+            uid: None,
+            parallelism: None,
+            max_parallelism: None,
+            chaining: Chaining::Always,
+            keyed: false,
+            body: NodeBody::Source(Arc::new(SourceNodeImpl(source))),
+            inputs: Vec::new(),
+            slots: vec![OutputSlot {
+                name: "",
+                factory: TypedSlot::<S::Out>::new(),
+            }],
+            strategy: None,
+        });
+        DataStream::of_node(self.clone(), id)
+    }
+
+    /// A bounded source over `items`, read in order at parallelism 1.
+    pub fn from_collection<T: Data + Sync>(&self, items: Vec<T>) -> DataStream<T> {
+        self.source(CollectionSource::new(items))
+            .name("Collection")
+            .parallelism(1)
+    }
+
+    fn job_graph(&self) -> Result<JobGraph, EngineError> {
+        let c = &self.inner.config;
+        JobGraph::build(
+            &self.inner.graph.borrow(),
+            JobDefaults {
+                parallelism: c.parallelism,
+                max_parallelism: c.max_parallelism,
+                chaining: c.chaining,
+            },
+        )
+    }
+
+    /// The job graph as text and Graphviz dot.
+    ///
+    /// # Errors
+    /// When the job is not valid (the same errors `execute` would report).
+    pub fn explain(&self) -> Result<Explain, EngineError> {
+        Ok(Explain::of(&self.job_graph()?))
+    }
+
+    /// Runs the job on the local runtime and blocks until it ends (bounded
+    /// inputs) or fails.
+    ///
+    /// # Errors
+    /// The first task failure, naming the operator and subtask; an invalid
+    /// job is reported before anything runs.
+    pub fn execute(&self, job_name: &str) -> Result<JobStats, EngineError> {
+        let job = self.job_graph()?;
+        let c = &self.inner.config;
+        let settings = TaskSettings {
+            batch_size: c.batch_size,
+            buffer_timeout: c.buffer_timeout,
+            watermark_interval: c.watermark_interval,
+        };
+        let clock = Arc::clone(&self.inner.clock.borrow());
+        tracing::info!(job = job_name, tasks = job.vertices.len(), "job starting");
+        let graph = self.inner.graph.borrow();
+        let stats = executor::execute(job_name, &graph, job, settings, c.channel_capacity, clock)?;
+        tracing::info!(job = job_name, duration_ms = stats.duration.as_millis() as u64, "job finished");
+        Ok(stats)
+    }
+}
+
+/// The last path segment of a type's name, without generics: `DataGen<u64>`
+/// → `DataGen`.
+pub(crate) fn short_type_name<T>() -> String {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base).to_owned()
+}

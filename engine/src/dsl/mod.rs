@@ -1,0 +1,10 @@
+//! The typed DSL: [`Env`] builds a job from [`DataStream`]s and
+//! [`KeyedStream`]s, explains it and runs it.
+
+mod env;
+mod keyed;
+mod stream;
+
+pub use env::Env;
+pub use keyed::KeyedStream;
+pub use stream::{DataStream, StreamSink, DEAD_LETTERS};

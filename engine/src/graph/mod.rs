@@ -1,0 +1,11 @@
+//! From program to tasks: the stream graph as written by the DSL
+//! ([`stream`]), the job graph with operators chained into vertices
+//! ([`job`]), and its printed form ([`explain`]).
+
+pub(crate) mod erased;
+pub mod explain;
+pub(crate) mod job;
+pub(crate) mod stream;
+
+pub use erased::Partitioning;
+pub use explain::Explain;

@@ -1,0 +1,293 @@
+//! Runs a job graph in this process: creates the channels of every network
+//! edge, spawns one thread per subtask, builds each subtask's chain on its own
+//! thread, and waits. The first task to fail cancels the others; its error is
+//! the job's error.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock::Clock;
+use crate::context::RuntimeContext;
+use crate::error::{panic_message, EngineError, Location};
+use crate::graph::erased::{SendAny, StageAny};
+use crate::graph::job::JobGraph;
+use crate::graph::stream::{NodeBody, NodeId, StreamGraph};
+use crate::operator::SideOutputs;
+use crate::runtime::stats::{JobStats, OperatorStats, StageStats};
+use crate::runtime::task::{TaskEnv, TaskSettings};
+
+/// Name of the side-output slot carrying a source's dead letters.
+pub(crate) const DEAD_LETTER_SLOT: &str = "dead-letters";
+
+/// What one node needs at run time, shareable across threads.
+struct PlanNode {
+    body: NodeBody,
+    slots: Vec<(&'static str, Arc<dyn crate::graph::erased::SlotFactory>)>,
+    strategy: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+struct Plan {
+    job_name: Arc<str>,
+    nodes: Vec<PlanNode>,
+    job: JobGraph,
+    clock: Arc<dyn Clock>,
+}
+
+/// The channel ends one subtask owns.
+#[derive(Default)]
+struct SubtaskIo {
+    /// Per network edge leaving the vertex: senders to every downstream subtask.
+    senders: HashMap<usize, Vec<SendAny>>,
+    /// Receivers of the head's input edges, in edge order.
+    receivers: Vec<SendAny>,
+    /// For source heads: the splits assigned to this subtask.
+    splits: Option<SendAny>,
+}
+
+impl Plan {
+    fn context(&self, node: NodeId, subtask: usize) -> RuntimeContext {
+        let n = &self.job.nodes[node];
+        RuntimeContext {
+            job: Arc::clone(&self.job_name),
+            location: Location {
+                operator: n.name.clone(),
+                uid: n.uid.clone(),
+                subtask,
+                parallelism: n.parallelism,
+            },
+            max_parallelism: n.max_parallelism,
+            clock: Arc::clone(&self.clock),
+        }
+    }
+}
+
+/// Runs the job to its end.
+pub(crate) fn execute(
+    job_name: &str,
+    graph: &StreamGraph,
+    job: JobGraph,
+    settings: TaskSettings,
+    channel_capacity: usize,
+    clock: Arc<dyn Clock>,
+) -> Result<JobStats, EngineError> {
+    let started = Instant::now();
+    let plan = Arc::new(Plan {
+        job_name: Arc::from(job_name),
+        nodes: graph
+            .nodes
+            .iter()
+            .map(|n| PlanNode {
+                body: match &n.body {
+                    NodeBody::Source(s) => NodeBody::Source(Arc::clone(s)),
+                    NodeBody::Operator(o) => NodeBody::Operator(Arc::clone(o)),
+                    NodeBody::Sink(s) => NodeBody::Sink(Arc::clone(s)),
+                },
+                slots: n.slots.iter().map(|s| (s.name, Arc::clone(&s.factory))).collect(),
+                strategy: n.strategy.clone(),
+            })
+            .collect(),
+        job,
+        clock: Arc::clone(&clock),
+    });
+    let env = TaskEnv {
+        settings: Arc::new(settings),
+        clock,
+        cancel: Arc::new(AtomicBool::new(false)),
+    };
+    let mut io = wire(&plan, channel_capacity)?;
+
+    let (done_tx, done_rx) = crossbeam_channel::unbounded();
+    let mut handles = Vec::new();
+    for (v, vertex) in plan.job.vertices.iter().enumerate() {
+        for s in 0..vertex.parallelism {
+            let task_io = std::mem::take(&mut io[v][s]);
+            let (plan, env, done) = (Arc::clone(&plan), env.clone(), done_tx.clone());
+            let name = format!("eddy-{v}.{s}");
+            let handle = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || {
+                    let result = catch_unwind(AssertUnwindSafe(|| {
+                        run_subtask(&plan, v, s, task_io, &env)
+                    }))
+                    .unwrap_or_else(|p| {
+                        Err(EngineError::Internal(format!(
+                            "task {v}.{s} panicked outside user code: {}",
+                            panic_message(p.as_ref())
+                        )))
+                    });
+                    if result.is_err() {
+                        env.cancel.store(true, Ordering::SeqCst);
+                    }
+                    let _ = done.send(result);
+                })
+                .map_err(|e| EngineError::Internal(format!("cannot spawn a task thread: {e}")))?;
+            handles.push(handle);
+        }
+    }
+    drop(done_tx);
+
+    let mut failure: Option<EngineError> = None;
+    let mut stats: Vec<StageStats> = Vec::new();
+    for result in done_rx.iter() {
+        match result {
+            Ok(s) => stats.extend(s),
+            Err(EngineError::Cancelled) => {
+                failure.get_or_insert(EngineError::Cancelled);
+            }
+            Err(e) => {
+                if matches!(failure, None | Some(EngineError::Cancelled)) {
+                    tracing::error!(error = %e, "job failed");
+                    failure = Some(e);
+                }
+            }
+        }
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(summarise(job_name, &plan.job, &stats, started.elapsed()))
+}
+
+/// Creates every channel and deals the ends to the subtasks.
+fn wire(plan: &Plan, capacity: usize) -> Result<Vec<Vec<SubtaskIo>>, EngineError> {
+    let job = &plan.job;
+    let mut io: Vec<Vec<SubtaskIo>> = job
+        .vertices
+        .iter()
+        .map(|v| (0..v.parallelism).map(|_| SubtaskIo::default()).collect())
+        .collect();
+    for (ei, e) in job.edges.iter().enumerate().filter(|(_, e)| !e.chained) {
+        let (up, down) = (&job.nodes[e.from], &job.nodes[e.to]);
+        for i in 0..up.parallelism {
+            let mut senders = Vec::with_capacity(down.parallelism);
+            for j in 0..down.parallelism {
+                let (tx, rx) = e.factory.channel(capacity);
+                senders.push(tx);
+                io[down.vertex][j].receivers.push(rx);
+            }
+            io[up.vertex][i].senders.insert(ei, senders);
+        }
+    }
+    for (id, node) in plan.nodes.iter().enumerate() {
+        if let NodeBody::Source(source) = &node.body {
+            let n = &job.nodes[id];
+            let splits = source.assign_splits(n.parallelism, &plan.context(id, 0))?;
+            for (s, split) in splits.into_iter().enumerate() {
+                io[n.vertex][s].splits = Some(split);
+            }
+        }
+    }
+    Ok(io)
+}
+
+/// Builds the chain of vertex `v` for subtask `s` (tail first) and runs it.
+fn run_subtask(
+    plan: &Plan,
+    v: usize,
+    s: usize,
+    mut io: SubtaskIo,
+    env: &TaskEnv,
+) -> Result<Vec<StageStats>, EngineError> {
+    let job = &plan.job;
+    let chain = &job.vertices[v].nodes;
+    let mut built: HashMap<NodeId, StageAny> = HashMap::new();
+    for (pos, &n) in chain.iter().enumerate().rev() {
+        let ctx = plan.context(n, s);
+        let node = &plan.nodes[n];
+        let mut targets: Vec<Vec<StageAny>> = node.slots.iter().map(|_| Vec::new()).collect();
+        for (ei, e) in job.edges.iter().enumerate().filter(|(_, e)| e.from == n) {
+            let target = if e.chained {
+                built.remove(&e.to).ok_or_else(|| {
+                    EngineError::Internal(format!("chained stage {} missing", e.to))
+                })?
+            } else {
+                let senders = io.senders.remove(&ei).ok_or_else(|| {
+                    EngineError::Internal(format!("senders of edge {ei} missing"))
+                })?;
+                e.factory.output(
+                    e.partitioning,
+                    senders,
+                    job.nodes[e.to].max_parallelism,
+                    n,
+                    env,
+                )?
+            };
+            targets[e.slot].push(target);
+        }
+        let mut main = None;
+        let mut dead_letters = None;
+        let mut sides = SideOutputs::default();
+        for (k, t) in targets.into_iter().enumerate() {
+            if t.is_empty() {
+                continue;
+            }
+            let (name, factory) = &node.slots[k];
+            let combined = factory.combine(t)?;
+            if k == 0 {
+                main = Some(combined);
+            } else if *name == DEAD_LETTER_SLOT && matches!(node.body, NodeBody::Source(_)) {
+                dead_letters = Some(combined);
+            } else {
+                sides.add(name, factory.side(combined)?);
+            }
+        }
+        let is_head = pos == 0;
+        match (&node.body, is_head) {
+            (NodeBody::Source(source), true) => {
+                let splits = io
+                    .splits
+                    .take()
+                    .unwrap_or_else(|| Box::new(()) as SendAny);
+                let strategy = node.strategy.as_deref();
+                return source.run(splits, strategy, &ctx, n, main, dead_letters, env);
+            }
+            (NodeBody::Operator(stage) | NodeBody::Sink(stage), true) => {
+                let head = stage.build(&ctx, n, main, sides)?;
+                return stage.run_head(head, std::mem::take(&mut io.receivers), env);
+            }
+            (NodeBody::Operator(stage) | NodeBody::Sink(stage), false) => {
+                built.insert(n, stage.build(&ctx, n, main, sides)?);
+            }
+            (NodeBody::Source(_), false) => {
+                return Err(EngineError::Internal("a source inside a chain".into()))
+            }
+        }
+    }
+    Err(EngineError::Internal(format!("vertex {v} has no head")))
+}
+
+fn summarise(job_name: &str, job: &JobGraph, stats: &[StageStats], duration: Duration) -> JobStats {
+    let mut operators: Vec<OperatorStats> = job
+        .nodes
+        .iter()
+        .map(|n| OperatorStats {
+            name: n.name.clone(),
+            uid: n.uid.clone(),
+            parallelism: n.parallelism,
+            records_in: 0,
+            records_out: 0,
+            side_dropped: 0,
+            dead_letters: 0,
+            backpressured: Duration::ZERO,
+        })
+        .collect();
+    for s in stats {
+        let o = &mut operators[s.node];
+        o.records_in += s.records_in;
+        o.records_out += s.records_out;
+        o.side_dropped += s.side_dropped;
+        o.dead_letters += s.dead_letters;
+        o.backpressured += s.backpressured;
+    }
+    JobStats {
+        job: job_name.to_owned(),
+        duration,
+        operators,
+    }
+}

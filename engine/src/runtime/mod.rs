@@ -1,0 +1,11 @@
+//! The local runtime: tasks (one OS thread per subtask), the chains inside
+//! them, the channels between them, and the executor that wires and runs a
+//! job graph.
+
+pub(crate) mod chain;
+pub(crate) mod executor;
+pub(crate) mod network;
+pub(crate) mod source_task;
+pub mod stats;
+pub(crate) mod task;
+pub(crate) mod timestamps;

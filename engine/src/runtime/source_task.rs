@@ -1,0 +1,125 @@
+//! The loop of a source task: poll the reader for a batch, push it down the
+//! chain, emit watermarks per the strategy, and end with `Timestamp::MAX`
+//! and end-of-input when a bounded source is exhausted.
+
+use std::time::Duration;
+
+use crate::context::RuntimeContext;
+use crate::element::{Record, Timestamp};
+use crate::error::EngineError;
+use crate::runtime::chain::{connector_error, guarded, Downstream};
+use crate::runtime::stats::StageStats;
+use crate::runtime::task::{Housekeeping, TaskEnv};
+use crate::source::{DeadLetter, ReadStatus, Source, SourceOutput, SourceReader, Split};
+use crate::time::{SplitWatermarks, WatermarkEmission, WatermarkStrategy};
+
+/// How long a reader that has nothing to offer is left alone.
+const IDLE_BACKOFF: Duration = Duration::from_millis(1);
+
+/// The chain after a source: main output and dead-letter output.
+pub(crate) struct SourceChain<T> {
+    pub main: Box<dyn Downstream<T>>,
+    pub dead_letters: Option<Box<dyn Downstream<DeadLetter>>>,
+}
+
+/// Runs one source subtask to the end of its input.
+pub(crate) fn run_source_task<S: Source>(
+    source: &S,
+    splits: Vec<S::Split>,
+    strategy: Option<WatermarkStrategy<S::Out>>,
+    ctx: &RuntimeContext,
+    chain: &mut SourceChain<S::Out>,
+    stats: &mut StageStats,
+    env: &TaskEnv,
+) -> Result<(), EngineError> {
+    let location = ctx.location();
+    let mut reader = guarded(location, connector_error, || source.create_reader(ctx))?;
+    let split_ids: Vec<String> = splits.iter().map(Split::id).collect();
+    let strategy = strategy.unwrap_or_else(WatermarkStrategy::no_watermarks);
+    let emission = strategy.emission();
+    let interval_ms = match emission {
+        WatermarkEmission::Periodic(Some(d)) => d,
+        _ => env.settings.watermark_interval,
+    }
+    .as_millis() as i64;
+    let mut watermarks = SplitWatermarks::new(strategy);
+    let now = env.clock.now();
+    splits.iter().for_each(|_| watermarks.add_split(now));
+    guarded(location, connector_error, || reader.add_splits(splits))?;
+
+    let batch_size = env.settings.batch_size;
+    let mut batch: Vec<Record<S::Out>> = Vec::with_capacity(batch_size);
+    let mut dead: Vec<Record<DeadLetter>> = Vec::new();
+    let mut housekeeping = Housekeeping::new(env);
+    let mut next_watermark = now;
+    let mut dead_warned = false;
+    loop {
+        if env.cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        let status = {
+            let mut out = SourceOutput {
+                batch: &mut batch,
+                dead: &mut dead,
+                watermarks: &mut watermarks,
+                split_ids: &split_ids,
+                source_name: &location.operator,
+                batch_size,
+            };
+            guarded(location, connector_error, || reader.poll_next(&mut out))?
+        };
+        if !batch.is_empty() {
+            stats.records_out += batch.len() as u64;
+            chain.main.on_batch(&mut batch)?;
+            batch.clear();
+        }
+        if !dead.is_empty() {
+            stats.dead_letters += dead.len() as u64;
+            match chain.dead_letters.as_mut() {
+                Some(d) => {
+                    d.on_batch(&mut dead)?;
+                    d.flush()?;
+                }
+                None if !dead_warned => {
+                    dead_warned = true;
+                    tracing::warn!(
+                        source = %location.operator,
+                        first = ?dead[0].value,
+                        "undecodable records: counted in the job statistics; consume `dead_letters()` to keep them"
+                    );
+                }
+                None => {}
+            }
+            dead.clear();
+        }
+        let now = env.clock.now();
+        if emission == WatermarkEmission::PerBatch || now >= next_watermark {
+            let update = watermarks.check(now);
+            if let Some(wm) = update.watermark {
+                chain.main.on_watermark(wm)?;
+                if let Some(d) = chain.dead_letters.as_mut() {
+                    d.on_watermark(wm)?;
+                }
+            }
+            if let Some(status) = update.status {
+                chain.main.on_status(status)?;
+            }
+            next_watermark = now.add_millis(interval_ms);
+        }
+        housekeeping.run(chain.main.as_mut(), now)?;
+        match status {
+            ReadStatus::MoreAvailable => {}
+            ReadStatus::NothingAvailable => env.clock.sleep(IDLE_BACKOFF),
+            ReadStatus::Finished => break,
+        }
+    }
+    if let Some(wm) = watermarks.end() {
+        chain.main.on_watermark(wm)?;
+    }
+    chain.main.finish()?;
+    if let Some(d) = chain.dead_letters.as_mut() {
+        d.on_watermark(Timestamp::MAX)?;
+        d.finish()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! Job statistics: per-operator record counts and backpressure, summed over
+//! subtasks when the job ends.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Counters of one operator in one subtask.
+#[derive(Clone, Debug, Default)]
+pub struct StageStats {
+    /// The operator's node id in the stream graph.
+    pub node: usize,
+    /// Records received.
+    pub records_in: u64,
+    /// Records emitted on the main output.
+    pub records_out: u64,
+    /// Records sent to side outputs that nothing consumes.
+    pub side_dropped: u64,
+    /// Undecodable records sent to the dead-letter stream (sources).
+    pub dead_letters: u64,
+    /// Time spent blocked on full output channels.
+    pub backpressured: Duration,
+}
+
+/// Totals for one operator over all its subtasks.
+#[derive(Clone, Debug)]
+pub struct OperatorStats {
+    /// Operator name.
+    pub name: String,
+    /// Operator uid.
+    pub uid: String,
+    /// Parallelism it ran at.
+    pub parallelism: usize,
+    /// Records received.
+    pub records_in: u64,
+    /// Records emitted on the main output.
+    pub records_out: u64,
+    /// Records sent to side outputs that nothing consumes.
+    pub side_dropped: u64,
+    /// Undecodable records routed to the dead-letter stream.
+    pub dead_letters: u64,
+    /// Time its subtasks spent blocked on full output channels, summed.
+    pub backpressured: Duration,
+}
+
+/// What `Env::execute` returns when a bounded job ends.
+#[derive(Clone, Debug)]
+pub struct JobStats {
+    /// The job's name.
+    pub job: String,
+    /// Wall time from start to the end of the last task.
+    pub duration: Duration,
+    /// One entry per operator, in graph order.
+    pub operators: Vec<OperatorStats>,
+}
+
+impl JobStats {
+    /// The statistics of the operator with uid or name `id`.
+    pub fn operator(&self, id: &str) -> Option<&OperatorStats> {
+        self.operators
+            .iter()
+            .find(|o| o.uid == id)
+            .or_else(|| self.operators.iter().find(|o| o.name == id))
+    }
+}
+
+impl fmt::Display for JobStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "job '{}' finished in {:.3} s", self.job, self.duration.as_secs_f64())?;
+        writeln!(
+            f,
+            "  {:<28} {:>3} {:>12} {:>12} {:>9} {:>10}",
+            "operator", "p", "records in", "records out", "dropped", "blocked ms"
+        )?;
+        for o in &self.operators {
+            writeln!(
+                f,
+                "  {:<28} {:>3} {:>12} {:>12} {:>9} {:>10}",
+                truncate(&o.name, 28),
+                o.parallelism,
+                o.records_in,
+                o.records_out,
+                o.side_dropped + o.dead_letters,
+                o.backpressured.as_millis()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}

@@ -1,0 +1,139 @@
+//! Assigning event time in the middle of a stream (`assign_timestamps` on a
+//! stream that is not a source): re-stamps every record and generates
+//! watermarks from them; upstream watermarks are swallowed, except the final
+//! `Timestamp::MAX`.
+
+use std::time::Duration;
+
+use crate::context::RuntimeContext;
+use crate::element::{Data, Record, StreamStatus, Timestamp};
+use crate::error::EngineError;
+use crate::graph::erased::{downcast, SendAny, StageAny, StageNode};
+use crate::operator::SideOutputs;
+use crate::runtime::chain::{Control, Downstream, FanOut};
+use crate::runtime::stats::StageStats;
+use crate::runtime::task::TaskEnv;
+use crate::time::{SplitWatermarks, WatermarkEmission, WatermarkStrategy};
+
+/// The graph node of a mid-stream timestamp assigner.
+pub(crate) struct TimestampNode<T> {
+    pub strategy: WatermarkStrategy<T>,
+    /// Periodic emission interval (already resolved against the job default).
+    pub interval: Duration,
+}
+
+impl<T: Data> StageNode for TimestampNode<T> {
+    fn build(
+        &self,
+        ctx: &RuntimeContext,
+        node: usize,
+        main: Option<StageAny>,
+        _sides: SideOutputs,
+    ) -> Result<StageAny, EngineError> {
+        let next = match main {
+            Some(m) => downcast::<Box<dyn Downstream<T>>>(m, "timestamp output")?,
+            None => Box::new(FanOut::new(Vec::new())),
+        };
+        let mut watermarks = SplitWatermarks::new(self.strategy.clone());
+        let now = ctx.processing_time();
+        watermarks.add_split(now);
+        let per_batch = self.strategy.emission() == WatermarkEmission::PerBatch;
+        let stage: Box<dyn Downstream<T>> = Box::new(TimestampStage {
+            watermarks,
+            per_batch,
+            interval_ms: self.interval.as_millis() as i64,
+            next_emit: now,
+            next,
+            stats: StageStats {
+                node,
+                ..StageStats::default()
+            },
+        });
+        Ok(Box::new(stage))
+    }
+
+    fn run_head(
+        &self,
+        stage: StageAny,
+        inputs: Vec<SendAny>,
+        env: &TaskEnv,
+    ) -> Result<Vec<StageStats>, EngineError> {
+        crate::graph::erased::run_typed_head::<T>(stage, inputs, env)
+    }
+}
+
+struct TimestampStage<T> {
+    watermarks: SplitWatermarks<T>,
+    per_batch: bool,
+    interval_ms: i64,
+    next_emit: Timestamp,
+    next: Box<dyn Downstream<T>>,
+    stats: StageStats,
+}
+
+impl<T: Data> TimestampStage<T> {
+    fn emit(&mut self, now: Timestamp) -> Result<(), EngineError> {
+        let update = self.watermarks.check(now);
+        if let Some(wm) = update.watermark {
+            self.next.on_watermark(wm)?;
+        }
+        if let Some(status) = update.status {
+            self.next.on_status(status)?;
+        }
+        Ok(())
+    }
+}
+
+impl<T: Data> Downstream<T> for TimestampStage<T> {
+    fn on_batch(&mut self, batch: &mut Vec<Record<T>>) -> Result<(), EngineError> {
+        let n = batch.len() as u64;
+        self.stats.records_in += n;
+        self.stats.records_out += n;
+        for r in batch.iter_mut() {
+            r.ts = self.watermarks.on_record(0, &r.value, r.ts);
+        }
+        self.next.on_batch(batch)?;
+        if self.per_batch {
+            self.emit(self.next_emit)?;
+        }
+        Ok(())
+    }
+}
+
+impl<T: Data> Control for TimestampStage<T> {
+    fn on_watermark(&mut self, wm: Timestamp) -> Result<(), EngineError> {
+        if wm == Timestamp::MAX {
+            if let Some(end) = self.watermarks.end() {
+                self.next.on_watermark(end)?;
+            }
+        }
+        Ok(())
+    }
+    fn on_status(&mut self, status: StreamStatus) -> Result<(), EngineError> {
+        self.next.on_status(status)
+    }
+    fn on_processing_time(&mut self, now: Timestamp) -> Result<(), EngineError> {
+        if !self.per_batch && now >= self.next_emit {
+            self.emit(now)?;
+            self.next_emit = now.add_millis(self.interval_ms);
+        }
+        self.next.on_processing_time(now)
+    }
+    fn next_processing_time(&self) -> Option<Timestamp> {
+        let own = (!self.per_batch).then_some(self.next_emit);
+        match (own, self.next.next_processing_time()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+    fn flush(&mut self) -> Result<(), EngineError> {
+        self.next.flush()
+    }
+    fn finish(&mut self) -> Result<(), EngineError> {
+        self.next.finish()
+    }
+    fn collect_stats(&self, out: &mut Vec<StageStats>) {
+        out.push(self.stats.clone());
+        self.next.collect_stats(out);
+    }
+}

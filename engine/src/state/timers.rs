@@ -1,0 +1,145 @@
+//! Timers per (key, namespace, time), deduplicated, fired in time order.
+//!
+//! Timers of equal time fire in registration order. A timer registered for a
+//! time at or below the current watermark fires with the next watermark.
+//! A due group of equal-time timers is handed out whole; deleting one of them
+//! from inside another's callback at that same time does not stop it.
+
+use std::collections::BTreeMap;
+
+use indexmap::IndexSet;
+
+use crate::element::{Key, Timestamp};
+use crate::state::Namespace;
+
+/// One queue of timers (event time or processing time).
+pub struct TimerQueue<K, N> {
+    by_time: BTreeMap<Timestamp, IndexSet<(K, N)>>,
+    len: usize,
+}
+
+impl<K: Key, N: Namespace> Default for TimerQueue<K, N> {
+    fn default() -> Self {
+        TimerQueue {
+            by_time: BTreeMap::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<K: Key, N: Namespace> TimerQueue<K, N> {
+    /// Registers a timer; returns false when it was already registered.
+    pub fn register(&mut self, time: Timestamp, key: K, ns: N) -> bool {
+        let fresh = self.by_time.entry(time).or_default().insert((key, ns));
+        self.len += usize::from(fresh);
+        fresh
+    }
+
+    /// Deletes a timer; returns false when there was none.
+    pub fn delete(&mut self, time: Timestamp, key: &K, ns: &N) -> bool {
+        let Some(set) = self.by_time.get_mut(&time) else {
+            return false;
+        };
+        let removed = set.shift_remove(&(key.clone(), ns.clone()));
+        if set.is_empty() {
+            self.by_time.remove(&time);
+        }
+        self.len -= usize::from(removed);
+        removed
+    }
+
+    /// The time of the earliest timer.
+    pub fn next_time(&self) -> Option<Timestamp> {
+        self.by_time.keys().next().copied()
+    }
+
+    /// Removes and returns every timer of the earliest time, if that time is
+    /// at or before `up_to`.
+    pub fn pop_due(&mut self, up_to: Timestamp) -> Option<(Timestamp, IndexSet<(K, N)>)> {
+        let first = self.by_time.first_entry()?;
+        if *first.key() > up_to {
+            return None;
+        }
+        let (time, set) = first.remove_entry();
+        self.len -= set.len();
+        Some((time, set))
+    }
+
+    /// Number of registered timers.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no timer is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every timer, in time order.
+    pub fn iter(&self) -> impl Iterator<Item = (Timestamp, &K, &N)> {
+        self.by_time
+            .iter()
+            .flat_map(|(t, set)| set.iter().map(move |(k, n)| (*t, k, n)))
+    }
+}
+
+/// The event-time and processing-time timers of one keyed operator subtask.
+pub struct TimerService<K, N> {
+    /// Timers that fire when the watermark passes them.
+    pub event: TimerQueue<K, N>,
+    /// Timers that fire when processing time passes them.
+    pub processing: TimerQueue<K, N>,
+}
+
+impl<K: Key, N: Namespace> Default for TimerService<K, N> {
+    fn default() -> Self {
+        TimerService {
+            event: TimerQueue::default(),
+            processing: TimerQueue::default(),
+        }
+    }
+}
+
+impl<K: Key, N: Namespace> TimerService<K, N> {
+    /// Total number of timers of both kinds.
+    pub fn len(&self) -> usize {
+        self.event.len() + self.processing.len()
+    }
+
+    /// True when no timer of either kind is registered.
+    pub fn is_empty(&self) -> bool {
+        self.event.is_empty() && self.processing.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_are_deduplicated_and_fire_in_time_then_registration_order() {
+        let mut q = TimerQueue::<u32, ()>::default();
+        assert!(q.register(Timestamp(20), 1, ()));
+        assert!(q.register(Timestamp(10), 2, ()));
+        assert!(q.register(Timestamp(20), 3, ()));
+        assert!(!q.register(Timestamp(20), 1, ()), "duplicate");
+        assert_eq!(q.len(), 3);
+        assert!(q.pop_due(Timestamp(9)).is_none());
+        let (t, keys) = q.pop_due(Timestamp(25)).unwrap();
+        assert_eq!((t, keys.into_iter().collect::<Vec<_>>()), (Timestamp(10), vec![(2, ())]));
+        let (t, keys) = q.pop_due(Timestamp(25)).unwrap();
+        assert_eq!(t, Timestamp(20));
+        assert_eq!(keys.into_iter().map(|(k, _)| k).collect::<Vec<_>>(), vec![1, 3]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn deleted_timers_do_not_fire() {
+        let mut q = TimerQueue::<u32, ()>::default();
+        q.register(Timestamp(5), 1, ());
+        assert!(q.delete(Timestamp(5), &1, &()));
+        assert!(!q.delete(Timestamp(5), &1, &()));
+        assert!(q.pop_due(Timestamp::MAX).is_none());
+        assert_eq!(q.len(), 0);
+    }
+}
