@@ -1,1 +1,45 @@
-//! x
+//! # Eddy
+//!
+//! A stateful stream-processing engine in the family of Apache Flink: jobs are
+//! ordinary Rust programs against a typed DSL, run on event time with
+//! watermarks, keep keyed state, and run in parallel on a local runtime.
+//!
+//! This facade re-exports the engine, the operators and the connectors; a job
+//! needs only `use eddy::prelude::*;`.
+//!
+//! ```
+//! use eddy::prelude::*;
+//!
+//! let env = Env::with_config(EnvConfig::default().with_parallelism(2)).unwrap();
+//! let (sink, words) = CollectSink::new();
+//! env.from_collection(vec!["a b", "b c"])
+//!     .flat_map(|line: &str| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+//!     .sink(sink);
+//! env.execute("words").unwrap();
+//! assert_eq!(words.values().len(), 4);
+//! ```
+
+pub use eddy_connectors as connectors;
+pub use eddy_engine as engine;
+pub use eddy_operators as operators;
+
+/// Everything a typical job needs.
+pub mod prelude {
+    pub use eddy_engine::clock::{Clock, ManualClock, SystemClock};
+    pub use eddy_engine::config::{EnvArgs, EnvConfig};
+    pub use eddy_engine::context::RuntimeContext;
+    pub use eddy_engine::dsl::{DataStream, Env, KeyedStream, StreamSink};
+    pub use eddy_engine::element::{Data, Key, Record, Timestamp};
+    pub use eddy_engine::error::{EngineError, UserResult};
+    pub use eddy_engine::operator::{Collector, Operator, OutputTag};
+    pub use eddy_engine::process::{KeyedContext, KeyedProcessFunction, TimeDomain};
+    pub use eddy_engine::runtime::stats::JobStats;
+    pub use eddy_engine::sink::{CollectSink, Sink, SinkWriter};
+    pub use eddy_engine::source::{DeadLetter, Source};
+    pub use eddy_engine::state::{
+        AggregateFunction, AggregatingStateDesc, ListStateDesc, MapStateDesc, ReducingStateDesc,
+        ValueStateDesc,
+    };
+    pub use eddy_engine::time::WatermarkStrategy;
+    pub use std::time::Duration;
+}

@@ -19,7 +19,7 @@ use crate::state::{KeyedStateBackend, StateDescriptor, TimerService};
 pub type KeySelector<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 
 /// Which clock fired a timer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TimeDomain {
     /// The watermark passed the timer.
     EventTime,

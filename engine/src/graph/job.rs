@@ -201,9 +201,10 @@ impl JobGraph {
 /// A uid derived from the node's position and name, stable as long as the
 /// job's operators are declared in the same order.
 fn derived_uid(id: NodeId, name: &str) -> String {
-    let slug: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+    let lower = name.to_ascii_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
         .collect();
-    format!("{id}-{slug}")
+    format!("{id}-{}", words.join("-"))
 }

@@ -1,0 +1,95 @@
+//! Test sources shared by the engine's integration tests.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use eddy_engine::context::RuntimeContext;
+use eddy_engine::element::Timestamp;
+use eddy_engine::error::BoxError;
+use eddy_engine::source::{Boundedness, ReadStatus, Source, SourceOutput, SourceReader, Split};
+use serde::{Deserialize, Serialize};
+
+/// `count` records `0..count` (or endless), produced lazily, counted in
+/// `produced` as they are made.
+#[derive(Clone)]
+pub struct CountingSource {
+    pub count: Option<u64>,
+    pub produced: Arc<AtomicU64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CountSplit {
+    pub next: u64,
+    pub stride: u64,
+    pub index: u64,
+}
+
+impl Split for CountSplit {
+    fn id(&self) -> String {
+        format!("count-{}", self.index)
+    }
+}
+
+impl Source for CountingSource {
+    type Out = u64;
+    type Split = CountSplit;
+    type Reader = CountingReader;
+
+    fn boundedness(&self) -> Boundedness {
+        if self.count.is_some() {
+            Boundedness::Bounded
+        } else {
+            Boundedness::Unbounded
+        }
+    }
+
+    fn splits(&self, parallelism: usize) -> Result<Vec<CountSplit>, BoxError> {
+        let n = parallelism as u64;
+        Ok((0..n).map(|i| CountSplit { next: i, stride: n, index: i }).collect())
+    }
+
+    fn create_reader(&self, _ctx: &RuntimeContext) -> Result<CountingReader, BoxError> {
+        Ok(CountingReader {
+            count: self.count,
+            produced: Arc::clone(&self.produced),
+            splits: Vec::new(),
+        })
+    }
+}
+
+pub struct CountingReader {
+    count: Option<u64>,
+    produced: Arc<AtomicU64>,
+    splits: Vec<CountSplit>,
+}
+
+impl SourceReader for CountingReader {
+    type Out = u64;
+    type Split = CountSplit;
+
+    fn add_splits(&mut self, splits: Vec<CountSplit>) -> Result<(), BoxError> {
+        self.splits.extend(splits);
+        Ok(())
+    }
+
+    fn poll_next(&mut self, out: &mut SourceOutput<'_, u64>) -> Result<ReadStatus, BoxError> {
+        let limit = self.count.unwrap_or(u64::MAX);
+        let Some((i, split)) = self.splits.iter_mut().enumerate().find(|(_, s)| s.next < limit) else {
+            return Ok(ReadStatus::Finished);
+        };
+        while split.next < limit && out.room() > 0 {
+            self.produced.fetch_add(1, Ordering::SeqCst);
+            out.emit_at(i, split.next, Timestamp(split.next as i64));
+            split.next += split.stride;
+        }
+        if split.next >= limit {
+            out.finish_split(i);
+        }
+        Ok(ReadStatus::MoreAvailable)
+    }
+
+    fn snapshot_splits(&self) -> Vec<CountSplit> {
+        self.splits.clone()
+    }
+}

@@ -1,0 +1,274 @@
+//! End-to-end behaviour of the local runtime: failures, backpressure,
+//! partitioning, chaining.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::CountingSource;
+use eddy_engine::config::EnvConfig;
+use eddy_engine::context::RuntimeContext;
+use eddy_engine::dsl::Env;
+use eddy_engine::element::{Data, Record};
+use eddy_engine::error::{BoxError, EngineError, UserResult};
+use eddy_engine::keygroup::{key_group_of, subtask_for_key_group};
+use eddy_engine::operator::Collector;
+use eddy_engine::process::{KeyedContext, KeyedProcessFunction};
+use eddy_engine::sink::{CollectSink, Sink, SinkWriter};
+
+fn env(parallelism: usize) -> Env {
+    Env::with_config(EnvConfig::default().with_parallelism(parallelism)).unwrap()
+}
+
+#[test]
+fn a_panicking_map_fails_execute_with_an_error_naming_the_operator() {
+    let env = env(2);
+    let (sink, _out) = CollectSink::new();
+    env.from_collection((0..1000u64).collect())
+        .map(|x| {
+            assert!(x != 500, "bad record {x}");
+            x
+        })
+        .name("explode")
+        .uid("explode-uid")
+        .sink(sink);
+    let err = env.execute("panics").unwrap_err();
+    match &err {
+        EngineError::UserPanic { location, message } => {
+            assert_eq!(location.operator, "explode");
+            assert_eq!(location.uid, "explode-uid");
+            assert!(message.contains("bad record 500"), "{message}");
+        }
+        other => panic!("expected a user panic, got {other:?}"),
+    }
+    assert!(err.to_string().contains("operator 'explode'"));
+}
+
+#[test]
+fn a_failure_cancels_an_unbounded_job_instead_of_hanging() {
+    let env = env(2);
+    let produced = Arc::new(AtomicU64::new(0));
+    let (sink, _out) = CollectSink::new();
+    env.source(CountingSource { count: None, produced })
+        .rebalance()
+        .map(|x| {
+            assert!(x < 100_000, "enough");
+            x
+        })
+        .name("stop-here")
+        .sink(sink);
+    let err = env.execute("unbounded").unwrap_err();
+    assert!(matches!(err, EngineError::UserPanic { ref location, .. } if location.operator == "stop-here"), "{err}");
+}
+
+#[derive(Clone)]
+struct FailOnKey(u64);
+
+impl KeyedProcessFunction<u64, u64, u64> for FailOnKey {
+    fn process(&mut self, v: u64, ctx: &mut KeyedContext<'_, u64>, out: &mut Collector<'_, u64>) -> UserResult {
+        if *ctx.key() == self.0 {
+            return Err(format!("key {} is not allowed", self.0).into());
+        }
+        out.emit(v);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_process_function_returns_its_error_with_the_subtask() {
+    let env = env(3);
+    let (sink, _out) = CollectSink::new();
+    env.from_collection((0..100u64).collect())
+        .key_by(|x| *x)
+        .process(FailOnKey(42))
+        .name("checker")
+        .sink(sink);
+    match env.execute("fails").unwrap_err() {
+        EngineError::UserFunction { location, source } => {
+            assert_eq!(location.operator, "checker");
+            assert_eq!(location.parallelism, 3);
+            let owner = subtask_for_key_group(key_group_of(&42u64, 128), 3, 128);
+            assert_eq!(location.subtask, owner);
+            assert_eq!(source.to_string(), "key 42 is not allowed");
+        }
+        other => panic!("expected a user function error, got {other:?}"),
+    }
+}
+
+/// A sink that is slow and checks that the source never runs far ahead.
+struct SlowSink {
+    produced: Arc<AtomicU64>,
+    max_in_flight: Arc<AtomicU64>,
+}
+
+struct SlowWriter {
+    produced: Arc<AtomicU64>,
+    consumed: u64,
+    max_in_flight: Arc<AtomicU64>,
+}
+
+impl Sink for SlowSink {
+    type In = u64;
+    type Writer = SlowWriter;
+    fn create_writer(&self, _ctx: &RuntimeContext) -> Result<SlowWriter, BoxError> {
+        Ok(SlowWriter {
+            produced: Arc::clone(&self.produced),
+            consumed: 0,
+            max_in_flight: Arc::clone(&self.max_in_flight),
+        })
+    }
+}
+
+impl SinkWriter for SlowWriter {
+    type In = u64;
+    fn write(&mut self, batch: &mut Vec<Record<u64>>) -> Result<(), BoxError> {
+        self.consumed += batch.len() as u64;
+        let in_flight = self.produced.load(Ordering::SeqCst) - self.consumed;
+        self.max_in_flight.fetch_max(in_flight, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_micros(200));
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_slow_sink_bounds_the_records_in_flight_through_backpressure() {
+    let (batch, capacity) = (64usize, 2usize);
+    let config = EnvConfig::default()
+        .with_parallelism(1)
+        .with_batch_size(batch)
+        .with_channel_capacity(capacity);
+    let env = Env::with_config(config).unwrap();
+    let produced = Arc::new(AtomicU64::new(0));
+    let max_in_flight = Arc::new(AtomicU64::new(0));
+    let total = 100_000u64;
+    env.source(CountingSource {
+        count: Some(total),
+        produced: Arc::clone(&produced),
+    })
+    .sink(SlowSink {
+        produced: Arc::clone(&produced),
+        max_in_flight: Arc::clone(&max_in_flight),
+    })
+    .disable_chaining();
+    let stats = env.execute("backpressure").unwrap();
+    // Source batch + output buffer + channel + the batch in the sink's hand.
+    let bound = ((capacity + 3) * batch) as u64;
+    let seen = max_in_flight.load(Ordering::SeqCst);
+    assert!(seen <= bound, "{seen} records in flight, bound {bound}");
+    assert_eq!(stats.operators.last().unwrap().records_in, total);
+}
+
+#[derive(Clone)]
+struct WhereAmI {
+    subtask: usize,
+}
+
+impl KeyedProcessFunction<u64, u64, (u64, usize)> for WhereAmI {
+    fn open(&mut self, ctx: &RuntimeContext) -> UserResult {
+        self.subtask = ctx.subtask();
+        Ok(())
+    }
+    fn process(&mut self, v: u64, _ctx: &mut KeyedContext<'_, u64>, out: &mut Collector<'_, (u64, usize)>) -> UserResult {
+        out.emit((v % 97, self.subtask));
+        Ok(())
+    }
+}
+
+#[test]
+fn every_key_lands_on_exactly_the_subtask_owning_its_key_group() {
+    let env = env(4);
+    let (sink, out) = CollectSink::new();
+    env.from_collection((0..20_000u64).collect())
+        .parallelism(3)
+        .key_by(|v| v % 97)
+        .process(WhereAmI { subtask: 0 })
+        .sink(sink);
+    env.execute("partitioning").unwrap();
+    let mut owner: HashMap<u64, usize> = HashMap::new();
+    let values = out.values();
+    assert_eq!(values.len(), 20_000);
+    for (key, subtask) in values {
+        let first = *owner.entry(key).or_insert(subtask);
+        assert_eq!(first, subtask, "key {key} seen on two subtasks");
+        assert_eq!(subtask, subtask_for_key_group(key_group_of(&key, 128), 4, 128));
+    }
+    assert_eq!(owner.len(), 97);
+}
+
+fn run_chain<T: Data + Ord>(env: &Env, out: &eddy_engine::sink::Collected<T>) -> Vec<T> {
+    env.execute("chain").unwrap();
+    let mut v = out.values();
+    v.sort();
+    v
+}
+
+#[test]
+fn chaining_changes_tasks_but_not_results() {
+    let build = |config: EnvConfig| {
+        let env = Env::with_config(config).unwrap();
+        let (sink, out) = CollectSink::new();
+        let s = env.from_collection((0..5_000u64).collect());
+        let doubled = s.map(|x| x * 2);
+        let odd = s.filter(|x| x % 2 == 1).map(|x| x + 1_000_000);
+        doubled.union(&[&odd]).rebalance().filter(|x| x % 3 != 0).sink(sink);
+        (env, out)
+    };
+    let (chained, out1) = build(EnvConfig::default().with_parallelism(2));
+    let text = chained.explain().unwrap().text;
+    assert!(text.contains("task 2: Filter -> Map [parallelism 2]"), "{text}");
+    let (unchained, out2) = build(EnvConfig::default().with_parallelism(2).without_chaining());
+    let text = unchained.explain().unwrap().text;
+    assert!(!text.lines().any(|l| l.starts_with("task") && l.contains(" -> ")), "{text}");
+    let a = run_chain(&chained, &out1);
+    let b = run_chain(&unchained, &out2);
+    assert_eq!(a, b);
+    assert_eq!(a.len(), (0..5_000u64).map(|x| x * 2).filter(|x| x % 3 != 0).count() + (0..5_000u64).filter(|x| x % 2 == 1).map(|x| x + 1_000_000).filter(|x| x % 3 != 0).count());
+}
+
+#[test]
+fn explain_prints_tasks_edges_and_dot() {
+    let env = env(2);
+    let (sink, _out) = CollectSink::new();
+    env.from_collection(vec![1u64])
+        .key_by(|x| *x)
+        .process(FailOnKey(7))
+        .uid("proc")
+        .sink(sink);
+    let e = env.explain().unwrap();
+    assert!(e.text.contains("edge: task 0 (Collection) -> task 1 (KeyedProcess) HASH"), "{}", e.text);
+    assert!(e.text.contains("keyed operator, uid 'proc'"), "{}", e.text);
+    assert!(e.dot.starts_with("digraph job {"));
+    assert!(e.dot.contains("label=\"HASH\""));
+}
+
+#[test]
+fn invalid_jobs_are_rejected_before_running() {
+    let env = env(2);
+    let (sink, _out) = CollectSink::new();
+    env.from_collection(vec![1u64]).map(|x| x).uid("same").sink(sink).uid("same");
+    let err = env.execute("dup").unwrap_err();
+    assert!(err.to_string().contains("uids must be unique"), "{err}");
+
+    let env = Env::with_config(EnvConfig::default().with_parallelism(1)).unwrap();
+    let (sink, _out) = CollectSink::new();
+    env.from_collection(vec![1u64]).map(|x| x).parallelism(3).forward().map(|x| x).sink(sink);
+    let err = env.execute("forward").unwrap_err();
+    assert!(err.to_string().contains("forward() needs equal parallelism"), "{err}");
+}
+
+#[test]
+fn bad_command_line_values_say_what_and_where() {
+    let err = Env::from_arg_list(["job", "--parallelism", "0"]).err().unwrap();
+    assert!(err.to_string().contains("--parallelism = '0'"), "{err}");
+    let err = Env::from_arg_list(["job", "--buffer-timeout", "soon"]).err().unwrap();
+    assert!(err.to_string().contains("--buffer-timeout"), "{err}");
+    let env = Env::from_arg_list(["job", "--parallelism", "3", "--buffer-timeout", "1ms"]).unwrap();
+    assert_eq!(env.config().parallelism, 3);
+    assert_eq!(env.config().buffer_timeout, Duration::from_millis(1));
+}
