@@ -12,8 +12,8 @@
 //!
 //! let env = Env::with_config(EnvConfig::default().with_parallelism(2)).unwrap();
 //! let (sink, words) = CollectSink::new();
-//! env.from_collection(vec!["a b", "b c"])
-//!     .flat_map(|line: &str| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+//! env.from_collection(vec!["a b".to_owned(), "b c".to_owned()])
+//!     .flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
 //!     .sink(sink);
 //! env.execute("words").unwrap();
 //! assert_eq!(words.values().len(), 4);
