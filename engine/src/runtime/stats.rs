@@ -96,3 +96,12 @@ fn truncate(s: &str, n: usize) -> String {
         t
     }
 }
+
+/// The process's peak resident set size in bytes (`VmHWM` in
+/// `/proc/self/status`); `None` where that file does not exist.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
