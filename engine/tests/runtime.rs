@@ -272,3 +272,153 @@ fn bad_command_line_values_say_what_and_where() {
     assert_eq!(env.config().parallelism, 3);
     assert_eq!(env.config().buffer_timeout, Duration::from_millis(1));
 }
+
+const ODD: eddy_engine::operator::OutputTag<String> = eddy_engine::operator::OutputTag::new("odd");
+const UNUSED: eddy_engine::operator::OutputTag<u64> = eddy_engine::operator::OutputTag::new("unused");
+
+#[derive(Clone)]
+struct SplitOdd;
+
+impl KeyedProcessFunction<u64, u64, u64> for SplitOdd {
+    fn process(&mut self, v: u64, _ctx: &mut KeyedContext<'_, u64>, out: &mut Collector<'_, u64>) -> UserResult {
+        if v % 2 == 0 {
+            out.emit(v);
+        } else {
+            out.output(&ODD, format!("odd {v}"));
+            out.output(&UNUSED, v);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn side_outputs_reach_their_consumers_and_unconsumed_ones_are_counted() {
+    let env = env(2);
+    let (evens, even_out) = CollectSink::new();
+    let (odds, odd_out) = CollectSink::new();
+    let main = env
+        .from_collection((0..100u64).collect())
+        .key_by(|v| *v)
+        .process(SplitOdd)
+        .uid("split");
+    main.sink(evens);
+    main.side_output(&ODD).map(|s| s.to_uppercase()).sink(odds);
+    let stats = env.execute("side").unwrap();
+    let mut e = even_out.values();
+    e.sort();
+    assert_eq!(e, (0..100).filter(|v| v % 2 == 0).collect::<Vec<_>>());
+    let mut o = odd_out.values();
+    o.sort();
+    let mut expected: Vec<String> = (0..100).filter(|v| v % 2 == 1).map(|v| format!("ODD {v}")).collect();
+    expected.sort();
+    assert_eq!(o, expected);
+    assert_eq!(stats.operator("split").unwrap().side_dropped, 50);
+}
+
+#[test]
+fn broadcast_sends_every_record_to_every_subtask() {
+    let env = env(3);
+    let (sink, out) = CollectSink::new();
+    env.from_collection((0..10u64).collect())
+        .broadcast()
+        .map(|v| v * 2)
+        .sink(sink);
+    env.execute("broadcast").unwrap();
+    let mut got = out.values();
+    got.sort();
+    let mut expected: Vec<u64> = (0..10u64).flat_map(|v| [v * 2; 3]).collect();
+    expected.sort();
+    assert_eq!(got, expected);
+}
+
+/// Emits one record, then waits (polling against a deadline) until the sink
+/// has received it, and ends. Only a flush on the buffer timeout can deliver
+/// the record while the source is still running.
+struct OneThenWait {
+    delivered: Arc<AtomicU64>,
+}
+
+struct OneThenWaitReader {
+    delivered: Arc<AtomicU64>,
+    polls: u64,
+}
+
+impl eddy_engine::source::Source for OneThenWait {
+    type Out = u64;
+    type Split = common::CountSplit;
+    type Reader = OneThenWaitReader;
+    fn boundedness(&self) -> eddy_engine::source::Boundedness {
+        eddy_engine::source::Boundedness::Bounded
+    }
+    fn splits(&self, _p: usize) -> Result<Vec<common::CountSplit>, BoxError> {
+        Ok(vec![common::CountSplit { next: 0, stride: 1, index: 0 }])
+    }
+    fn create_reader(&self, _ctx: &RuntimeContext) -> Result<OneThenWaitReader, BoxError> {
+        Ok(OneThenWaitReader { delivered: Arc::clone(&self.delivered), polls: 0 })
+    }
+}
+
+impl eddy_engine::source::SourceReader for OneThenWaitReader {
+    type Out = u64;
+    type Split = common::CountSplit;
+    fn add_splits(&mut self, _s: Vec<common::CountSplit>) -> Result<(), BoxError> {
+        Ok(())
+    }
+    fn poll_next(
+        &mut self,
+        out: &mut eddy_engine::source::SourceOutput<'_, u64>,
+    ) -> Result<eddy_engine::source::ReadStatus, BoxError> {
+        use eddy_engine::source::ReadStatus;
+        self.polls += 1;
+        if self.polls == 1 {
+            out.emit(0, 7);
+            return Ok(ReadStatus::MoreAvailable);
+        }
+        if self.delivered.load(Ordering::SeqCst) > 0 {
+            return Ok(ReadStatus::Finished);
+        }
+        if self.polls > 10_000 {
+            return Err("the record was not delivered within 10 s".into());
+        }
+        Ok(ReadStatus::NothingAvailable)
+    }
+    fn snapshot_splits(&self) -> Vec<common::CountSplit> {
+        Vec::new()
+    }
+}
+
+struct CountingSink(Arc<AtomicU64>);
+struct CountingWriter(Arc<AtomicU64>);
+
+impl Sink for CountingSink {
+    type In = u64;
+    type Writer = CountingWriter;
+    fn create_writer(&self, _ctx: &RuntimeContext) -> Result<CountingWriter, BoxError> {
+        Ok(CountingWriter(Arc::clone(&self.0)))
+    }
+}
+
+impl SinkWriter for CountingWriter {
+    type In = u64;
+    fn write(&mut self, batch: &mut Vec<Record<u64>>) -> Result<(), BoxError> {
+        self.0.fetch_add(batch.len() as u64, Ordering::SeqCst);
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_buffer_timeout_flushes_a_partial_batch_while_the_source_runs() {
+    let config = EnvConfig::default()
+        .with_parallelism(1)
+        .with_buffer_timeout(Duration::from_millis(2));
+    let env = Env::with_config(config).unwrap();
+    let delivered = Arc::new(AtomicU64::new(0));
+    env.source(OneThenWait { delivered: Arc::clone(&delivered) })
+        .sink(CountingSink(Arc::clone(&delivered)))
+        .disable_chaining();
+    env.execute("flush").unwrap();
+    assert_eq!(delivered.load(Ordering::SeqCst), 1);
+}
