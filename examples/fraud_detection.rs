@@ -49,7 +49,10 @@ fn main() -> anyhow::Result<()> {
     let cards = cli.cards.max(1);
 
     let alerts = env
-        .source(DataGen::new(move |i, rng: &mut SplitMix64| payment(i, rng, cards)).with_count(cli.events))
+        .source(
+            DataGen::new(move |i, rng: &mut SplitMix64| payment(i, rng, cards))
+                .with_count(cli.events),
+        )
         .uid("payments")
         .assign_timestamps(fraud::watermarks())
         .key_by(|p| p.card)

@@ -21,14 +21,24 @@ const COUNT: ValueStateDesc<u64> = ValueStateDesc::new("count");
 struct CountWords;
 
 impl KeyedProcessFunction<String, String, (String, u64)> for CountWords {
-    fn process(&mut self, _word: String, ctx: &mut KeyedContext<'_, String>, _out: &mut Collector<'_, (String, u64)>) -> UserResult {
+    fn process(
+        &mut self,
+        _word: String,
+        ctx: &mut KeyedContext<'_, String>,
+        _out: &mut Collector<'_, (String, u64)>,
+    ) -> UserResult {
         let n = ctx.state(&COUNT).get()?.unwrap_or(0);
         ctx.state(&COUNT).set(n + 1)?;
         ctx.timers().register_event_time(Timestamp::MAX);
         Ok(())
     }
 
-    fn on_timer(&mut self, _at: Timestamp, ctx: &mut KeyedContext<'_, String>, out: &mut Collector<'_, (String, u64)>) -> UserResult {
+    fn on_timer(
+        &mut self,
+        _at: Timestamp,
+        ctx: &mut KeyedContext<'_, String>,
+        out: &mut Collector<'_, (String, u64)>,
+    ) -> UserResult {
         let n = ctx.state(&COUNT).take()?.unwrap_or(0);
         out.emit((ctx.key().clone(), n));
         Ok(())

@@ -62,7 +62,11 @@ fn fraud_alerts_equal_the_reference_at_any_parallelism() {
         .map(|i| generate_at(0, i, |i, rng| payment(i, rng, CARDS)))
         .collect();
     let expected = reference(&payments);
-    assert!(expected.len() > 20, "the data makes alerts ({})", expected.len());
+    assert!(
+        expected.len() > 20,
+        "the data makes alerts ({})",
+        expected.len()
+    );
     assert_eq!(run(1), expected);
     assert_eq!(run(3), expected);
 }

@@ -54,7 +54,10 @@ fn main() -> anyhow::Result<()> {
         .records_in;
     let peak_rss = peak_rss_bytes();
     let engine_rate = cli.events as f64 / engine_secs;
-    println!("engine events/s   {:>14.0}   ({engine_secs:.3} s, {engine_results} results)", engine_rate);
+    println!(
+        "engine events/s   {:>14.0}   ({engine_secs:.3} s, {engine_results} results)",
+        engine_rate
+    );
 
     if !cli.no_loop {
         let generator = NexmarkGenerator::new(nexmark)?;
@@ -65,13 +68,19 @@ fn main() -> anyhow::Result<()> {
             "loop events/s     {:>14.0}   ({loop_secs:.3} s, {loop_results} results)",
             cli.events as f64 / loop_secs
         );
-        println!("ratio engine/loop {:>14.2}   (engine time / loop time)", engine_secs / loop_secs);
+        println!(
+            "ratio engine/loop {:>14.2}   (engine time / loop time)",
+            engine_secs / loop_secs
+        );
         if loop_results != engine_results {
             bail!("engine produced {engine_results} results but the loop {loop_results}");
         }
     }
     match peak_rss {
-        Some(bytes) => println!("peak RSS          {:>11.1} MiB", bytes as f64 / (1 << 20) as f64),
+        Some(bytes) => println!(
+            "peak RSS          {:>11.1} MiB",
+            bytes as f64 / (1 << 20) as f64
+        ),
         None => println!("peak RSS          unavailable on this platform"),
     }
     Ok(())

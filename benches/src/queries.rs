@@ -55,11 +55,17 @@ impl Query {
                 bids.sink(DiscardSink::new()).uid("results");
             }
             Query::Q1 => {
-                bids.map(to_euros).name("ToEuros").sink(DiscardSink::new()).uid("results");
+                bids.map(to_euros)
+                    .name("ToEuros")
+                    .sink(DiscardSink::new())
+                    .uid("results");
             }
             Query::Q2 => {
                 bids.filter(q2_selected)
-                    .map(|b| AuctionPrice { auction: b.auction, price: b.price })
+                    .map(|b| AuctionPrice {
+                        auction: b.auction,
+                        price: b.price,
+                    })
                     .name("Select")
                     .sink(DiscardSink::new())
                     .uid("results");
@@ -86,7 +92,10 @@ impl Query {
                 }
                 Query::Q2 => {
                     if q2_selected(&bid) {
-                        black_box(AuctionPrice { auction: bid.auction, price: bid.price });
+                        black_box(AuctionPrice {
+                            auction: bid.auction,
+                            price: bid.price,
+                        });
                         results += 1;
                     }
                 }

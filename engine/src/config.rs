@@ -197,7 +197,10 @@ mod tests {
 
     #[test]
     fn zero_parallelism_is_rejected_with_the_flag_and_range() {
-        let err = EnvConfig::default().with_parallelism(0).validate().unwrap_err();
+        let err = EnvConfig::default()
+            .with_parallelism(0)
+            .validate()
+            .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("--parallelism = '0'"), "{text}");
         assert!(text.contains("between 1 and"), "{text}");

@@ -29,9 +29,7 @@ impl<T> Key for T where T: Data + Hash + Eq {}
 ///
 /// Arithmetic with [`Duration`] saturates at [`Timestamp::MIN`] /
 /// [`Timestamp::MAX`], so the sentinels stay sentinels.
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 

@@ -95,7 +95,10 @@ mod tests {
                 for i in 0..p {
                     let r = KeyGroupRange::for_subtask(i, p, max);
                     assert_eq!(r.start as usize, next, "max {max} p {p} i {i}");
-                    assert!(!r.is_empty(), "every subtask owns a key group when p <= max");
+                    assert!(
+                        !r.is_empty(),
+                        "every subtask owns a key group when p <= max"
+                    );
                     for kg in r.start..r.end {
                         assert_eq!(subtask_for_key_group(kg, p, max), i);
                     }

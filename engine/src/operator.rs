@@ -49,7 +49,11 @@ pub trait Operator: 'static {
     ///
     /// # Errors
     /// Fails the job, naming the operator.
-    fn on_watermark(&mut self, _watermark: Timestamp, _out: &mut Collector<'_, Self::Out>) -> UserResult {
+    fn on_watermark(
+        &mut self,
+        _watermark: Timestamp,
+        _out: &mut Collector<'_, Self::Out>,
+    ) -> UserResult {
         Ok(())
     }
 
@@ -58,7 +62,11 @@ pub trait Operator: 'static {
     ///
     /// # Errors
     /// Fails the job, naming the operator.
-    fn on_processing_time(&mut self, _now: Timestamp, _out: &mut Collector<'_, Self::Out>) -> UserResult {
+    fn on_processing_time(
+        &mut self,
+        _now: Timestamp,
+        _out: &mut Collector<'_, Self::Out>,
+    ) -> UserResult {
         Ok(())
     }
 

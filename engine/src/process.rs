@@ -44,14 +44,24 @@ pub trait KeyedProcessFunction<K, I, O>: Send + 'static {
     ///
     /// # Errors
     /// Fails the job, naming the operator.
-    fn process(&mut self, value: I, ctx: &mut KeyedContext<'_, K>, out: &mut Collector<'_, O>) -> UserResult;
+    fn process(
+        &mut self,
+        value: I,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult;
 
     /// Called when a timer registered for `ctx.key()` fires at `time`. The
     /// default does nothing, for functions that register no timers.
     ///
     /// # Errors
     /// Fails the job, naming the operator.
-    fn on_timer(&mut self, _time: Timestamp, _ctx: &mut KeyedContext<'_, K>, _out: &mut Collector<'_, O>) -> UserResult {
+    fn on_timer(
+        &mut self,
+        _time: Timestamp,
+        _ctx: &mut KeyedContext<'_, K>,
+        _out: &mut Collector<'_, O>,
+    ) -> UserResult {
         Ok(())
     }
 }
@@ -181,7 +191,12 @@ where
     O: Data,
     F: KeyedProcessFunction<K, I, O>,
 {
-    fn fire(&mut self, domain: TimeDomain, up_to: Timestamp, out: &mut Collector<'_, O>) -> UserResult {
+    fn fire(
+        &mut self,
+        domain: TimeDomain,
+        up_to: Timestamp,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
         loop {
             let queue = match domain {
                 TimeDomain::EventTime => &mut self.timers.event,
@@ -223,7 +238,11 @@ where
         self.f.open(ctx)
     }
 
-    fn process_batch(&mut self, batch: &mut Vec<Record<I>>, out: &mut Collector<'_, O>) -> UserResult {
+    fn process_batch(
+        &mut self,
+        batch: &mut Vec<Record<I>>,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
         for record in batch.drain(..) {
             let key = (self.key)(&record.value);
             let key_group = key_group_of(&key, self.max_parallelism);

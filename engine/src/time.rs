@@ -16,10 +16,13 @@ use std::time::Duration;
 
 use crate::element::{StreamStatus, Timestamp};
 
+/// Extracts a record's event time.
+pub type TimestampAssigner<T> = Arc<dyn Fn(&T) -> Timestamp + Send + Sync>;
+
 /// How event time is assigned and how watermarks are generated.
 pub struct WatermarkStrategy<T> {
     out_of_orderness: Option<Duration>,
-    timestamp: Option<Arc<dyn Fn(&T) -> Timestamp + Send + Sync>>,
+    timestamp: Option<TimestampAssigner<T>>,
     idleness: Option<Duration>,
     emission: WatermarkEmission,
 }
@@ -352,9 +355,18 @@ mod tests {
     fn valve_emits_the_minimum_over_channels() {
         let mut v = WatermarkValve::new(2);
         assert_eq!(v.on_watermark(0, Timestamp(10)).watermark, None);
-        assert_eq!(v.on_watermark(1, Timestamp(5)).watermark, Some(Timestamp(5)));
-        assert_eq!(v.on_watermark(1, Timestamp(20)).watermark, Some(Timestamp(10)));
-        assert_eq!(v.on_watermark(0, Timestamp(30)).watermark, Some(Timestamp(20)));
+        assert_eq!(
+            v.on_watermark(1, Timestamp(5)).watermark,
+            Some(Timestamp(5))
+        );
+        assert_eq!(
+            v.on_watermark(1, Timestamp(20)).watermark,
+            Some(Timestamp(10))
+        );
+        assert_eq!(
+            v.on_watermark(0, Timestamp(30)).watermark,
+            Some(Timestamp(20))
+        );
     }
 
     #[test]
@@ -442,7 +454,11 @@ mod tests {
         w.add_split(Timestamp(0));
         w.add_split(Timestamp(0));
         w.on_record(0, &100, Timestamp::MIN);
-        assert_eq!(w.check(Timestamp(0)).watermark, None, "split 1 has no data yet");
+        assert_eq!(
+            w.check(Timestamp(0)).watermark,
+            None,
+            "split 1 has no data yet"
+        );
         w.finish_split(1);
         assert_eq!(w.check(Timestamp(0)).watermark, Some(Timestamp(99)));
         assert_eq!(w.end(), Some(Timestamp::MAX));

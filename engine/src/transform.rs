@@ -26,7 +26,11 @@ impl<I: Data, O: Data, F: FnMut(I) -> O + 'static> Operator for MapOp<I, O, F> {
     type In = I;
     type Out = O;
 
-    fn process_batch(&mut self, batch: &mut Vec<Record<I>>, out: &mut Collector<'_, O>) -> UserResult {
+    fn process_batch(
+        &mut self,
+        batch: &mut Vec<Record<I>>,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
         let f = &mut self.f;
         out.pending().extend(batch.drain(..).map(|r| Record {
             ts: r.ts,
@@ -53,7 +57,11 @@ impl<T: Data, F: FnMut(&T) -> bool + 'static> Operator for FilterOp<T, F> {
     type In = T;
     type Out = T;
 
-    fn process_batch(&mut self, batch: &mut Vec<Record<T>>, out: &mut Collector<'_, T>) -> UserResult {
+    fn process_batch(
+        &mut self,
+        batch: &mut Vec<Record<T>>,
+        out: &mut Collector<'_, T>,
+    ) -> UserResult {
         let f = &mut self.f;
         batch.retain(|r| f(&r.value));
         let pending = out.pending();
@@ -90,11 +98,19 @@ where
     type In = I;
     type Out = O;
 
-    fn process_batch(&mut self, batch: &mut Vec<Record<I>>, out: &mut Collector<'_, O>) -> UserResult {
+    fn process_batch(
+        &mut self,
+        batch: &mut Vec<Record<I>>,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
         let f = &mut self.f;
         let pending = out.pending();
         for r in batch.drain(..) {
-            pending.extend(f(r.value).into_iter().map(|value| Record { ts: r.ts, value }));
+            pending.extend(
+                f(r.value)
+                    .into_iter()
+                    .map(|value| Record { ts: r.ts, value }),
+            );
         }
         Ok(())
     }

@@ -33,13 +33,29 @@ impl KeyedProcessFunction<u64, u64, (u64, Timestamp)> for WatchWatermarks {
         self.subtask = ctx.subtask();
         Ok(())
     }
-    fn process(&mut self, v: u64, ctx: &mut KeyedContext<'_, u64>, _out: &mut Collector<'_, (u64, Timestamp)>) -> UserResult {
-        assert!(ctx.timestamp() > ctx.current_watermark(), "record {v} is late");
-        self.seen.lock().unwrap().push((self.subtask, ctx.current_watermark()));
+    fn process(
+        &mut self,
+        v: u64,
+        ctx: &mut KeyedContext<'_, u64>,
+        _out: &mut Collector<'_, (u64, Timestamp)>,
+    ) -> UserResult {
+        assert!(
+            ctx.timestamp() > ctx.current_watermark(),
+            "record {v} is late"
+        );
+        self.seen
+            .lock()
+            .unwrap()
+            .push((self.subtask, ctx.current_watermark()));
         ctx.timers().register_event_time(Timestamp(1_000_000_000));
         Ok(())
     }
-    fn on_timer(&mut self, t: Timestamp, ctx: &mut KeyedContext<'_, u64>, out: &mut Collector<'_, (u64, Timestamp)>) -> UserResult {
+    fn on_timer(
+        &mut self,
+        t: Timestamp,
+        ctx: &mut KeyedContext<'_, u64>,
+        out: &mut Collector<'_, (u64, Timestamp)>,
+    ) -> UserResult {
         out.emit((*ctx.key(), ctx.current_watermark()));
         assert_eq!(t, Timestamp(1_000_000_000));
         Ok(())
@@ -48,7 +64,8 @@ impl KeyedProcessFunction<u64, u64, (u64, Timestamp)> for WatchWatermarks {
 
 #[test]
 fn watermarks_are_monotonic_the_minimum_of_inputs_and_flushed_at_end() {
-    let env = Env::with_config(EnvConfig::default().with_parallelism(2).with_batch_size(16)).unwrap();
+    let env =
+        Env::with_config(EnvConfig::default().with_parallelism(2).with_batch_size(16)).unwrap();
     let strategy = || {
         WatermarkStrategy::monotonous()
             .with_timestamp(|v: &u64| Timestamp(*v as i64))
@@ -57,7 +74,10 @@ fn watermarks_are_monotonic_the_minimum_of_inputs_and_flushed_at_end() {
     // A fast input racing far ahead in event time and a slow one: the slow
     // one's records must never be late downstream.
     let fast = env
-        .source(CountingSource { count: Some(50_000), produced: Default::default() })
+        .source(CountingSource {
+            count: Some(50_000),
+            produced: Default::default(),
+        })
         .assign_timestamps(strategy());
     let slow = env
         .from_collection((0..300u64).collect())
@@ -66,14 +86,24 @@ fn watermarks_are_monotonic_the_minimum_of_inputs_and_flushed_at_end() {
     let (sink, out) = CollectSink::new();
     fast.union(&[&slow])
         .key_by(|v| v % 10)
-        .process(WatchWatermarks { seen: Arc::clone(&seen), subtask: 0 })
+        .process(WatchWatermarks {
+            seen: Arc::clone(&seen),
+            subtask: 0,
+        })
         .sink(sink);
     env.execute("watermarks").unwrap();
 
     let seen = seen.lock().unwrap();
     for subtask in 0..2 {
-        let wms: Vec<Timestamp> = seen.iter().filter(|(s, _)| *s == subtask).map(|(_, w)| *w).collect();
-        assert!(wms.windows(2).all(|w| w[0] <= w[1]), "watermark went backwards on subtask {subtask}");
+        let wms: Vec<Timestamp> = seen
+            .iter()
+            .filter(|(s, _)| *s == subtask)
+            .map(|(_, w)| *w)
+            .collect();
+        assert!(
+            wms.windows(2).all(|w| w[0] <= w[1]),
+            "watermark went backwards on subtask {subtask}"
+        );
     }
     let fired = out.values();
     assert_eq!(fired.len(), 10, "one timer per key fires at the end");
@@ -99,10 +129,19 @@ impl Source for OneSilentSplit {
         Boundedness::Bounded
     }
     fn splits(&self, _p: usize) -> Result<Vec<common::CountSplit>, BoxError> {
-        Ok((0..2).map(|i| common::CountSplit { next: 0, stride: 1, index: i }).collect())
+        Ok((0..2)
+            .map(|i| common::CountSplit {
+                next: 0,
+                stride: 1,
+                index: i,
+            })
+            .collect())
     }
     fn create_reader(&self, _ctx: &RuntimeContext) -> Result<OneSilentReader, BoxError> {
-        Ok(OneSilentReader { clock: self.clock.clone(), polls: 0 })
+        Ok(OneSilentReader {
+            clock: self.clock.clone(),
+            polls: 0,
+        })
     }
 }
 
@@ -134,11 +173,21 @@ impl SourceReader for OneSilentReader {
 struct TimerAt50;
 
 impl KeyedProcessFunction<u8, u64, Timestamp> for TimerAt50 {
-    fn process(&mut self, _v: u64, ctx: &mut KeyedContext<'_, u8>, _out: &mut Collector<'_, Timestamp>) -> UserResult {
+    fn process(
+        &mut self,
+        _v: u64,
+        ctx: &mut KeyedContext<'_, u8>,
+        _out: &mut Collector<'_, Timestamp>,
+    ) -> UserResult {
         ctx.timers().register_event_time(Timestamp(50));
         Ok(())
     }
-    fn on_timer(&mut self, _t: Timestamp, ctx: &mut KeyedContext<'_, u8>, out: &mut Collector<'_, Timestamp>) -> UserResult {
+    fn on_timer(
+        &mut self,
+        _t: Timestamp,
+        ctx: &mut KeyedContext<'_, u8>,
+        out: &mut Collector<'_, Timestamp>,
+    ) -> UserResult {
         out.emit(ctx.current_watermark());
         Ok(())
     }
@@ -166,8 +215,15 @@ fn fired_at(idleness: Option<Duration>) -> Vec<Timestamp> {
 
 #[test]
 fn an_idle_split_stops_holding_the_watermark_back() {
-    assert_eq!(fired_at(None), vec![Timestamp::MAX], "the silent split holds the watermark until the end");
-    assert_eq!(fired_at(Some(Duration::from_millis(500))), vec![Timestamp(198)]);
+    assert_eq!(
+        fired_at(None),
+        vec![Timestamp::MAX],
+        "the silent split holds the watermark until the end"
+    );
+    assert_eq!(
+        fired_at(Some(Duration::from_millis(500))),
+        vec![Timestamp(198)]
+    );
 }
 
 /// Registers a processing-time timer 100 ms ahead and says when it fired.
@@ -177,12 +233,23 @@ struct ProcTimer {
 }
 
 impl KeyedProcessFunction<u8, u64, (TimeDomain, Timestamp)> for ProcTimer {
-    fn process(&mut self, _v: u64, ctx: &mut KeyedContext<'_, u8>, _out: &mut Collector<'_, (TimeDomain, Timestamp)>) -> UserResult {
+    fn process(
+        &mut self,
+        _v: u64,
+        ctx: &mut KeyedContext<'_, u8>,
+        _out: &mut Collector<'_, (TimeDomain, Timestamp)>,
+    ) -> UserResult {
         let now = ctx.current_processing_time();
-        ctx.timers().register_processing_time(now + Duration::from_millis(100));
+        ctx.timers()
+            .register_processing_time(now + Duration::from_millis(100));
         Ok(())
     }
-    fn on_timer(&mut self, t: Timestamp, ctx: &mut KeyedContext<'_, u8>, out: &mut Collector<'_, (TimeDomain, Timestamp)>) -> UserResult {
+    fn on_timer(
+        &mut self,
+        t: Timestamp,
+        ctx: &mut KeyedContext<'_, u8>,
+        out: &mut Collector<'_, (TimeDomain, Timestamp)>,
+    ) -> UserResult {
         out.emit((ctx.time_domain().unwrap(), t));
         self.fired.store(true, Ordering::SeqCst);
         Ok(())
@@ -209,10 +276,18 @@ impl Source for ThenAdvance {
         Boundedness::Bounded
     }
     fn splits(&self, _p: usize) -> Result<Vec<common::CountSplit>, BoxError> {
-        Ok(vec![common::CountSplit { next: 0, stride: 1, index: 0 }])
+        Ok(vec![common::CountSplit {
+            next: 0,
+            stride: 1,
+            index: 0,
+        }])
     }
     fn create_reader(&self, _ctx: &RuntimeContext) -> Result<ThenAdvanceReader, BoxError> {
-        Ok(ThenAdvanceReader { clock: self.clock.clone(), fired: Arc::clone(&self.fired), step: 0 })
+        Ok(ThenAdvanceReader {
+            clock: self.clock.clone(),
+            fired: Arc::clone(&self.fired),
+            step: 0,
+        })
     }
 }
 
@@ -249,11 +324,17 @@ fn processing_time_timers_fire_when_the_jobs_clock_passes_them() {
     env.set_clock(Arc::new(clock.clone()));
     let fired = Arc::new(AtomicBool::new(false));
     let (sink, out) = CollectSink::new();
-    env.source(ThenAdvance { clock: clock.clone(), fired: Arc::clone(&fired) })
-        .key_by(|_| 0u8)
-        .process(ProcTimer { fired })
-        .sink(sink);
+    env.source(ThenAdvance {
+        clock: clock.clone(),
+        fired: Arc::clone(&fired),
+    })
+    .key_by(|_| 0u8)
+    .process(ProcTimer { fired })
+    .sink(sink);
     env.execute("proc-time").unwrap();
-    assert_eq!(out.values(), vec![(TimeDomain::ProcessingTime, Timestamp(10_100))]);
+    assert_eq!(
+        out.values(),
+        vec![(TimeDomain::ProcessingTime, Timestamp(10_100))]
+    );
     assert!(clock.now() >= Timestamp(10_150));
 }

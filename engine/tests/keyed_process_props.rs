@@ -34,9 +34,17 @@ const FIRED: ValueStateDesc<u32> = ValueStateDesc::new("fired");
 type Out = (u32, i64, i64, u32, u32);
 
 impl KeyedProcessFunction<u32, (u32, i64, i64), Out> for BucketSums {
-    fn process(&mut self, (_, ts, v): (u32, i64, i64), ctx: &mut KeyedContext<'_, u32>, _out: &mut Collector<'_, Out>) -> UserResult {
+    fn process(
+        &mut self,
+        (_, ts, v): (u32, i64, i64),
+        ctx: &mut KeyedContext<'_, u32>,
+        _out: &mut Collector<'_, Out>,
+    ) -> UserResult {
         assert_eq!(ctx.timestamp(), Timestamp(ts));
-        assert!(ctx.timestamp() > ctx.current_watermark(), "input is never late here");
+        assert!(
+            ctx.timestamp() > ctx.current_watermark(),
+            "input is never late here"
+        );
         let end = (ts.div_euclid(WINDOW) + 1) * WINDOW;
         let mut sums = ctx.state(&SUMS);
         let (s, c) = sums.get(&end)?.unwrap_or((0, 0));
@@ -46,11 +54,19 @@ impl KeyedProcessFunction<u32, (u32, i64, i64), Out> for BucketSums {
         Ok(())
     }
 
-    fn on_timer(&mut self, time: Timestamp, ctx: &mut KeyedContext<'_, u32>, out: &mut Collector<'_, Out>) -> UserResult {
+    fn on_timer(
+        &mut self,
+        time: Timestamp,
+        ctx: &mut KeyedContext<'_, u32>,
+        out: &mut Collector<'_, Out>,
+    ) -> UserResult {
         assert_eq!(ctx.time_domain(), Some(TimeDomain::EventTime));
         assert!(ctx.current_watermark() >= time);
         let end = time.millis() + 1;
-        let (sum, count) = ctx.state(&SUMS).remove(&end)?.expect("a timer implies a bucket");
+        let (sum, count) = ctx
+            .state(&SUMS)
+            .remove(&end)?
+            .expect("a timer implies a bucket");
         let values = ctx.state(&VALUES).take()?;
         let (mine, rest): (Vec<_>, Vec<_>) = values.into_iter().partition(|(e, _)| *e == end);
         assert_eq!(mine.iter().map(|(_, v)| v).sum::<i64>(), sum);
@@ -109,16 +125,18 @@ fn run(input: &[(u32, i64, i64)], parallelism: usize, batch_size: usize) -> Vec<
 /// Input whose timestamps never fall more than MAX_DELAY behind the running
 /// maximum (so no record is late), in random order within that bound.
 fn bounded_disorder() -> impl Strategy<Value = Vec<(u32, i64, i64)>> {
-    prop::collection::vec((0u32..6, 0i64..8, -50i64..50, 0i64..=MAX_DELAY), 0..300).prop_map(|steps| {
-        let mut max = 0i64;
-        steps
-            .into_iter()
-            .map(|(key, advance, value, lag)| {
-                max += advance;
-                (key, (max - lag).max(0).max(max - MAX_DELAY), value)
-            })
-            .collect()
-    })
+    prop::collection::vec((0u32..6, 0i64..8, -50i64..50, 0i64..=MAX_DELAY), 0..300).prop_map(
+        |steps| {
+            let mut max = 0i64;
+            steps
+                .into_iter()
+                .map(|(key, advance, value, lag)| {
+                    max += advance;
+                    (key, (max - lag).max(0).max(max - MAX_DELAY), value)
+                })
+                .collect()
+        },
+    )
 }
 
 proptest! {

@@ -52,23 +52,34 @@ fn a_failure_cancels_an_unbounded_job_instead_of_hanging() {
     let env = env(2);
     let produced = Arc::new(AtomicU64::new(0));
     let (sink, _out) = CollectSink::new();
-    env.source(CountingSource { count: None, produced })
-        .rebalance()
-        .map(|x| {
-            assert!(x < 100_000, "enough");
-            x
-        })
-        .name("stop-here")
-        .sink(sink);
+    env.source(CountingSource {
+        count: None,
+        produced,
+    })
+    .rebalance()
+    .map(|x| {
+        assert!(x < 100_000, "enough");
+        x
+    })
+    .name("stop-here")
+    .sink(sink);
     let err = env.execute("unbounded").unwrap_err();
-    assert!(matches!(err, EngineError::UserPanic { ref location, .. } if location.operator == "stop-here"), "{err}");
+    assert!(
+        matches!(err, EngineError::UserPanic { ref location, .. } if location.operator == "stop-here"),
+        "{err}"
+    );
 }
 
 #[derive(Clone)]
 struct FailOnKey(u64);
 
 impl KeyedProcessFunction<u64, u64, u64> for FailOnKey {
-    fn process(&mut self, v: u64, ctx: &mut KeyedContext<'_, u64>, out: &mut Collector<'_, u64>) -> UserResult {
+    fn process(
+        &mut self,
+        v: u64,
+        ctx: &mut KeyedContext<'_, u64>,
+        out: &mut Collector<'_, u64>,
+    ) -> UserResult {
         if *ctx.key() == self.0 {
             return Err(format!("key {} is not allowed", self.0).into());
         }
@@ -174,7 +185,12 @@ impl KeyedProcessFunction<u64, u64, (u64, usize)> for WhereAmI {
         self.subtask = ctx.subtask();
         Ok(())
     }
-    fn process(&mut self, v: u64, _ctx: &mut KeyedContext<'_, u64>, out: &mut Collector<'_, (u64, usize)>) -> UserResult {
+    fn process(
+        &mut self,
+        v: u64,
+        _ctx: &mut KeyedContext<'_, u64>,
+        out: &mut Collector<'_, (u64, usize)>,
+    ) -> UserResult {
         out.emit((v % 97, self.subtask));
         Ok(())
     }
@@ -196,7 +212,10 @@ fn every_key_lands_on_exactly_the_subtask_owning_its_key_group() {
     for (key, subtask) in values {
         let first = *owner.entry(key).or_insert(subtask);
         assert_eq!(first, subtask, "key {key} seen on two subtasks");
-        assert_eq!(subtask, subtask_for_key_group(key_group_of(&key, 128), 4, 128));
+        assert_eq!(
+            subtask,
+            subtask_for_key_group(key_group_of(&key, 128), 4, 128)
+        );
     }
     assert_eq!(owner.len(), 97);
 }
@@ -216,19 +235,39 @@ fn chaining_changes_tasks_but_not_results() {
         let s = env.from_collection((0..5_000u64).collect());
         let doubled = s.map(|x| x * 2);
         let odd = s.filter(|x| x % 2 == 1).map(|x| x + 1_000_000);
-        doubled.union(&[&odd]).rebalance().filter(|x| x % 3 != 0).sink(sink);
+        doubled
+            .union(&[&odd])
+            .rebalance()
+            .filter(|x| x % 3 != 0)
+            .sink(sink);
         (env, out)
     };
     let (chained, out1) = build(EnvConfig::default().with_parallelism(2));
     let text = chained.explain().unwrap().text;
-    assert!(text.contains("task 2: Filter -> Map [parallelism 2]"), "{text}");
+    assert!(
+        text.contains("task 2: Filter -> Map [parallelism 2]"),
+        "{text}"
+    );
     let (unchained, out2) = build(EnvConfig::default().with_parallelism(2).without_chaining());
     let text = unchained.explain().unwrap().text;
-    assert!(!text.lines().any(|l| l.starts_with("task") && l.contains(" -> ")), "{text}");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("task") && l.contains(" -> ")),
+        "{text}"
+    );
     let a = run_chain(&chained, &out1);
     let b = run_chain(&unchained, &out2);
     assert_eq!(a, b);
-    assert_eq!(a.len(), (0..5_000u64).map(|x| x * 2).filter(|x| x % 3 != 0).count() + (0..5_000u64).filter(|x| x % 2 == 1).map(|x| x + 1_000_000).filter(|x| x % 3 != 0).count());
+    assert_eq!(
+        a.len(),
+        (0..5_000u64).map(|x| x * 2).filter(|x| x % 3 != 0).count()
+            + (0..5_000u64)
+                .filter(|x| x % 2 == 1)
+                .map(|x| x + 1_000_000)
+                .filter(|x| x % 3 != 0)
+                .count()
+    );
 }
 
 #[test]
@@ -241,7 +280,12 @@ fn explain_prints_tasks_edges_and_dot() {
         .uid("proc")
         .sink(sink);
     let e = env.explain().unwrap();
-    assert!(e.text.contains("edge: task 0 (Collection) -> task 1 (KeyedProcess) HASH"), "{}", e.text);
+    assert!(
+        e.text
+            .contains("edge: task 0 (Collection) -> task 1 (KeyedProcess) HASH"),
+        "{}",
+        e.text
+    );
     assert!(e.text.contains("keyed operator, uid 'proc'"), "{}", e.text);
     assert!(e.dot.starts_with("digraph job {"));
     assert!(e.dot.contains("label=\"HASH\""));
@@ -251,22 +295,39 @@ fn explain_prints_tasks_edges_and_dot() {
 fn invalid_jobs_are_rejected_before_running() {
     let env = env(2);
     let (sink, _out) = CollectSink::new();
-    env.from_collection(vec![1u64]).map(|x| x).uid("same").sink(sink).uid("same");
+    env.from_collection(vec![1u64])
+        .map(|x| x)
+        .uid("same")
+        .sink(sink)
+        .uid("same");
     let err = env.execute("dup").unwrap_err();
     assert!(err.to_string().contains("uids must be unique"), "{err}");
 
     let env = Env::with_config(EnvConfig::default().with_parallelism(1)).unwrap();
     let (sink, _out) = CollectSink::new();
-    env.from_collection(vec![1u64]).map(|x| x).parallelism(3).forward().map(|x| x).sink(sink);
+    env.from_collection(vec![1u64])
+        .map(|x| x)
+        .parallelism(3)
+        .forward()
+        .map(|x| x)
+        .sink(sink);
     let err = env.execute("forward").unwrap_err();
-    assert!(err.to_string().contains("forward() needs equal parallelism"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("forward() needs equal parallelism"),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_command_line_values_say_what_and_where() {
-    let err = Env::from_arg_list(["job", "--parallelism", "0"]).err().unwrap();
+    let err = Env::from_arg_list(["job", "--parallelism", "0"])
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("--parallelism = '0'"), "{err}");
-    let err = Env::from_arg_list(["job", "--buffer-timeout", "soon"]).err().unwrap();
+    let err = Env::from_arg_list(["job", "--buffer-timeout", "soon"])
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("--buffer-timeout"), "{err}");
     let env = Env::from_arg_list(["job", "--parallelism", "3", "--buffer-timeout", "1ms"]).unwrap();
     assert_eq!(env.config().parallelism, 3);
@@ -274,13 +335,19 @@ fn bad_command_line_values_say_what_and_where() {
 }
 
 const ODD: eddy_engine::operator::OutputTag<String> = eddy_engine::operator::OutputTag::new("odd");
-const UNUSED: eddy_engine::operator::OutputTag<u64> = eddy_engine::operator::OutputTag::new("unused");
+const UNUSED: eddy_engine::operator::OutputTag<u64> =
+    eddy_engine::operator::OutputTag::new("unused");
 
 #[derive(Clone)]
 struct SplitOdd;
 
 impl KeyedProcessFunction<u64, u64, u64> for SplitOdd {
-    fn process(&mut self, v: u64, _ctx: &mut KeyedContext<'_, u64>, out: &mut Collector<'_, u64>) -> UserResult {
+    fn process(
+        &mut self,
+        v: u64,
+        _ctx: &mut KeyedContext<'_, u64>,
+        out: &mut Collector<'_, u64>,
+    ) -> UserResult {
         if v % 2 == 0 {
             out.emit(v);
         } else {
@@ -309,7 +376,10 @@ fn side_outputs_reach_their_consumers_and_unconsumed_ones_are_counted() {
     assert_eq!(e, (0..100).filter(|v| v % 2 == 0).collect::<Vec<_>>());
     let mut o = odd_out.values();
     o.sort();
-    let mut expected: Vec<String> = (0..100).filter(|v| v % 2 == 1).map(|v| format!("ODD {v}")).collect();
+    let mut expected: Vec<String> = (0..100)
+        .filter(|v| v % 2 == 1)
+        .map(|v| format!("ODD {v}"))
+        .collect();
     expected.sort();
     assert_eq!(o, expected);
     assert_eq!(stats.operator("split").unwrap().side_dropped, 50);
@@ -351,10 +421,17 @@ impl eddy_engine::source::Source for OneThenWait {
         eddy_engine::source::Boundedness::Bounded
     }
     fn splits(&self, _p: usize) -> Result<Vec<common::CountSplit>, BoxError> {
-        Ok(vec![common::CountSplit { next: 0, stride: 1, index: 0 }])
+        Ok(vec![common::CountSplit {
+            next: 0,
+            stride: 1,
+            index: 0,
+        }])
     }
     fn create_reader(&self, _ctx: &RuntimeContext) -> Result<OneThenWaitReader, BoxError> {
-        Ok(OneThenWaitReader { delivered: Arc::clone(&self.delivered), polls: 0 })
+        Ok(OneThenWaitReader {
+            delivered: Arc::clone(&self.delivered),
+            polls: 0,
+        })
     }
 }
 
@@ -416,9 +493,11 @@ fn the_buffer_timeout_flushes_a_partial_batch_while_the_source_runs() {
         .with_buffer_timeout(Duration::from_millis(2));
     let env = Env::with_config(config).unwrap();
     let delivered = Arc::new(AtomicU64::new(0));
-    env.source(OneThenWait { delivered: Arc::clone(&delivered) })
-        .sink(CountingSink(Arc::clone(&delivered)))
-        .disable_chaining();
+    env.source(OneThenWait {
+        delivered: Arc::clone(&delivered),
+    })
+    .sink(CountingSink(Arc::clone(&delivered)))
+    .disable_chaining();
     env.execute("flush").unwrap();
     assert_eq!(delivered.load(Ordering::SeqCst), 1);
 }

@@ -46,7 +46,10 @@ const AVG: AggregatingStateDesc<Average> = AggregatingStateDesc::new("avg", Aver
 fn backend() -> (KeyedStateBackend<String>, ManualClock) {
     let clock = ManualClock::new(Timestamp(0));
     let range = KeyGroupRange::for_subtask(0, 1, 128);
-    (KeyedStateBackend::new(range, Arc::new(clock.clone())), clock)
+    (
+        KeyedStateBackend::new(range, Arc::new(clock.clone())),
+        clock,
+    )
 }
 
 fn kg(key: &String) -> u16 {
@@ -65,7 +68,10 @@ fn value_state_is_per_key_and_namespace() {
     const PER_WINDOW: ValueStateDesc<u64> = ValueStateDesc::new("per-window");
     b.state(&PER_WINDOW, &a, kg(&a), &1u32).set(10).unwrap();
     assert_eq!(b.state(&PER_WINDOW, &a, kg(&a), &2u32).get().unwrap(), None);
-    assert_eq!(b.state(&PER_WINDOW, &a, kg(&a), &1u32).take().unwrap(), Some(10));
+    assert_eq!(
+        b.state(&PER_WINDOW, &a, kg(&a), &1u32).take().unwrap(),
+        Some(10)
+    );
     assert_eq!(b.state(&COUNT, &a, kg(&a), &()).take().unwrap(), Some(3));
     assert_eq!(b.state(&COUNT, &a, kg(&a), &()).get().unwrap(), None);
     b.state(&COUNT, &z, kg(&z), &()).clear().unwrap();
@@ -78,8 +84,13 @@ fn list_map_reducing_and_aggregating_state_behave_like_flinks() {
     let k = "card-1".to_owned();
     let g = kg(&k);
     b.state(&SEEN, &k, g, &()).add("x".into()).unwrap();
-    b.state(&SEEN, &k, g, &()).add_all(["y".into(), "z".into()]).unwrap();
-    assert_eq!(b.state(&SEEN, &k, g, &()).get().unwrap(), vec!["x", "y", "z"]);
+    b.state(&SEEN, &k, g, &())
+        .add_all(["y".into(), "z".into()])
+        .unwrap();
+    assert_eq!(
+        b.state(&SEEN, &k, g, &()).get().unwrap(),
+        vec!["x", "y", "z"]
+    );
     b.state(&SEEN, &k, g, &()).update(vec!["q".into()]).unwrap();
     assert_eq!(b.state(&SEEN, &k, g, &()).take().unwrap(), vec!["q"]);
 
@@ -91,7 +102,10 @@ fn list_map_reducing_and_aggregating_state_behave_like_flinks() {
     assert!(m.contains(&"withdrawal".into()).unwrap());
     let mut entries = m.entries().unwrap();
     entries.sort();
-    assert_eq!(entries, vec![("deposit".to_owned(), 12), ("withdrawal".to_owned(), -4)]);
+    assert_eq!(
+        entries,
+        vec![("deposit".to_owned(), 12), ("withdrawal".to_owned(), -4)]
+    );
     assert_eq!(m.remove(&"deposit".into()).unwrap(), Some(12));
     m.clear().unwrap();
     assert!(m.is_empty().unwrap());
@@ -119,10 +133,18 @@ fn ttl_values_expire_after_the_last_write_and_are_never_returned() {
     assert_eq!(b.state(&TTL_VALUE, &k, kg(&k), &()).get().unwrap(), Some(1));
     b.state(&TTL_VALUE, &k, kg(&k), &()).set(2).unwrap();
     clock.advance(Duration::from_secs(9));
-    assert_eq!(b.state(&TTL_VALUE, &k, kg(&k), &()).get().unwrap(), Some(2), "the write renewed it");
+    assert_eq!(
+        b.state(&TTL_VALUE, &k, kg(&k), &()).get().unwrap(),
+        Some(2),
+        "the write renewed it"
+    );
     clock.advance(Duration::from_secs(1));
     assert_eq!(b.state(&TTL_VALUE, &k, kg(&k), &()).get().unwrap(), None);
-    assert_eq!(b.entry_count(), 0, "expired values are removed when touched");
+    assert_eq!(
+        b.entry_count(),
+        0,
+        "expired values are removed when touched"
+    );
 }
 
 #[test]

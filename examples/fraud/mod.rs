@@ -54,7 +54,12 @@ const PENDING_LARGE: ListStateDesc<(Timestamp, u64)> = ListStateDesc::new("pendi
 pub struct SmallThenLarge;
 
 impl KeyedProcessFunction<u64, Payment, Alert> for SmallThenLarge {
-    fn process(&mut self, p: Payment, ctx: &mut KeyedContext<'_, u64>, _out: &mut Collector<'_, Alert>) -> UserResult {
+    fn process(
+        &mut self,
+        p: Payment,
+        ctx: &mut KeyedContext<'_, u64>,
+        _out: &mut Collector<'_, Alert>,
+    ) -> UserResult {
         let at = ctx.timestamp();
         if p.amount_cents < SMALL_CENTS {
             ctx.state(&SMALLS).add(at)?;
@@ -66,7 +71,12 @@ impl KeyedProcessFunction<u64, Payment, Alert> for SmallThenLarge {
         Ok(())
     }
 
-    fn on_timer(&mut self, now: Timestamp, ctx: &mut KeyedContext<'_, u64>, out: &mut Collector<'_, Alert>) -> UserResult {
+    fn on_timer(
+        &mut self,
+        now: Timestamp,
+        ctx: &mut KeyedContext<'_, u64>,
+        out: &mut Collector<'_, Alert>,
+    ) -> UserResult {
         let card = *ctx.key();
         let smalls = ctx.state(&SMALLS).get()?;
         let (due, waiting): (Vec<_>, Vec<_>) = ctx
@@ -80,7 +90,12 @@ impl KeyedProcessFunction<u64, Payment, Alert> for SmallThenLarge {
                 .filter(|s| **s < large_at && large_at - WINDOW <= **s)
                 .max();
             if let Some(&small_at) = small {
-                out.emit(Alert { card, small_at, large_at, large_amount_cents: amount });
+                out.emit(Alert {
+                    card,
+                    small_at,
+                    large_at,
+                    large_amount_cents: amount,
+                });
             }
         }
         ctx.state(&PENDING_LARGE).update(waiting)?;

@@ -129,7 +129,7 @@ impl Env {
             inputs: Vec::new(),
             slots: vec![OutputSlot {
                 name: "",
-                factory: TypedSlot::<S::Out>::new(),
+                factory: TypedSlot::<S::Out>::shared(),
             }],
             strategy: None,
         });
@@ -181,7 +181,11 @@ impl Env {
         tracing::info!(job = job_name, tasks = job.vertices.len(), "job starting");
         let graph = self.inner.graph.borrow();
         let stats = executor::execute(job_name, &graph, job, settings, c.channel_capacity, clock)?;
-        tracing::info!(job = job_name, duration_ms = stats.duration.as_millis() as u64, "job finished");
+        tracing::info!(
+            job = job_name,
+            duration_ms = stats.duration.as_millis() as u64,
+            "job finished"
+        );
         Ok(stats)
     }
 }

@@ -160,7 +160,7 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Adds a node reading this stream.
-    pub(crate) fn add_node<O: Data>(
+    pub(crate) fn add_node(
         &self,
         name: &str,
         body: NodeBody,
@@ -189,16 +189,21 @@ impl<T: Data> DataStream<T> {
             body,
             inputs,
             slots,
-        strategy: None,
+            strategy: None,
         })
     }
 
-    pub(crate) fn add_stage<O: Data>(&self, name: &str, stage: Arc<dyn StageNode>, keyed: bool) -> DataStream<O> {
+    pub(crate) fn add_stage<O: Data>(
+        &self,
+        name: &str,
+        stage: Arc<dyn StageNode>,
+        keyed: bool,
+    ) -> DataStream<O> {
         let slots = vec![OutputSlot {
             name: "",
-            factory: TypedSlot::<O>::new(),
+            factory: TypedSlot::<O>::shared(),
         }];
-        let id = self.add_node::<O>(name, NodeBody::Operator(stage), keyed, slots);
+        let id = self.add_node(name, NodeBody::Operator(stage), keyed, slots);
         DataStream::of_node(self.env.clone(), id)
     }
 
@@ -266,7 +271,11 @@ impl<T: Data> DataStream<T> {
         if let [(node, 0)] = self.ports.as_slice() {
             let n = &graph.nodes[*node];
             let is_source = matches!(n.body, NodeBody::Source(_));
-            if is_source && n.strategy.is_none() && self.partitioning.is_none() && graph.consumers(*node) == 0 {
+            if is_source
+                && n.strategy.is_none()
+                && self.partitioning.is_none()
+                && graph.consumers(*node) == 0
+            {
                 graph.nodes[*node].strategy = Some(Arc::new(strategy));
                 return self.clone();
             }
@@ -296,14 +305,16 @@ impl<T: Data> DataStream<T> {
                         std::any::type_name::<S>()
                     );
                     let name = graph.nodes[node].name.clone();
-                    graph.errors.push(EngineError::InvalidJob { node: name, reason });
+                    graph
+                        .errors
+                        .push(EngineError::InvalidJob { node: name, reason });
                 }
                 slot
             }
             None => {
                 graph.nodes[node].slots.push(OutputSlot {
                     name: tag.name(),
-                    factory: TypedSlot::<S>::new(),
+                    factory: TypedSlot::<S>::shared(),
                 });
                 graph.nodes[node].slots.len() - 1
             }
@@ -331,7 +342,12 @@ impl<T: Data> DataStream<T> {
     /// Writes the stream to `sink`.
     pub fn sink<S: Sink<In = T>>(&self, sink: S) -> StreamSink {
         let name = format!("Sink: {}", crate::dsl::env::short_type_name::<S>());
-        let id = self.add_node::<()>(&name, NodeBody::Sink(Arc::new(SinkNode(sink))), false, Vec::new());
+        let id = self.add_node(
+            &name,
+            NodeBody::Sink(Arc::new(SinkNode(sink))),
+            false,
+            Vec::new(),
+        );
         StreamSink {
             stream: DataStream::<()>::of_node(self.env.clone(), id),
         }

@@ -34,15 +34,17 @@ pub(crate) type SendAny = Box<dyn Any + Send>;
 pub(crate) type StageAny = Box<dyn Any>;
 
 pub(crate) fn downcast<T: 'static>(value: Box<dyn Any>, what: &str) -> Result<T, EngineError> {
-    value.downcast::<T>().map(|b| *b).map_err(|_| {
-        EngineError::Internal(format!("{what} is not a {}", type_name::<T>()))
-    })
+    value
+        .downcast::<T>()
+        .map(|b| *b)
+        .map_err(|_| EngineError::Internal(format!("{what} is not a {}", type_name::<T>())))
 }
 
 fn downcast_send<T: 'static>(value: SendAny, what: &str) -> Result<T, EngineError> {
-    value.downcast::<T>().map(|b| *b).map_err(|_| {
-        EngineError::Internal(format!("{what} is not a {}", type_name::<T>()))
-    })
+    value
+        .downcast::<T>()
+        .map(|b| *b)
+        .map_err(|_| EngineError::Internal(format!("{what} is not a {}", type_name::<T>())))
 }
 
 /// How an edge spreads records, as resolved by the job graph.
@@ -101,9 +103,10 @@ impl<T: Data> EdgeFactory for TypedEdge<T> {
             Partitioning::Rebalance => Partitioner::Rebalance { next: 0 },
             Partitioning::Broadcast => Partitioner::Broadcast,
             Partitioning::Hash => Partitioner::Hash {
-                key_hash: self.key_hash.clone().ok_or_else(|| {
-                    EngineError::Internal("hash edge without a key".into())
-                })?,
+                key_hash: self
+                    .key_hash
+                    .clone()
+                    .ok_or_else(|| EngineError::Internal("hash edge without a key".into()))?,
                 max_parallelism: downstream_max_parallelism,
             },
         };
@@ -132,7 +135,7 @@ pub(crate) trait SlotFactory: Send + Sync {
 pub(crate) struct TypedSlot<T>(pub PhantomData<fn() -> T>);
 
 impl<T: Data> TypedSlot<T> {
-    pub(crate) fn new() -> Arc<dyn SlotFactory> {
+    pub(crate) fn shared() -> Arc<dyn SlotFactory> {
         Arc::new(TypedSlot::<T>(PhantomData))
     }
 }
@@ -252,7 +255,9 @@ impl<S: Sink> StageNode for SinkNode<S> {
         _main: Option<StageAny>,
         _sides: SideOutputs,
     ) -> Result<StageAny, EngineError> {
-        let writer = guarded(ctx.location(), connector_error, || self.0.create_writer(ctx))?;
+        let writer = guarded(ctx.location(), connector_error, || {
+            self.0.create_writer(ctx)
+        })?;
         let stage: Box<dyn Downstream<S::In>> = Box::new(SinkStage::new(writer, ctx, node));
         Ok(Box::new(stage))
     }
@@ -270,8 +275,11 @@ impl<S: Sink> StageNode for SinkNode<S> {
 /// A source in the graph.
 pub(crate) trait SourceNode: Send + Sync {
     /// Discovers the splits once and deals them to `parallelism` readers.
-    fn assign_splits(&self, parallelism: usize, ctx: &RuntimeContext)
-        -> Result<Vec<SendAny>, EngineError>;
+    fn assign_splits(
+        &self,
+        parallelism: usize,
+        ctx: &RuntimeContext,
+    ) -> Result<Vec<SendAny>, EngineError>;
 
     /// Runs one source subtask.
     #[allow(clippy::too_many_arguments)]
@@ -296,7 +304,9 @@ impl<S: Source> SourceNode for SourceNodeImpl<S> {
         parallelism: usize,
         ctx: &RuntimeContext,
     ) -> Result<Vec<SendAny>, EngineError> {
-        let splits = guarded(ctx.location(), connector_error, || self.0.splits(parallelism))?;
+        let splits = guarded(ctx.location(), connector_error, || {
+            self.0.splits(parallelism)
+        })?;
         let mut per_reader: Vec<Vec<S::Split>> = (0..parallelism).map(|_| Vec::new()).collect();
         for (i, split) in splits.into_iter().enumerate() {
             per_reader[i % parallelism].push(split);

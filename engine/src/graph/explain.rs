@@ -88,7 +88,11 @@ impl Explain {
                 "  n{} -> n{} [label=\"{}\"{style}];",
                 e.from,
                 e.to,
-                if e.chained { "chained" } else { partitioning_name(e.partitioning) }
+                if e.chained {
+                    "chained"
+                } else {
+                    partitioning_name(e.partitioning)
+                }
             );
         }
         dot.push_str("}\n");

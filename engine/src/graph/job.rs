@@ -94,7 +94,9 @@ impl JobGraph {
             if !(1..=MAX_MAX_PARALLELISM).contains(&max_parallelism) {
                 return Err(EngineError::InvalidJob {
                     node,
-                    reason: format!("max parallelism {max_parallelism} must be in 1..={MAX_MAX_PARALLELISM}"),
+                    reason: format!(
+                        "max parallelism {max_parallelism} must be in 1..={MAX_MAX_PARALLELISM}"
+                    ),
                 });
             }
             if parallelism == 0 || parallelism > max_parallelism {
@@ -164,7 +166,10 @@ impl JobGraph {
 
         let mut vertices: Vec<Vertex> = Vec::new();
         for id in 0..nodes.len() {
-            let chained_from = edges.iter().find(|e| e.to == id && e.chained).map(|e| e.from);
+            let chained_from = edges
+                .iter()
+                .find(|e| e.to == id && e.chained)
+                .map(|e| e.from);
             match chained_from {
                 Some(up) => {
                     let v = nodes[up].vertex;

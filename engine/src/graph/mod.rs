@@ -1,6 +1,6 @@
-//! From program to tasks: the stream graph as written by the DSL
-//! ([`stream`]), the job graph with operators chained into vertices
-//! ([`job`]), and its printed form ([`explain`]).
+//! From program to tasks: the stream graph as written by the DSL, the job
+//! graph with operators chained into vertices, and its printed form
+//! ([`explain`]).
 
 pub(crate) mod erased;
 pub mod explain;

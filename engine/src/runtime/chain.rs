@@ -161,7 +161,10 @@ impl<Op: Operator> Control for OperatorStage<Op> {
     }
 
     fn next_processing_time(&self) -> Option<Timestamp> {
-        earliest(self.op.next_processing_time(), self.next.next_processing_time())
+        earliest(
+            self.op.next_processing_time(),
+            self.next.next_processing_time(),
+        )
     }
 
     fn flush(&mut self) -> Result<(), EngineError> {
@@ -275,7 +278,9 @@ impl<T: Data> Control for FanOut<T> {
         self.targets.iter_mut().try_for_each(|t| t.on_watermark(wm))
     }
     fn on_status(&mut self, status: StreamStatus) -> Result<(), EngineError> {
-        self.targets.iter_mut().try_for_each(|t| t.on_status(status))
+        self.targets
+            .iter_mut()
+            .try_for_each(|t| t.on_status(status))
     }
     fn on_processing_time(&mut self, now: Timestamp) -> Result<(), EngineError> {
         self.targets

@@ -85,7 +85,11 @@ pub(crate) fn execute(
                     NodeBody::Operator(o) => NodeBody::Operator(Arc::clone(o)),
                     NodeBody::Sink(s) => NodeBody::Sink(Arc::clone(s)),
                 },
-                slots: n.slots.iter().map(|s| (s.name, Arc::clone(&s.factory))).collect(),
+                slots: n
+                    .slots
+                    .iter()
+                    .map(|s| (s.name, Arc::clone(&s.factory)))
+                    .collect(),
                 strategy: n.strategy.clone(),
             })
             .collect(),
@@ -101,23 +105,22 @@ pub(crate) fn execute(
 
     let (done_tx, done_rx) = crossbeam_channel::unbounded();
     let mut handles = Vec::new();
-    for (v, vertex) in plan.job.vertices.iter().enumerate() {
-        for s in 0..vertex.parallelism {
-            let task_io = std::mem::take(&mut io[v][s]);
+    for (v, subtasks) in io.iter_mut().enumerate() {
+        for (s, task_io) in subtasks.iter_mut().enumerate() {
+            let task_io = std::mem::take(task_io);
             let (plan, env, done) = (Arc::clone(&plan), env.clone(), done_tx.clone());
             let name = format!("eddy-{v}.{s}");
             let handle = std::thread::Builder::new()
                 .name(name)
                 .spawn(move || {
-                    let result = catch_unwind(AssertUnwindSafe(|| {
-                        run_subtask(&plan, v, s, task_io, &env)
-                    }))
-                    .unwrap_or_else(|p| {
-                        Err(EngineError::Internal(format!(
-                            "task {v}.{s} panicked outside user code: {}",
-                            panic_message(p.as_ref())
-                        )))
-                    });
+                    let result =
+                        catch_unwind(AssertUnwindSafe(|| run_subtask(&plan, v, s, task_io, &env)))
+                            .unwrap_or_else(|p| {
+                                Err(EngineError::Internal(format!(
+                                    "task {v}.{s} panicked outside user code: {}",
+                                    panic_message(p.as_ref())
+                                )))
+                            });
                     if result.is_err() {
                         env.cancel.store(true, Ordering::SeqCst);
                     }
@@ -166,10 +169,10 @@ fn wire(plan: &Plan, capacity: usize) -> Result<Vec<Vec<SubtaskIo>>, EngineError
         let (up, down) = (&job.nodes[e.from], &job.nodes[e.to]);
         for i in 0..up.parallelism {
             let mut senders = Vec::with_capacity(down.parallelism);
-            for j in 0..down.parallelism {
+            for receiving in io[down.vertex].iter_mut() {
                 let (tx, rx) = e.factory.channel(capacity);
                 senders.push(tx);
-                io[down.vertex][j].receivers.push(rx);
+                receiving.receivers.push(rx);
             }
             io[up.vertex][i].senders.insert(ei, senders);
         }
@@ -240,10 +243,7 @@ fn run_subtask(
         let is_head = pos == 0;
         match (&node.body, is_head) {
             (NodeBody::Source(source), true) => {
-                let splits = io
-                    .splits
-                    .take()
-                    .unwrap_or_else(|| Box::new(()) as SendAny);
+                let splits = io.splits.take().unwrap_or_else(|| Box::new(()) as SendAny);
                 let strategy = node.strategy.as_deref();
                 return source.run(splits, strategy, &ctx, n, main, dead_letters, env);
             }

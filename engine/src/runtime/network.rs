@@ -121,7 +121,11 @@ impl<T: Data> NetworkOutput<T> {
     }
 
     /// Appends `batch` to one channel's buffer, sending big batches whole.
-    fn to_channel(&mut self, channel: usize, batch: &mut Vec<Record<T>>) -> Result<(), EngineError> {
+    fn append_to_channel(
+        &mut self,
+        channel: usize,
+        batch: &mut Vec<Record<T>>,
+    ) -> Result<(), EngineError> {
         if self.buffers[channel].is_empty() && batch.len() * 2 >= self.batch_size {
             return self.send(channel, Element::Batch(std::mem::take(batch)));
         }
@@ -148,19 +152,19 @@ impl<T: Data> Downstream<T> for NetworkOutput<T> {
             return Ok(());
         }
         match &mut self.partitioner {
-            Partitioner::Forward => self.to_channel(0, batch),
+            Partitioner::Forward => self.append_to_channel(0, batch),
             Partitioner::Rebalance { next } => {
                 let c = *next;
                 *next = (c + 1) % self.channels.len();
-                self.to_channel(c, batch)
+                self.append_to_channel(c, batch)
             }
             Partitioner::Broadcast => {
                 let last = self.channels.len() - 1;
                 for c in 0..last {
                     let mut copy = batch.clone();
-                    self.to_channel(c, &mut copy)?;
+                    self.append_to_channel(c, &mut copy)?;
                 }
-                self.to_channel(last, batch)
+                self.append_to_channel(last, batch)
             }
             Partitioner::Hash {
                 key_hash,

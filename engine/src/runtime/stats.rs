@@ -65,7 +65,12 @@ impl JobStats {
 
 impl fmt::Display for JobStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "job '{}' finished in {:.3} s", self.job, self.duration.as_secs_f64())?;
+        writeln!(
+            f,
+            "job '{}' finished in {:.3} s",
+            self.job,
+            self.duration.as_secs_f64()
+        )?;
         writeln!(
             f,
             "  {:<28} {:>3} {:>12} {:>12} {:>9} {:>10}",

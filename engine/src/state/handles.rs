@@ -55,8 +55,10 @@ pub trait StateDescriptor {
     fn name(&self) -> &'static str;
 
     /// Binds the state to `scope`'s key and namespace.
-    fn bind<'a, K: Key, N: Namespace>(&'a self, scope: StateScope<'a, K, N>)
-        -> Self::Handle<'a, K, N>;
+    fn bind<'a, K: Key, N: Namespace>(
+        &'a self,
+        scope: StateScope<'a, K, N>,
+    ) -> Self::Handle<'a, K, N>;
 }
 
 macro_rules! ttl_builder {
@@ -114,7 +116,10 @@ impl<V: Data> StateDescriptor for ValueStateDesc<V> {
         self.name
     }
 
-    fn bind<'a, K: Key, N: Namespace>(&'a self, scope: StateScope<'a, K, N>) -> ValueState<'a, K, N, V> {
+    fn bind<'a, K: Key, N: Namespace>(
+        &'a self,
+        scope: StateScope<'a, K, N>,
+    ) -> ValueState<'a, K, N, V> {
         ValueState {
             scope,
             name: self.name,
@@ -211,7 +216,10 @@ impl<V: Data> StateDescriptor for ListStateDesc<V> {
         self.name
     }
 
-    fn bind<'a, K: Key, N: Namespace>(&'a self, scope: StateScope<'a, K, N>) -> ListState<'a, K, N, V> {
+    fn bind<'a, K: Key, N: Namespace>(
+        &'a self,
+        scope: StateScope<'a, K, N>,
+    ) -> ListState<'a, K, N, V> {
         ListState {
             scope,
             name: self.name,
@@ -410,7 +418,9 @@ impl<K: Key, N: Namespace, UK: Data + Hash + Eq, UV: Data> MapState<'_, K, N, UK
     /// # Errors
     /// When the backend fails or the name is used with another type.
     pub fn contains(&mut self, key: &UK) -> Result<bool, StateError> {
-        Ok(self.with_map(false, |m, _| m.contains_key(key))?.unwrap_or(false))
+        Ok(self
+            .with_map(false, |m, _| m.contains_key(key))?
+            .unwrap_or(false))
     }
 
     /// Sets the value under `key`.

@@ -126,10 +126,16 @@ mod tests {
         assert_eq!(q.len(), 3);
         assert!(q.pop_due(Timestamp(9)).is_none());
         let (t, keys) = q.pop_due(Timestamp(25)).unwrap();
-        assert_eq!((t, keys.into_iter().collect::<Vec<_>>()), (Timestamp(10), vec![(2, ())]));
+        assert_eq!(
+            (t, keys.into_iter().collect::<Vec<_>>()),
+            (Timestamp(10), vec![(2, ())])
+        );
         let (t, keys) = q.pop_due(Timestamp(25)).unwrap();
         assert_eq!(t, Timestamp(20));
-        assert_eq!(keys.into_iter().map(|(k, _)| k).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(
+            keys.into_iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            vec![1, 3]
+        );
         assert!(q.is_empty());
     }
 

@@ -46,7 +46,13 @@ impl Source for CountingSource {
 
     fn splits(&self, parallelism: usize) -> Result<Vec<CountSplit>, BoxError> {
         let n = parallelism as u64;
-        Ok((0..n).map(|i| CountSplit { next: i, stride: n, index: i }).collect())
+        Ok((0..n)
+            .map(|i| CountSplit {
+                next: i,
+                stride: n,
+                index: i,
+            })
+            .collect())
     }
 
     fn create_reader(&self, _ctx: &RuntimeContext) -> Result<CountingReader, BoxError> {
@@ -75,7 +81,12 @@ impl SourceReader for CountingReader {
 
     fn poll_next(&mut self, out: &mut SourceOutput<'_, u64>) -> Result<ReadStatus, BoxError> {
         let limit = self.count.unwrap_or(u64::MAX);
-        let Some((i, split)) = self.splits.iter_mut().enumerate().find(|(_, s)| s.next < limit) else {
+        let Some((i, split)) = self
+            .splits
+            .iter_mut()
+            .enumerate()
+            .find(|(_, s)| s.next < limit)
+        else {
             return Ok(ReadStatus::Finished);
         };
         while split.next < limit && out.room() > 0 {
