@@ -111,8 +111,11 @@ mod tests {
 
     #[test]
     fn key_groups_are_stable_and_in_range() {
-        // Fixed values pin the documented hash: changing it breaks savepoints.
-        assert_eq!(key_group_of(&42u64, 128), key_group_of(&42u64, 128));
+        // Fixed values pin the documented hash: changing it breaks savepoints
+        // and the placement of keys across processes.
+        assert_eq!(key_hash(&42u64), 15_395_265_915_043_915_720);
+        assert_eq!(key_hash(&"card-7"), 12_195_230_846_918_446_820);
+        assert_eq!(key_group_of(&42u64, 128), 72);
         assert_eq!(key_hash(&"card-7"), key_hash(&String::from("card-7")));
         for k in 0..10_000u64 {
             assert!((key_group_of(&k, 128) as usize) < 128);

@@ -8,17 +8,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::CountingSource;
+use common::{CountingSource, ScriptedSource, POLL_DEADLINE};
 use eddy_engine::clock::{Clock, ManualClock};
 use eddy_engine::config::EnvConfig;
 use eddy_engine::context::RuntimeContext;
 use eddy_engine::dsl::Env;
 use eddy_engine::element::Timestamp;
-use eddy_engine::error::{BoxError, UserResult};
+use eddy_engine::error::UserResult;
 use eddy_engine::operator::Collector;
 use eddy_engine::process::{KeyedContext, KeyedProcessFunction, TimeDomain};
 use eddy_engine::sink::CollectSink;
-use eddy_engine::source::{Boundedness, ReadStatus, Source, SourceOutput, SourceReader};
+use eddy_engine::source::ReadStatus;
 use eddy_engine::time::WatermarkStrategy;
 
 /// Records every watermark seen and fires one far-future timer per key.
@@ -112,60 +112,18 @@ fn watermarks_are_monotonic_the_minimum_of_inputs_and_flushed_at_end() {
 
 /// Two splits; split 1 never has data. After the first batch the reader
 /// moves the manual clock on and emits once more, then ends.
-struct OneSilentSplit {
-    clock: ManualClock,
-}
-
-struct OneSilentReader {
-    clock: ManualClock,
-    polls: u32,
-}
-
-impl Source for OneSilentSplit {
-    type Out = u64;
-    type Split = common::CountSplit;
-    type Reader = OneSilentReader;
-    fn boundedness(&self) -> Boundedness {
-        Boundedness::Bounded
-    }
-    fn splits(&self, _p: usize) -> Result<Vec<common::CountSplit>, BoxError> {
-        Ok((0..2)
-            .map(|i| common::CountSplit {
-                next: 0,
-                stride: 1,
-                index: i,
-            })
-            .collect())
-    }
-    fn create_reader(&self, _ctx: &RuntimeContext) -> Result<OneSilentReader, BoxError> {
-        Ok(OneSilentReader {
-            clock: self.clock.clone(),
-            polls: 0,
-        })
-    }
-}
-
-impl SourceReader for OneSilentReader {
-    type Out = u64;
-    type Split = common::CountSplit;
-    fn add_splits(&mut self, _splits: Vec<common::CountSplit>) -> Result<(), BoxError> {
-        Ok(())
-    }
-    fn poll_next(&mut self, out: &mut SourceOutput<'_, u64>) -> Result<ReadStatus, BoxError> {
-        self.polls += 1;
-        match self.polls {
+fn one_silent_split(clock: ManualClock) -> ScriptedSource {
+    ScriptedSource::new(2, move |poll, out| {
+        match poll {
             1 => (0..100).for_each(|v| out.emit(0, v)),
             2 => {
-                self.clock.advance(Duration::from_secs(1));
+                clock.advance(Duration::from_secs(1));
                 (100..200).for_each(|v| out.emit(0, v));
             }
             _ => return Ok(ReadStatus::Finished),
         }
         Ok(ReadStatus::MoreAvailable)
-    }
-    fn snapshot_splits(&self) -> Vec<common::CountSplit> {
-        Vec::new()
-    }
+    })
 }
 
 /// Fires a timer at 50 and reports the watermark it fired at.
@@ -204,7 +162,7 @@ fn fired_at(idleness: Option<Duration>) -> Vec<Timestamp> {
         strategy = strategy.with_idleness(t);
     }
     let (sink, out) = CollectSink::new();
-    env.source(OneSilentSplit { clock })
+    env.source(one_silent_split(clock))
         .assign_timestamps(strategy)
         .key_by(|_| 0u8)
         .process(TimerAt50)
@@ -257,64 +215,20 @@ impl KeyedProcessFunction<u8, u64, (TimeDomain, Timestamp)> for ProcTimer {
 }
 
 /// Emits one record, then moves the clock and waits until the timer fired.
-struct ThenAdvance {
-    clock: ManualClock,
-    fired: Arc<AtomicBool>,
-}
-
-struct ThenAdvanceReader {
-    clock: ManualClock,
-    fired: Arc<AtomicBool>,
-    step: u32,
-}
-
-impl Source for ThenAdvance {
-    type Out = u64;
-    type Split = common::CountSplit;
-    type Reader = ThenAdvanceReader;
-    fn boundedness(&self) -> Boundedness {
-        Boundedness::Bounded
-    }
-    fn splits(&self, _p: usize) -> Result<Vec<common::CountSplit>, BoxError> {
-        Ok(vec![common::CountSplit {
-            next: 0,
-            stride: 1,
-            index: 0,
-        }])
-    }
-    fn create_reader(&self, _ctx: &RuntimeContext) -> Result<ThenAdvanceReader, BoxError> {
-        Ok(ThenAdvanceReader {
-            clock: self.clock.clone(),
-            fired: Arc::clone(&self.fired),
-            step: 0,
-        })
-    }
-}
-
-impl SourceReader for ThenAdvanceReader {
-    type Out = u64;
-    type Split = common::CountSplit;
-    fn add_splits(&mut self, _s: Vec<common::CountSplit>) -> Result<(), BoxError> {
-        Ok(())
-    }
-    fn poll_next(&mut self, out: &mut SourceOutput<'_, u64>) -> Result<ReadStatus, BoxError> {
-        self.step += 1;
-        if self.step == 1 {
+fn then_advance(clock: ManualClock, fired: Arc<AtomicBool>) -> ScriptedSource {
+    ScriptedSource::new(1, move |poll, out| {
+        if poll == 1 {
             out.emit(0, 1);
             return Ok(ReadStatus::MoreAvailable);
         }
-        if self.step == 2 {
-            self.clock.advance(Duration::from_millis(150));
+        if poll == 2 {
+            clock.advance(Duration::from_millis(150));
         }
-        // Poll against a deadline (10 s of 1 ms backoffs) until the timer fired.
-        if self.fired.load(Ordering::SeqCst) || self.step > 10_000 {
+        if fired.load(Ordering::SeqCst) || poll > POLL_DEADLINE {
             return Ok(ReadStatus::Finished);
         }
         Ok(ReadStatus::NothingAvailable)
-    }
-    fn snapshot_splits(&self) -> Vec<common::CountSplit> {
-        Vec::new()
-    }
+    })
 }
 
 #[test]
@@ -324,13 +238,10 @@ fn processing_time_timers_fire_when_the_jobs_clock_passes_them() {
     env.set_clock(Arc::new(clock.clone()));
     let fired = Arc::new(AtomicBool::new(false));
     let (sink, out) = CollectSink::new();
-    env.source(ThenAdvance {
-        clock: clock.clone(),
-        fired: Arc::clone(&fired),
-    })
-    .key_by(|_| 0u8)
-    .process(ProcTimer { fired })
-    .sink(sink);
+    env.source(then_advance(clock.clone(), Arc::clone(&fired)))
+        .key_by(|_| 0u8)
+        .process(ProcTimer { fired })
+        .sink(sink);
     env.execute("proc-time").unwrap();
     assert_eq!(
         out.values(),

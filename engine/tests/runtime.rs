@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::CountingSource;
+use common::{CountingSource, ScriptedSource, POLL_DEADLINE};
 use eddy_engine::config::EnvConfig;
 use eddy_engine::context::RuntimeContext;
 use eddy_engine::dsl::Env;
@@ -18,6 +18,7 @@ use eddy_engine::keygroup::{key_group_of, subtask_for_key_group};
 use eddy_engine::operator::Collector;
 use eddy_engine::process::{KeyedContext, KeyedProcessFunction};
 use eddy_engine::sink::{CollectSink, Sink, SinkWriter};
+use eddy_engine::source::ReadStatus;
 
 fn env(parallelism: usize) -> Env {
     Env::with_config(EnvConfig::default().with_parallelism(parallelism)).unwrap()
@@ -404,64 +405,20 @@ fn broadcast_sends_every_record_to_every_subtask() {
 /// Emits one record, then waits (polling against a deadline) until the sink
 /// has received it, and ends. Only a flush on the buffer timeout can deliver
 /// the record while the source is still running.
-struct OneThenWait {
-    delivered: Arc<AtomicU64>,
-}
-
-struct OneThenWaitReader {
-    delivered: Arc<AtomicU64>,
-    polls: u64,
-}
-
-impl eddy_engine::source::Source for OneThenWait {
-    type Out = u64;
-    type Split = common::CountSplit;
-    type Reader = OneThenWaitReader;
-    fn boundedness(&self) -> eddy_engine::source::Boundedness {
-        eddy_engine::source::Boundedness::Bounded
-    }
-    fn splits(&self, _p: usize) -> Result<Vec<common::CountSplit>, BoxError> {
-        Ok(vec![common::CountSplit {
-            next: 0,
-            stride: 1,
-            index: 0,
-        }])
-    }
-    fn create_reader(&self, _ctx: &RuntimeContext) -> Result<OneThenWaitReader, BoxError> {
-        Ok(OneThenWaitReader {
-            delivered: Arc::clone(&self.delivered),
-            polls: 0,
-        })
-    }
-}
-
-impl eddy_engine::source::SourceReader for OneThenWaitReader {
-    type Out = u64;
-    type Split = common::CountSplit;
-    fn add_splits(&mut self, _s: Vec<common::CountSplit>) -> Result<(), BoxError> {
-        Ok(())
-    }
-    fn poll_next(
-        &mut self,
-        out: &mut eddy_engine::source::SourceOutput<'_, u64>,
-    ) -> Result<eddy_engine::source::ReadStatus, BoxError> {
-        use eddy_engine::source::ReadStatus;
-        self.polls += 1;
-        if self.polls == 1 {
+fn one_then_wait(delivered: Arc<AtomicU64>) -> ScriptedSource {
+    ScriptedSource::new(1, move |poll, out| {
+        if poll == 1 {
             out.emit(0, 7);
             return Ok(ReadStatus::MoreAvailable);
         }
-        if self.delivered.load(Ordering::SeqCst) > 0 {
+        if delivered.load(Ordering::SeqCst) > 0 {
             return Ok(ReadStatus::Finished);
         }
-        if self.polls > 10_000 {
+        if poll > POLL_DEADLINE {
             return Err("the record was not delivered within 10 s".into());
         }
         Ok(ReadStatus::NothingAvailable)
-    }
-    fn snapshot_splits(&self) -> Vec<common::CountSplit> {
-        Vec::new()
-    }
+    })
 }
 
 struct CountingSink(Arc<AtomicU64>);
@@ -493,11 +450,9 @@ fn the_buffer_timeout_flushes_a_partial_batch_while_the_source_runs() {
         .with_buffer_timeout(Duration::from_millis(2));
     let env = Env::with_config(config).unwrap();
     let delivered = Arc::new(AtomicU64::new(0));
-    env.source(OneThenWait {
-        delivered: Arc::clone(&delivered),
-    })
-    .sink(CountingSink(Arc::clone(&delivered)))
-    .disable_chaining();
+    env.source(one_then_wait(Arc::clone(&delivered)))
+        .sink(CountingSink(Arc::clone(&delivered)))
+        .disable_chaining();
     env.execute("flush").unwrap();
     assert_eq!(delivered.load(Ordering::SeqCst), 1);
 }

@@ -104,3 +104,82 @@ impl SourceReader for CountingReader {
         self.splits.clone()
     }
 }
+
+/// What a scripted reader does on its `poll`-th call (1-based).
+pub type Script =
+    Arc<dyn Fn(u64, &mut SourceOutput<'_, u64>) -> Result<ReadStatus, BoxError> + Send + Sync>;
+
+/// A bounded source with `splits` splits whose reader follows `script`: for
+/// tests that need a source to act at a precise moment.
+pub struct ScriptedSource {
+    pub splits: u64,
+    pub script: Script,
+}
+
+impl ScriptedSource {
+    pub fn new(
+        splits: u64,
+        script: impl Fn(u64, &mut SourceOutput<'_, u64>) -> Result<ReadStatus, BoxError>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        ScriptedSource {
+            splits,
+            script: Arc::new(script),
+        }
+    }
+}
+
+pub struct ScriptedReader {
+    script: Script,
+    polls: u64,
+}
+
+impl Source for ScriptedSource {
+    type Out = u64;
+    type Split = CountSplit;
+    type Reader = ScriptedReader;
+
+    fn boundedness(&self) -> Boundedness {
+        Boundedness::Bounded
+    }
+
+    fn splits(&self, _parallelism: usize) -> Result<Vec<CountSplit>, BoxError> {
+        Ok((0..self.splits)
+            .map(|index| CountSplit {
+                next: 0,
+                stride: 1,
+                index,
+            })
+            .collect())
+    }
+
+    fn create_reader(&self, _ctx: &RuntimeContext) -> Result<ScriptedReader, BoxError> {
+        Ok(ScriptedReader {
+            script: Arc::clone(&self.script),
+            polls: 0,
+        })
+    }
+}
+
+impl SourceReader for ScriptedReader {
+    type Out = u64;
+    type Split = CountSplit;
+
+    fn add_splits(&mut self, _splits: Vec<CountSplit>) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    fn poll_next(&mut self, out: &mut SourceOutput<'_, u64>) -> Result<ReadStatus, BoxError> {
+        self.polls += 1;
+        (self.script)(self.polls, out)
+    }
+
+    fn snapshot_splits(&self) -> Vec<CountSplit> {
+        Vec::new()
+    }
+}
+
+/// How many 1 ms polls a scripted source waits for something before giving up.
+pub const POLL_DEADLINE: u64 = 10_000;
