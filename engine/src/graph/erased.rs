@@ -18,7 +18,7 @@ use crate::element::{Data, Element};
 use crate::error::EngineError;
 use crate::operator::{Operator, SideChannel, SideOutputs, TypedSide};
 use crate::runtime::chain::{
-    connector_error, guarded, Downstream, FanOut, OperatorStage, SinkStage,
+    connector_error, guarded, Control, Downstream, FanOut, OperatorStage, SinkStage,
 };
 use crate::runtime::network::{KeyHasher, NetworkOutput, Partitioner};
 use crate::runtime::source_task::{run_source_task, SourceChain};
@@ -350,10 +350,7 @@ impl<S: Source> SourceNode for SourceNodeImpl<S> {
         };
         run_source_task(&self.0, splits, strategy, ctx, &mut chain, &mut own, env)?;
         let mut stats = vec![own];
-        chain.main.collect_stats(&mut stats);
-        if let Some(d) = &chain.dead_letters {
-            d.collect_stats(&mut stats);
-        }
+        chain.collect_stats(&mut stats);
         Ok(stats)
     }
 }

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use crate::context::RuntimeContext;
-use crate::element::{Record, Timestamp};
+use crate::element::{Record, StreamStatus, Timestamp};
 use crate::error::EngineError;
-use crate::runtime::chain::{connector_error, guarded, Downstream};
+use crate::runtime::chain::{connector_error, guarded, Control, Downstream};
 use crate::runtime::stats::StageStats;
 use crate::runtime::task::{Housekeeping, TaskEnv};
 use crate::source::{DeadLetter, ReadStatus, Source, SourceOutput, SourceReader, Split};
@@ -16,10 +16,58 @@ use crate::time::{SplitWatermarks, WatermarkEmission, WatermarkStrategy};
 /// How long a reader that has nothing to offer is left alone.
 const IDLE_BACKOFF: Duration = Duration::from_millis(1);
 
-/// The chain after a source: main output and dead-letter output.
+/// The chain after a source: main output and dead-letter output. Control
+/// events go to both.
 pub(crate) struct SourceChain<T> {
     pub main: Box<dyn Downstream<T>>,
     pub dead_letters: Option<Box<dyn Downstream<DeadLetter>>>,
+}
+
+impl<T> SourceChain<T> {
+    fn both(
+        &mut self,
+        mut f: impl FnMut(&mut dyn Control) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
+        f(self.main.as_mut())?;
+        match self.dead_letters.as_mut() {
+            Some(d) => f(d.as_mut()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<T> Control for SourceChain<T> {
+    fn on_watermark(&mut self, wm: Timestamp) -> Result<(), EngineError> {
+        self.both(|c| c.on_watermark(wm))
+    }
+    fn on_status(&mut self, status: StreamStatus) -> Result<(), EngineError> {
+        self.both(|c| c.on_status(status))
+    }
+    fn on_processing_time(&mut self, now: Timestamp) -> Result<(), EngineError> {
+        self.both(|c| c.on_processing_time(now))
+    }
+    fn next_processing_time(&self) -> Option<Timestamp> {
+        let dead = self
+            .dead_letters
+            .as_ref()
+            .and_then(|d| d.next_processing_time());
+        match (self.main.next_processing_time(), dead) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+    fn flush(&mut self) -> Result<(), EngineError> {
+        self.both(|c| c.flush())
+    }
+    fn finish(&mut self) -> Result<(), EngineError> {
+        self.both(|c| c.finish())
+    }
+    fn collect_stats(&self, out: &mut Vec<StageStats>) {
+        self.main.collect_stats(out);
+        if let Some(d) = &self.dead_letters {
+            d.collect_stats(out);
+        }
+    }
 }
 
 /// Runs one source subtask to the end of its input.
@@ -76,10 +124,7 @@ pub(crate) fn run_source_task<S: Source>(
         if !dead.is_empty() {
             stats.dead_letters += dead.len() as u64;
             match chain.dead_letters.as_mut() {
-                Some(d) => {
-                    d.on_batch(&mut dead)?;
-                    d.flush()?;
-                }
+                Some(d) => d.on_batch(&mut dead)?,
                 None if !dead_warned => {
                     dead_warned = true;
                     tracing::warn!(
@@ -96,17 +141,14 @@ pub(crate) fn run_source_task<S: Source>(
         if emission == WatermarkEmission::PerBatch || now >= next_watermark {
             let update = watermarks.check(now);
             if let Some(wm) = update.watermark {
-                chain.main.on_watermark(wm)?;
-                if let Some(d) = chain.dead_letters.as_mut() {
-                    d.on_watermark(wm)?;
-                }
+                chain.on_watermark(wm)?;
             }
             if let Some(status) = update.status {
-                chain.main.on_status(status)?;
+                chain.on_status(status)?;
             }
             next_watermark = now.add_millis(interval_ms);
         }
-        housekeeping.run(chain.main.as_mut(), now)?;
+        housekeeping.run(chain, now)?;
         match status {
             ReadStatus::MoreAvailable => {}
             ReadStatus::NothingAvailable => env.clock.sleep(IDLE_BACKOFF),
@@ -114,12 +156,7 @@ pub(crate) fn run_source_task<S: Source>(
         }
     }
     if let Some(wm) = watermarks.end() {
-        chain.main.on_watermark(wm)?;
+        chain.on_watermark(wm)?;
     }
-    chain.main.finish()?;
-    if let Some(d) = chain.dead_letters.as_mut() {
-        d.on_watermark(Timestamp::MAX)?;
-        d.finish()?;
-    }
-    Ok(())
+    chain.finish()
 }

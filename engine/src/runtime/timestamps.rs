@@ -3,7 +3,10 @@
 //! watermarks from them; upstream watermarks are swallowed, except the final
 //! `Timestamp::MAX`.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::clock::Clock;
 
 use crate::context::RuntimeContext;
 use crate::element::{Data, Record, StreamStatus, Timestamp};
@@ -39,6 +42,7 @@ impl<T: Data> StageNode for TimestampNode<T> {
         watermarks.add_split(now);
         let per_batch = self.strategy.emission() == WatermarkEmission::PerBatch;
         let stage: Box<dyn Downstream<T>> = Box::new(TimestampStage {
+            clock: Arc::clone(ctx.clock()),
             watermarks,
             per_batch,
             interval_ms: self.interval.as_millis() as i64,
@@ -63,6 +67,7 @@ impl<T: Data> StageNode for TimestampNode<T> {
 }
 
 struct TimestampStage<T> {
+    clock: Arc<dyn Clock>,
     watermarks: SplitWatermarks<T>,
     per_batch: bool,
     interval_ms: i64,
@@ -94,7 +99,7 @@ impl<T: Data> Downstream<T> for TimestampStage<T> {
         }
         self.next.on_batch(batch)?;
         if self.per_batch {
-            self.emit(self.next_emit)?;
+            self.emit(self.clock.now())?;
         }
         Ok(())
     }
