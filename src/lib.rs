@@ -41,5 +41,10 @@ pub mod prelude {
         ValueStateDesc,
     };
     pub use eddy_engine::time::WatermarkStrategy;
+    pub use eddy_operators::window::{
+        Avg, Count, EventTimeSessions, GlobalWindows, Max, Min, ProcessWindowFunction,
+        ProcessingTimeSessions, SlidingEventTime, SlidingProcessingTime, Sum, TimeWindow, Trigger,
+        TumblingEventTime, TumblingProcessingTime, WindowAllExt, WindowContext, WindowExt,
+    };
     pub use std::time::Duration;
 }

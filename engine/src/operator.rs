@@ -76,6 +76,14 @@ pub trait Operator: 'static {
         None
     }
 
+    /// The operator's own counters, reported in the job statistics when the
+    /// job ends (e.g. `late_records_dropped`, `state_entries`). Operators
+    /// without counters of their own report none, which is all the default
+    /// does.
+    fn metrics(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
     /// The input has ended. Emit whatever is still held. The default emits
     /// nothing, right for operators that hold nothing.
     ///

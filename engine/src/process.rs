@@ -274,4 +274,11 @@ where
     fn next_processing_time(&self) -> Option<Timestamp> {
         self.timers.processing.next_time()
     }
+
+    fn metrics(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("state_entries", self.backend.entry_count() as u64),
+            ("timers", self.timers.len() as u64),
+        ]
+    }
 }

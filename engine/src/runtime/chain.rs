@@ -181,6 +181,7 @@ impl<Op: Operator> Control for OperatorStage<Op> {
     fn collect_stats(&self, out: &mut Vec<StageStats>) {
         let mut own = self.stats.clone();
         own.side_dropped = self.sides.dropped();
+        own.custom = self.op.metrics();
         out.push(own);
         self.next.collect_stats(out);
         self.sides.each_channel(|c| c.collect_stats(out));

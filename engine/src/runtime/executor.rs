@@ -275,6 +275,7 @@ fn summarise(job_name: &str, job: &JobGraph, stats: &[StageStats], duration: Dur
             side_dropped: 0,
             dead_letters: 0,
             backpressured: Duration::ZERO,
+            metrics: Default::default(),
         })
         .collect();
     for s in stats {
@@ -284,6 +285,9 @@ fn summarise(job_name: &str, job: &JobGraph, stats: &[StageStats], duration: Dur
         o.side_dropped += s.side_dropped;
         o.dead_letters += s.dead_letters;
         o.backpressured += s.backpressured;
+        for (name, value) in &s.custom {
+            *o.metrics.entry(name).or_insert(0) += value;
+        }
     }
     JobStats {
         job: job_name.to_owned(),

@@ -19,6 +19,8 @@ pub struct StageStats {
     pub dead_letters: u64,
     /// Time spent blocked on full output channels.
     pub backpressured: Duration,
+    /// The operator's own counters (see `Operator::metrics`).
+    pub custom: Vec<(&'static str, u64)>,
 }
 
 /// Totals for one operator over all its subtasks.
@@ -40,6 +42,15 @@ pub struct OperatorStats {
     pub dead_letters: u64,
     /// Time its subtasks spent blocked on full output channels, summed.
     pub backpressured: Duration,
+    /// The operator's own counters, summed over subtasks, by name.
+    pub metrics: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl OperatorStats {
+    /// The operator's counter `name` (0 when it never reported it).
+    pub fn metric(&self, name: &str) -> u64 {
+        self.metrics.get(name).copied().unwrap_or(0)
+    }
 }
 
 /// What `Env::execute` returns when a bounded job ends.

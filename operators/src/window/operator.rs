@@ -1,0 +1,663 @@
+//! The window operator.
+//!
+//! State it keeps, per key:
+//! - *contents*: one accumulator per pane (aligned windows; a pane is
+//!   `gcd(size, slide)` long, so a record is added once whatever the overlap),
+//!   per session (session windows), or per key (global window). A window's
+//!   result merges the accumulators of its panes;
+//! - *sessions*: the key's open sessions (session windows only);
+//! - *counts*: records per window (count triggers only);
+//! - timers: `Fire` at a window's end, `Early` for continuous triggers,
+//!   `CleanupPane` / `CleanupWindow` at `end - 1 + allowed lateness`.
+//!
+//! Everything is dropped by the cleanup timers, so once the watermark has
+//! passed every window's cleanup time no state and no timer remains. Records
+//! whose windows are all past cleanup are late: they go to the late side
+//! output if one is set, and are always counted (`late_records_dropped`).
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use eddy_engine::clock::Clock;
+use eddy_engine::context::RuntimeContext;
+use eddy_engine::element::{Data, Key, Record, Timestamp};
+use eddy_engine::error::UserResult;
+use eddy_engine::keygroup::{key_group_of, KeyGroup};
+use eddy_engine::operator::{Collector, Operator, OutputTag};
+use eddy_engine::process::{KeySelector, TimeDomain};
+use eddy_engine::state::{AggregateFunction, KeyedStateBackend, StateTable, TimerService};
+use serde::{Deserialize, Serialize};
+
+use crate::window::assigner::{pane_start, Scheme, SessionGap, WindowSpec};
+use crate::window::function::{ProcessWindowFunction, WindowContext};
+use crate::window::time::TimeWindow;
+use crate::window::trigger::Trigger;
+
+const CONTENTS: &str = "window-contents";
+const COUNTS: &str = "window-counts";
+const SESSIONS: &str = "window-sessions";
+
+/// What a window timer does when it fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+enum TimerKind {
+    /// The window's end: fire.
+    Fire(TimeWindow),
+    /// An early firing of a continuous trigger.
+    Early(TimeWindow),
+    /// Drop a pane's (or session's, or the global window's) contents.
+    CleanupPane(TimeWindow),
+    /// Drop a window's count and let the function clear its state.
+    CleanupWindow(TimeWindow),
+}
+
+impl TimerKind {
+    /// Firings before cleanups when both are due at the same time.
+    fn is_firing(&self) -> bool {
+        matches!(self, TimerKind::Fire(_) | TimerKind::Early(_))
+    }
+}
+
+/// Settings of a window operator, shared by its subtasks.
+pub(crate) struct WindowSettings<T> {
+    pub spec: WindowSpec<T>,
+    pub trigger: Trigger,
+    pub lateness_ms: i64,
+    pub late_tag: Option<OutputTag<T>>,
+}
+
+impl<T> Clone for WindowSettings<T> {
+    fn clone(&self) -> Self {
+        WindowSettings {
+            spec: self.spec.clone(),
+            trigger: self.trigger.clone(),
+            lateness_ms: self.lateness_ms,
+            late_tag: self.late_tag,
+        }
+    }
+}
+
+/// The window operator for one subtask.
+pub(crate) struct WindowOperator<K, T, A, F, O> {
+    settings: WindowSettings<T>,
+    base: Trigger,
+    purge: bool,
+    agg: A,
+    func: F,
+    key: KeySelector<T, K>,
+    max_parallelism: usize,
+    backend: KeyedStateBackend<K>,
+    timers: TimerService<K, TimerKind>,
+    watermark: Timestamp,
+    clock: Arc<dyn Clock>,
+    late_dropped: u64,
+    _o: PhantomData<fn() -> O>,
+}
+
+/// The current key of a call.
+struct Scope<'a, K> {
+    key: &'a K,
+    kg: KeyGroup,
+}
+
+impl<K, T, A, F, O> WindowOperator<K, T, A, F, O>
+where
+    K: Key,
+    T: Data,
+    A: AggregateFunction<In = T>,
+    F: ProcessWindowFunction<K, A::Out, O>,
+    O: Data,
+{
+    pub(crate) fn new(
+        settings: WindowSettings<T>,
+        agg: A,
+        func: F,
+        key: KeySelector<T, K>,
+        ctx: &RuntimeContext,
+    ) -> Self {
+        let (base, purge) = settings.trigger.unwrap_purging();
+        let base = base.clone();
+        WindowOperator {
+            settings,
+            base,
+            purge,
+            agg,
+            func,
+            key,
+            max_parallelism: ctx.max_parallelism(),
+            backend: KeyedStateBackend::new(ctx.key_groups(), Arc::clone(ctx.clock())),
+            timers: TimerService::default(),
+            watermark: Timestamp::MIN,
+            clock: Arc::clone(ctx.clock()),
+            late_dropped: 0,
+            _o: PhantomData,
+        }
+    }
+
+    fn event_time(&self) -> bool {
+        self.settings.spec.domain == TimeDomain::EventTime
+    }
+
+    /// The domain the trigger's firing timers live in.
+    fn trigger_domain(&self) -> TimeDomain {
+        match self.base {
+            Trigger::ProcessingTime | Trigger::ContinuousProcessingTime(_) => {
+                TimeDomain::ProcessingTime
+            }
+            _ => TimeDomain::EventTime,
+        }
+    }
+
+    fn now_in(&self, domain: TimeDomain) -> Timestamp {
+        match domain {
+            TimeDomain::EventTime => self.watermark,
+            TimeDomain::ProcessingTime => self.clock.now(),
+        }
+    }
+
+    fn early_interval(&self) -> Option<i64> {
+        match &self.base {
+            Trigger::ContinuousEventTime(d) | Trigger::ContinuousProcessingTime(d) => {
+                Some((d.as_millis() as i64).max(1))
+            }
+            _ => None,
+        }
+    }
+
+    /// When a window's state goes: end - 1 + lateness (event time), end - 1
+    /// (processing time).
+    fn cleanup_time(&self, w: &TimeWindow) -> Timestamp {
+        if self.event_time() {
+            w.max_timestamp().add_millis(self.settings.lateness_ms)
+        } else {
+            w.max_timestamp()
+        }
+    }
+
+    /// True when every firing and the cleanup of `w` are behind us.
+    fn is_late(&self, w: &TimeWindow) -> bool {
+        self.event_time() && self.cleanup_time(w) <= self.watermark
+    }
+
+    fn register(&mut self, domain: TimeDomain, at: Timestamp, key: &K, kind: TimerKind) {
+        let queue = match domain {
+            TimeDomain::EventTime => &mut self.timers.event,
+            TimeDomain::ProcessingTime => &mut self.timers.processing,
+        };
+        queue.register(at, key.clone(), kind);
+    }
+
+    fn register_fire(&mut self, key: &K, w: TimeWindow) {
+        let domain = self.trigger_domain();
+        self.register(domain, w.max_timestamp(), key, TimerKind::Fire(w));
+    }
+
+    fn register_early(&mut self, key: &K, w: TimeWindow, after: Timestamp) {
+        if let Some(interval) = self.early_interval() {
+            let next = Timestamp((after.millis().div_euclid(interval) + 1) * interval);
+            if next < w.max_timestamp() {
+                let domain = self.trigger_domain();
+                self.register(domain, next, key, TimerKind::Early(w));
+            }
+        }
+    }
+
+    fn register_cleanup(&mut self, key: &K, kind: TimerKind, w: &TimeWindow) {
+        let domain = self.settings.spec.domain;
+        let at = self.cleanup_time(w);
+        self.register(domain, at, key, kind);
+    }
+
+    fn contents(
+        &mut self,
+    ) -> Result<&mut StateTable<K, TimeWindow, A::Acc>, eddy_engine::error::StateError> {
+        self.backend.table::<TimeWindow, A::Acc>(CONTENTS)
+    }
+
+    fn on_late(&mut self, record: Record<T>, out: &mut Collector<'_, O>) {
+        match self.settings.late_tag {
+            Some(tag) => {
+                out.set_timestamp(record.ts);
+                out.output(&tag, record.value);
+            }
+            None => self.late_dropped += 1,
+        }
+    }
+
+    /// The merged contents of `w` (aligned: its panes), if any.
+    fn window_contents(&mut self, s: &Scope<'_, K>, w: &TimeWindow) -> UserResult<Option<A::Acc>> {
+        let pane = match &self.settings.spec.scheme {
+            Scheme::Aligned { pane, .. } => Some(*pane),
+            _ => None,
+        };
+        let table = self.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
+        let Some(pane) = pane else {
+            return Ok(table.get(s.kg, s.key, w).cloned());
+        };
+        let mut merged: Option<A::Acc> = None;
+        let mut start = w.start.millis();
+        while start < w.end.millis() {
+            let p = TimeWindow::new(Timestamp(start), Timestamp(start + pane));
+            if let Some(acc) = table.get(s.kg, s.key, &p) {
+                match merged.as_mut() {
+                    None => merged = Some(acc.clone()),
+                    Some(m) => self.agg.merge(m, acc.clone()),
+                }
+            }
+            start += pane;
+        }
+        Ok(merged)
+    }
+
+    /// Emits `w`'s result; purges its contents when the trigger purges.
+    fn fire(&mut self, s: &Scope<'_, K>, w: TimeWindow, out: &mut Collector<'_, O>) -> UserResult {
+        let Some(acc) = self.window_contents(s, &w)? else {
+            return Ok(());
+        };
+        let result = self.agg.result(&acc);
+        out.set_timestamp(w.max_timestamp());
+        let mut ctx = WindowContext {
+            window: w,
+            key: s.key,
+            key_group: s.kg,
+            watermark: self.watermark,
+            processing_time: self.clock.now(),
+            backend: &mut self.backend,
+        };
+        self.func.process(s.key, result, &mut ctx, out)?;
+        self.register_cleanup(s.key, TimerKind::CleanupWindow(w), &w);
+        if self.purge {
+            self.purge_window(s, &w)?;
+        }
+        Ok(())
+    }
+
+    fn purge_window(&mut self, s: &Scope<'_, K>, w: &TimeWindow) -> UserResult {
+        let pane = match &self.settings.spec.scheme {
+            Scheme::Aligned { pane, .. } => *pane,
+            _ => {
+                self.contents()?.remove(s.kg, s.key, w);
+                return Ok(());
+            }
+        };
+        let table = self.contents()?;
+        let mut start = w.start.millis();
+        while start < w.end.millis() {
+            table.remove(
+                s.kg,
+                s.key,
+                &TimeWindow::new(Timestamp(start), Timestamp(start + pane)),
+            );
+            start += pane;
+        }
+        Ok(())
+    }
+
+    /// Count triggers: counts `w`, firing every `n` records.
+    fn count(
+        &mut self,
+        s: &Scope<'_, K>,
+        w: TimeWindow,
+        n: u64,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
+        let counts = self.backend.table::<TimeWindow, u64>(COUNTS)?;
+        let c = counts.get_or_insert_with(s.kg, s.key, &w, || 0);
+        *c += 1;
+        let full = *c >= n;
+        if *c == 1 {
+            self.register_cleanup(s.key, TimerKind::CleanupWindow(w), &w);
+        }
+        if full {
+            self.backend
+                .table::<TimeWindow, u64>(COUNTS)?
+                .insert(s.kg, s.key, &w, 0);
+            self.fire(s, w, out)?;
+        }
+        Ok(())
+    }
+
+    /// After `w` received a record: fire now if its time has passed (late
+    /// firing within the allowed lateness), else make sure it will fire.
+    fn on_added(
+        &mut self,
+        s: &Scope<'_, K>,
+        w: TimeWindow,
+        ts: Timestamp,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
+        match self.base {
+            Trigger::Count(n) => self.count(s, w, n, out),
+            Trigger::Never => Ok(()),
+            _ => {
+                let now = self.now_in(self.trigger_domain());
+                if w.max_timestamp() <= now {
+                    self.fire(s, w, out)
+                } else {
+                    self.register_fire(s.key, w);
+                    self.register_early(s.key, w, ts.max(now));
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    fn add_aligned(
+        &mut self,
+        s: &Scope<'_, K>,
+        record: Record<T>,
+        ts: Timestamp,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
+        let Scheme::Aligned {
+            size,
+            slide,
+            offset,
+            pane,
+        } = self.settings.spec.scheme
+        else {
+            unreachable!("add_aligned is only called for aligned windows")
+        };
+        let ps = pane_start(pane, offset, ts);
+        let p = TimeWindow::new(Timestamp(ps), Timestamp(ps + pane));
+        // Window starts s with s <= ps and ps + pane <= s + size, on the slide grid.
+        let last_start = offset + (ps - offset).div_euclid(slide) * slide;
+        let window = |start: i64| TimeWindow::new(Timestamp(start), Timestamp(start + size));
+        if self.is_late(&window(last_start)) {
+            self.on_late(record, out);
+            return Ok(());
+        }
+        let agg = &self.agg;
+        let table = self.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
+        let mut created = false;
+        let acc = table.get_or_insert_with(s.kg, s.key, &p, || {
+            created = true;
+            agg.create()
+        });
+        agg.add(acc, record.value);
+        if created {
+            self.register_cleanup(s.key, TimerKind::CleanupPane(p), &window(last_start));
+        }
+        let trigger_now = self.now_in(self.trigger_domain());
+        let counting = matches!(self.base, Trigger::Count(_));
+        let early = self.early_interval().is_some();
+        // Only a new pane, a pane of windows that already fired, or a
+        // per-window trigger needs to look at individual windows; the common
+        // case (a record for an existing pane in open windows) stops here.
+        if !(created || counting || early || p.max_timestamp() <= trigger_now) {
+            return Ok(());
+        }
+        let lowest = ps + pane - size;
+        let mut start = offset + (lowest - offset).div_euclid(slide) * slide;
+        if start < lowest {
+            start += slide;
+        }
+        let mut registered_next = false;
+        while start <= last_start {
+            let w = window(start);
+            start += slide;
+            if self.is_late(&w) {
+                continue;
+            }
+            if counting || early || w.max_timestamp() <= trigger_now {
+                self.on_added(s, w, ts, out)?;
+            } else if !registered_next {
+                // The first window still to fire; later ones follow by the
+                // chain in `on_fire`.
+                self.on_added(s, w, ts, out)?;
+                registered_next = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn add_session(
+        &mut self,
+        s: &Scope<'_, K>,
+        record: Record<T>,
+        ts: Timestamp,
+        gap: &SessionGap<T>,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
+        let gap_ms = match gap {
+            SessionGap::Static(g) => *g,
+            SessionGap::Dynamic(f) => (f(&record.value).as_millis() as i64).max(1),
+        };
+        let proto = TimeWindow::new(ts, ts.add_millis(gap_ms));
+        let sessions = self.backend.table::<(), Vec<TimeWindow>>(SESSIONS)?;
+        let existing = sessions.get(s.kg, s.key, &()).cloned().unwrap_or_default();
+        let (touching, others): (Vec<_>, Vec<_>) =
+            existing.into_iter().partition(|w| w.intersects(&proto));
+        let merged = touching.iter().fold(proto, |m, w| m.cover(w));
+        if self.is_late(&merged) {
+            self.on_late(record, out);
+            return Ok(());
+        }
+        let mut acc = self.agg.create();
+        let mut count = 0u64;
+        for w in &touching {
+            if let Some(a) = self.contents()?.remove(s.kg, s.key, w) {
+                self.agg.merge(&mut acc, a);
+            }
+            count += self
+                .backend
+                .table::<TimeWindow, u64>(COUNTS)?
+                .remove(s.kg, s.key, w)
+                .unwrap_or(0);
+        }
+        self.agg.add(&mut acc, record.value);
+        self.contents()?.insert(s.kg, s.key, &merged, acc);
+        let mut list = others;
+        list.push(merged);
+        self.backend
+            .table::<(), Vec<TimeWindow>>(SESSIONS)?
+            .insert(s.kg, s.key, &(), list);
+        // Timers of the merged-away sessions stay and find nothing to do.
+        self.register_cleanup(s.key, TimerKind::CleanupPane(merged), &merged);
+        if count > 0 {
+            self.backend
+                .table::<TimeWindow, u64>(COUNTS)?
+                .insert(s.kg, s.key, &merged, count);
+        }
+        self.on_added(s, merged, ts, out)
+    }
+
+    fn add_global(
+        &mut self,
+        s: &Scope<'_, K>,
+        record: Record<T>,
+        ts: Timestamp,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
+        let w = TimeWindow::global();
+        let agg = &self.agg;
+        let table = self.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
+        let mut created = false;
+        let acc = table.get_or_insert_with(s.kg, s.key, &w, || {
+            created = true;
+            agg.create()
+        });
+        agg.add(acc, record.value);
+        if created {
+            self.register_cleanup(s.key, TimerKind::CleanupPane(w), &w);
+        }
+        self.on_added(s, w, ts, out)
+    }
+
+    fn has_panes(&mut self, s: &Scope<'_, K>, w: &TimeWindow, pane: i64) -> UserResult<bool> {
+        let table = self.contents()?;
+        let mut start = w.start.millis();
+        while start < w.end.millis() {
+            if table
+                .get(
+                    s.kg,
+                    s.key,
+                    &TimeWindow::new(Timestamp(start), Timestamp(start + pane)),
+                )
+                .is_some()
+            {
+                return Ok(true);
+            }
+            start += pane;
+        }
+        Ok(false)
+    }
+
+    fn session_exists(&mut self, s: &Scope<'_, K>, w: &TimeWindow) -> UserResult<bool> {
+        let sessions = self.backend.table::<(), Vec<TimeWindow>>(SESSIONS)?;
+        Ok(sessions
+            .get(s.kg, s.key, &())
+            .is_some_and(|l| l.contains(w)))
+    }
+
+    fn on_timer(
+        &mut self,
+        at: Timestamp,
+        key: K,
+        kind: TimerKind,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
+        let kg = key_group_of(&key, self.max_parallelism);
+        let s = Scope { key: &key, kg };
+        let session = matches!(self.settings.spec.scheme, Scheme::Session(_));
+        match kind {
+            TimerKind::Fire(w) => {
+                if session && !self.session_exists(&s, &w)? {
+                    return Ok(());
+                }
+                self.fire(&s, w, out)?;
+                if let Scheme::Aligned {
+                    slide, size, pane, ..
+                } = self.settings.spec.scheme
+                {
+                    // Chain: the next overlapping window fires if it holds a pane.
+                    let next = TimeWindow::new(w.start.add_millis(slide), w.end.add_millis(slide));
+                    if slide < size && self.has_panes(&s, &next, pane)? {
+                        self.register_fire(&key, next);
+                    }
+                }
+            }
+            TimerKind::Early(w) => {
+                if session && !self.session_exists(&s, &w)? {
+                    return Ok(());
+                }
+                self.fire(&s, w, out)?;
+                self.register_early(&key, w, at);
+            }
+            TimerKind::CleanupPane(p) => {
+                self.contents()?.remove(kg, &key, &p);
+                if session || p == TimeWindow::global() {
+                    if session {
+                        let sessions = self.backend.table::<(), Vec<TimeWindow>>(SESSIONS)?;
+                        if let Some(list) = sessions.get_mut(kg, &key, &()) {
+                            list.retain(|w| *w != p);
+                            if list.is_empty() {
+                                sessions.remove(kg, &key, &());
+                            }
+                        }
+                    }
+                    self.clear_window(&s, p)?;
+                }
+            }
+            TimerKind::CleanupWindow(w) => self.clear_window(&s, w)?,
+        }
+        Ok(())
+    }
+
+    /// Drops a window's count and lets the function clear its state.
+    fn clear_window(&mut self, s: &Scope<'_, K>, w: TimeWindow) -> UserResult {
+        self.backend
+            .table::<TimeWindow, u64>(COUNTS)?
+            .remove(s.kg, s.key, &w);
+        let mut ctx = WindowContext {
+            window: w,
+            key: s.key,
+            key_group: s.kg,
+            watermark: self.watermark,
+            processing_time: self.clock.now(),
+            backend: &mut self.backend,
+        };
+        self.func.clear(s.key, &mut ctx)
+    }
+
+    fn fire_timers(
+        &mut self,
+        domain: TimeDomain,
+        up_to: Timestamp,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
+        loop {
+            let queue = match domain {
+                TimeDomain::EventTime => &mut self.timers.event,
+                TimeDomain::ProcessingTime => &mut self.timers.processing,
+            };
+            let Some((at, due)) = queue.pop_due(up_to) else {
+                return Ok(());
+            };
+            let (firings, cleanups): (Vec<_>, Vec<_>) =
+                due.into_iter().partition(|(_, k)| k.is_firing());
+            for (key, kind) in firings.into_iter().chain(cleanups) {
+                self.on_timer(at, key, kind, out)?;
+            }
+        }
+    }
+}
+
+impl<K, T, A, F, O> Operator for WindowOperator<K, T, A, F, O>
+where
+    K: Key,
+    T: Data,
+    A: AggregateFunction<In = T>,
+    F: ProcessWindowFunction<K, A::Out, O>,
+    O: Data,
+{
+    type In = T;
+    type Out = O;
+
+    fn process_batch(
+        &mut self,
+        batch: &mut Vec<Record<T>>,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
+        let now = (!self.event_time()).then(|| self.clock.now());
+        let scheme = self.settings.spec.scheme.clone();
+        for record in batch.drain(..) {
+            let key = (self.key)(&record.value);
+            let kg = key_group_of(&key, self.max_parallelism);
+            let s = Scope { key: &key, kg };
+            let ts = now.unwrap_or(record.ts);
+            match &scheme {
+                Scheme::Aligned { .. } => self.add_aligned(&s, record, ts, out)?,
+                Scheme::Session(gap) => self.add_session(&s, record, ts, gap, out)?,
+                Scheme::Global => self.add_global(&s, record, ts, out)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Collector<'_, O>) -> UserResult {
+        self.watermark = watermark;
+        self.fire_timers(TimeDomain::EventTime, watermark, out)
+    }
+
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Collector<'_, O>) -> UserResult {
+        self.fire_timers(TimeDomain::ProcessingTime, now, out)
+    }
+
+    fn next_processing_time(&self) -> Option<Timestamp> {
+        self.timers.processing.next_time()
+    }
+
+    /// A bounded input has ended: processing-time windows fire now rather
+    /// than never.
+    fn finish(&mut self, out: &mut Collector<'_, O>) -> UserResult {
+        self.fire_timers(TimeDomain::ProcessingTime, Timestamp::MAX, out)
+    }
+
+    fn metrics(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("late_records_dropped", self.late_dropped),
+            ("state_entries", self.backend.entry_count() as u64),
+            ("timers", self.timers.len() as u64),
+        ]
+    }
+}
