@@ -19,8 +19,7 @@ use eddy_engine::operator::OutputTag;
 use eddy_engine::sink::CollectSink;
 use eddy_engine::time::WatermarkStrategy;
 use eddy_operators::window::{
-    Count, EventTimeSessions, SlidingEventTime, Sum, TimeWindow, TumblingEventTime, WindowExt,
-    WindowedStream,
+    Count, EventTimeSessions, SlidingEventTime, Sum, TimeWindow, WindowExt, WindowedStream,
 };
 use proptest::prelude::*;
 

@@ -177,7 +177,7 @@ field_aggregate!(
     result: |acc: &(f64, u64)| acc.0 / acc.1 as f64
 );
 
-/// Several aggregates over the same input, computed in one pass.
+/// Two aggregates over the same input, computed in one pass.
 #[derive(Clone)]
 pub struct Both<A, B>(pub A, pub B);
 
@@ -216,16 +216,52 @@ where
     }
 }
 
+/// Three aggregates over the same input, computed in one pass.
+#[derive(Clone)]
+pub struct Three<A, B, C>(pub A, pub B, pub C);
+
+impl<T: Clone, A, B, C> AggregateFunction for Three<A, B, C>
+where
+    A: AggregateFunction<In = T>,
+    B: AggregateFunction<In = T>,
+    C: AggregateFunction<In = T>,
+{
+    type In = T;
+    type Acc = (A::Acc, B::Acc, C::Acc);
+    type Out = (A::Out, B::Out, C::Out);
+    fn create(&self) -> Self::Acc {
+        (self.0.create(), self.1.create(), self.2.create())
+    }
+    fn add(&self, acc: &mut Self::Acc, value: T) {
+        self.0.add(&mut acc.0, value.clone());
+        self.1.add(&mut acc.1, value.clone());
+        self.2.add(&mut acc.2, value);
+    }
+    fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) {
+        self.0.merge(&mut acc.0, other.0);
+        self.1.merge(&mut acc.1, other.1);
+        self.2.merge(&mut acc.2, other.2);
+    }
+    fn result(&self, acc: &Self::Acc) -> Self::Out {
+        (
+            self.0.result(&acc.0),
+            self.1.result(&acc.1),
+            self.2.result(&acc.2),
+        )
+    }
+}
+
 impl<T: Clone, A, B, C> IntoAggregate<T> for (A, B, C)
 where
     A: IntoAggregate<T>,
     B: IntoAggregate<T>,
     C: IntoAggregate<T>,
 {
-    type Agg = Both<Both<A::Agg, B::Agg>, C::Agg>;
+    type Agg = Three<A::Agg, B::Agg, C::Agg>;
     fn into_aggregate(self) -> Self::Agg {
-        Both(
-            Both(self.0.into_aggregate(), self.1.into_aggregate()),
+        Three(
+            self.0.into_aggregate(),
+            self.1.into_aggregate(),
             self.2.into_aggregate(),
         )
     }
