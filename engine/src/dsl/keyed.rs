@@ -14,6 +14,7 @@ use crate::process::{KeySelector, KeyedProcessFunction, KeyedProcessOperator};
 /// A stream partitioned by a key of type `K`.
 pub struct KeyedStream<K, T> {
     stream: DataStream<T>,
+    unkeyed: DataStream<T>,
     key: KeySelector<T, K>,
 }
 
@@ -21,14 +22,19 @@ impl<K, T> Clone for KeyedStream<K, T> {
     fn clone(&self) -> Self {
         KeyedStream {
             stream: self.stream.clone(),
+            unkeyed: self.unkeyed.clone(),
             key: Arc::clone(&self.key),
         }
     }
 }
 
 impl<K: Key, T: Data> KeyedStream<K, T> {
-    pub(crate) fn new(stream: DataStream<T>, key: KeySelector<T, K>) -> Self {
-        KeyedStream { stream, key }
+    pub(crate) fn new(stream: DataStream<T>, unkeyed: DataStream<T>, key: KeySelector<T, K>) -> Self {
+        KeyedStream {
+            stream,
+            unkeyed,
+            key,
+        }
     }
 
     /// The key selector.
@@ -39,6 +45,12 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     /// The partitioned stream underneath (for extension traits).
     pub fn stream(&self) -> &DataStream<T> {
         &self.stream
+    }
+
+    /// The stream before `key_by` (for extension traits that transform the
+    /// records before partitioning them, e.g. joins).
+    pub fn unkeyed(&self) -> &DataStream<T> {
+        &self.unkeyed
     }
 
     /// Adds a custom keyed [`Operator`]; `make` builds one instance per

@@ -31,11 +31,29 @@ pub const DEAD_LETTERS: OutputTag<DeadLetter> = OutputTag::new(DEAD_LETTER_SLOT)
 /// A stream of records of type `T`.
 pub struct DataStream<T> {
     env: Env,
-    /// The outputs this stream reads: one, or several after `union`.
-    ports: Vec<(NodeId, usize)>,
+    /// The outputs this stream reads: one, or several after `union`, each
+    /// with how the next operator's input from it is partitioned.
+    ports: Vec<Port<T>>,
+}
+
+/// One output read by a stream, and how it is partitioned downstream.
+struct Port<T> {
+    node: NodeId,
+    slot: usize,
+    /// `None`: forward when parallelism matches, else rebalance.
     partitioning: Option<Partitioning>,
     key_hash: Option<KeyHasher<T>>,
-    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Port<T> {
+    fn clone(&self) -> Self {
+        Port {
+            node: self.node,
+            slot: self.slot,
+            partitioning: self.partitioning,
+            key_hash: self.key_hash.clone(),
+        }
+    }
 }
 
 impl<T> Clone for DataStream<T> {
@@ -43,9 +61,6 @@ impl<T> Clone for DataStream<T> {
         DataStream {
             env: self.env.clone(),
             ports: self.ports.clone(),
-            partitioning: self.partitioning,
-            key_hash: self.key_hash.clone(),
-            _t: PhantomData,
         }
     }
 }
@@ -58,10 +73,12 @@ impl<T: Data> DataStream<T> {
     fn of_port(env: Env, node: NodeId, slot: usize) -> Self {
         DataStream {
             env,
-            ports: vec![(node, slot)],
-            partitioning: None,
-            key_hash: None,
-            _t: PhantomData,
+            ports: vec![Port {
+                node,
+                slot,
+                partitioning: None,
+                key_hash: None,
+            }],
         }
     }
 
@@ -72,7 +89,7 @@ impl<T: Data> DataStream<T> {
 
     fn single_node(&self, what: &str) -> Option<NodeId> {
         match self.ports.as_slice() {
-            [(node, _)] => Some(*node),
+            [port] => Some(port.node),
             _ => {
                 self.env.graph().errors.push(EngineError::InvalidJob {
                     node: "union".into(),
@@ -122,39 +139,37 @@ impl<T: Data> DataStream<T> {
         self.edit("start_new_chain()", |n| n.chaining = Chaining::Head)
     }
 
-    fn with_partitioning(&self, p: Partitioning) -> Self {
+    fn with_partitioning(&self, p: Partitioning, key_hash: Option<KeyHasher<T>>) -> Self {
         let mut s = self.clone();
-        s.partitioning = Some(p);
+        for port in &mut s.ports {
+            port.partitioning = Some(p);
+            port.key_hash = key_hash.clone();
+        }
         s
     }
 
     /// Sends the next operator's input round-robin over its subtasks.
     pub fn rebalance(&self) -> Self {
-        self.with_partitioning(Partitioning::Rebalance)
+        self.with_partitioning(Partitioning::Rebalance, None)
     }
 
     /// Sends every record to every subtask of the next operator.
     pub fn broadcast(&self) -> Self {
-        self.with_partitioning(Partitioning::Broadcast)
+        self.with_partitioning(Partitioning::Broadcast, None)
     }
 
     /// Sends subtask i's records to subtask i of the next operator (equal
     /// parallelism required).
     pub fn forward(&self) -> Self {
-        self.with_partitioning(Partitioning::Forward)
+        self.with_partitioning(Partitioning::Forward, None)
     }
 
-    /// One stream of the records of `self` and `others`.
+    /// One stream of the records of `self` and `others`. Each keeps its own
+    /// partitioning (e.g. one side keyed, the other broadcast).
     pub fn union(&self, others: &[&DataStream<T>]) -> Self {
         let mut s = self.clone();
         for o in others {
-            if o.partitioning.is_some() || self.partitioning.is_some() {
-                self.env.graph().errors.push(EngineError::InvalidJob {
-                    node: "union".into(),
-                    reason: "union of a repartitioned stream; repartition after the union".into(),
-                });
-            }
-            s.ports.extend(o.ports.iter().copied());
+            s.ports.extend(o.ports.iter().cloned());
         }
         s
     }
@@ -170,12 +185,12 @@ impl<T: Data> DataStream<T> {
         let inputs = self
             .ports
             .iter()
-            .map(|&(from, slot)| StreamEdge {
-                from,
-                slot,
-                partitioning: self.partitioning,
+            .map(|port| StreamEdge {
+                from: port.node,
+                slot: port.slot,
+                partitioning: port.partitioning,
                 factory: Arc::new(TypedEdge::<T> {
-                    key_hash: self.key_hash.clone(),
+                    key_hash: port.key_hash.clone(),
                 }),
             })
             .collect();
@@ -252,9 +267,9 @@ impl<T: Data> DataStream<T> {
     {
         let selector: KeySelector<T, K> = Arc::new(f);
         let hash_key = Arc::clone(&selector);
-        let mut stream = self.with_partitioning(Partitioning::Hash);
-        stream.key_hash = Some(Arc::new(move |t: &T| key_hash(&hash_key(t))));
-        KeyedStream::new(stream, selector)
+        let hasher: KeyHasher<T> = Arc::new(move |t: &T| key_hash(&hash_key(t)));
+        let stream = self.with_partitioning(Partitioning::Hash, Some(hasher));
+        KeyedStream::new(stream, self.clone(), selector)
     }
 
     /// Assigns event time and generates watermarks.
@@ -268,12 +283,14 @@ impl<T: Data> DataStream<T> {
         T: Sync,
     {
         let mut graph = self.env.graph();
-        if let [(node, 0)] = self.ports.as_slice() {
+        if let [port] = self.ports.as_slice() {
+            let node = &port.node;
             let n = &graph.nodes[*node];
             let is_source = matches!(n.body, NodeBody::Source(_));
             if is_source
+                && port.slot == 0
                 && n.strategy.is_none()
-                && self.partitioning.is_none()
+                && port.partitioning.is_none()
                 && graph.consumers(*node) == 0
             {
                 graph.nodes[*node].strategy = Some(Arc::new(strategy));
@@ -292,7 +309,7 @@ impl<T: Data> DataStream<T> {
     /// The side output `tag` of the operator that produced this stream.
     pub fn side_output<S: Data>(&self, tag: &OutputTag<S>) -> DataStream<S> {
         let Some(node) = self.single_node("side_output()") else {
-            return DataStream::of_port(self.env.clone(), self.ports[0].0, 0);
+            return DataStream::of_port(self.env.clone(), self.ports[0].node, 0);
         };
         let mut graph = self.env.graph();
         let slot = match graph.slot(node, tag.name()) {
