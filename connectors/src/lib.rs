@@ -37,6 +37,7 @@ pub mod datagen;
 pub mod discard;
 pub mod error;
 pub mod file;
+pub mod format;
 pub mod nexmark;
 pub mod print;
 

@@ -173,6 +173,11 @@ impl<K: Key, I, O, F> KeyedProcessOperator<K, I, O, F> {
         }
     }
 
+    /// The user function (for operators that drive it beyond `process`).
+    pub fn function_mut(&mut self) -> &mut F {
+        &mut self.f
+    }
+
     /// The keyed state (for tests and harnesses).
     pub fn state_backend(&self) -> &KeyedStateBackend<K> {
         &self.backend

@@ -7,4 +7,5 @@
 //! `eddy-engine` only.
 #![deny(missing_docs)]
 
+pub mod join;
 pub mod window;

@@ -111,6 +111,15 @@ impl Env {
         *self.inner.clock.borrow_mut() = clock;
     }
 
+    /// Records a misuse of the DSL found by an extension trait (e.g. an empty
+    /// join interval); `execute` and `explain` report it before running.
+    pub fn report_invalid(&self, node: &str, reason: impl Into<String>) {
+        self.graph().errors.push(EngineError::InvalidJob {
+            node: node.to_owned(),
+            reason: reason.into(),
+        });
+    }
+
     pub(crate) fn graph(&self) -> std::cell::RefMut<'_, StreamGraph> {
         self.inner.graph.borrow_mut()
     }

@@ -272,6 +272,17 @@ impl<T: Data> DataStream<T> {
         KeyedStream::new(stream, self.clone(), selector)
     }
 
+    /// Partitions the next operator's input by `hash`, which must be
+    /// [`crate::keygroup::key_hash`] of the key the consuming keyed operator
+    /// computes for the record (for extension traits whose inputs carry keys
+    /// only on some records, e.g. broadcast joins).
+    pub fn partition_by_key_hash<F>(&self, hash: F) -> DataStream<T>
+    where
+        F: Fn(&T) -> u64 + Send + Sync + 'static,
+    {
+        self.with_partitioning(Partitioning::Hash, Some(Arc::new(hash)))
+    }
+
     /// Assigns event time and generates watermarks.
     ///
     /// Directly on a source that nothing else reads yet, the strategy runs

@@ -1,0 +1,3 @@
+//! Record formats that are not tied to one connector.
+
+pub mod debezium;
