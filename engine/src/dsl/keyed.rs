@@ -29,7 +29,11 @@ impl<K, T> Clone for KeyedStream<K, T> {
 }
 
 impl<K: Key, T: Data> KeyedStream<K, T> {
-    pub(crate) fn new(stream: DataStream<T>, unkeyed: DataStream<T>, key: KeySelector<T, K>) -> Self {
+    pub(crate) fn new(
+        stream: DataStream<T>,
+        unkeyed: DataStream<T>,
+        key: KeySelector<T, K>,
+    ) -> Self {
         KeyedStream {
             stream,
             unkeyed,

@@ -124,6 +124,27 @@ impl<T: Data> DataStream<T> {
         self.edit("parallelism()", |n| n.parallelism = Some(p))
     }
 
+    /// Gives this stream's operator the parallelism and max parallelism set
+    /// on `other`'s operator (its first input for a union), so that a
+    /// per-record step added by an extension trait chains to its input
+    /// instead of reshuffling it.
+    pub fn with_parallelism_of<U>(self, other: &DataStream<U>) -> Self {
+        let Some(from) = other.ports.first().map(|p| p.node) else {
+            return self;
+        };
+        let (p, max) = {
+            let graph = self.env.graph();
+            (
+                graph.nodes[from].parallelism,
+                graph.nodes[from].max_parallelism,
+            )
+        };
+        self.edit("with_parallelism_of()", |n| {
+            n.parallelism = p;
+            n.max_parallelism = max;
+        })
+    }
+
     /// Sets the operator's max parallelism (its number of key groups).
     pub fn max_parallelism(self, p: usize) -> Self {
         self.edit("max_parallelism()", |n| n.max_parallelism = Some(p))

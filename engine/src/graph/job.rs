@@ -67,9 +67,15 @@ impl JobGraph {
     /// Resolves and validates `graph`.
     pub(crate) fn build(graph: &StreamGraph, defaults: JobDefaults) -> Result<Self, EngineError> {
         if let Some(first) = graph.errors.first() {
-            return Err(EngineError::InvalidJob {
-                node: "job".into(),
-                reason: first.to_string(),
+            return Err(match first {
+                EngineError::InvalidJob { node, reason } => EngineError::InvalidJob {
+                    node: node.clone(),
+                    reason: reason.clone(),
+                },
+                other => EngineError::InvalidJob {
+                    node: "job".into(),
+                    reason: other.to_string(),
+                },
             });
         }
         if graph.nodes.is_empty() {

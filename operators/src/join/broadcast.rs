@@ -23,7 +23,10 @@ use crate::join::either::Either;
 /// Adds `.connect_broadcast(..)` to keyed streams.
 pub trait BroadcastExt<K, A> {
     /// Connects this keyed stream with `rules`, which every subtask receives.
-    fn connect_broadcast<R: Data + Sync>(&self, rules: &DataStream<R>) -> BroadcastConnected<K, A, R>;
+    fn connect_broadcast<R: Data + Sync>(
+        &self,
+        rules: &DataStream<R>,
+    ) -> BroadcastConnected<K, A, R>;
 }
 
 /// A keyed stream connected with a broadcast stream.
@@ -33,19 +36,27 @@ pub struct BroadcastConnected<K, A, R> {
 }
 
 impl<K: Key, A: Data + Sync> BroadcastExt<K, A> for KeyedStream<K, A> {
-    fn connect_broadcast<R: Data + Sync>(&self, rules: &DataStream<R>) -> BroadcastConnected<K, A, R> {
+    fn connect_broadcast<R: Data + Sync>(
+        &self,
+        rules: &DataStream<R>,
+    ) -> BroadcastConnected<K, A, R> {
         let key = self.key_selector();
         let hash_key = Arc::clone(&key);
         let left = self
             .unkeyed()
             .map(Either::Left)
             .name("ConnectKeyed")
+            .with_parallelism_of(self.unkeyed())
             // Broadcast records never take this path; 0 keeps the function total.
             .partition_by_key_hash(move |e: &Either<A, R>| match e {
                 Either::Left(a) => key_hash(&hash_key(a)),
                 Either::Right(_) => 0,
             });
-        let right = rules.map(Either::Right).name("ConnectBroadcast").broadcast();
+        let right = rules
+            .map(Either::Right)
+            .name("ConnectBroadcast")
+            .with_parallelism_of(rules)
+            .broadcast();
         BroadcastConnected {
             union: left.union(&[&right]),
             key,
@@ -73,14 +84,24 @@ pub trait KeyedBroadcastProcessFunction<K, A, R, O>: Send + 'static {
     ///
     /// # Errors
     /// Fails the job, naming the operator.
-    fn process_broadcast(&mut self, value: R, broadcast: &mut BroadcastState<'_>, out: &mut Collector<'_, O>) -> UserResult;
+    fn process_broadcast(
+        &mut self,
+        value: R,
+        broadcast: &mut BroadcastState<'_>,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult;
 
     /// A timer of `ctx.key()` fired. The default does nothing, for functions
     /// that register no timers.
     ///
     /// # Errors
     /// Fails the job, naming the operator.
-    fn on_timer(&mut self, _time: Timestamp, _ctx: &mut KeyedContext<'_, K>, _out: &mut Collector<'_, O>) -> UserResult {
+    fn on_timer(
+        &mut self,
+        _time: Timestamp,
+        _ctx: &mut KeyedContext<'_, K>,
+        _out: &mut Collector<'_, O>,
+    ) -> UserResult {
         Ok(())
     }
 }
@@ -165,7 +186,12 @@ where
     O: Data,
     F: KeyedBroadcastProcessFunction<K, A, R, O>,
 {
-    fn process(&mut self, value: A, ctx: &mut KeyedContext<'_, K>, out: &mut Collector<'_, O>) -> UserResult {
+    fn process(
+        &mut self,
+        value: A,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
         let mut view = ReadOnlyBroadcastState {
             inner: BroadcastState {
                 backend: &mut self.broadcast,
@@ -174,7 +200,12 @@ where
         self.f.process_element(value, ctx, &mut view, out)
     }
 
-    fn on_timer(&mut self, time: Timestamp, ctx: &mut KeyedContext<'_, K>, out: &mut Collector<'_, O>) -> UserResult {
+    fn on_timer(
+        &mut self,
+        time: Timestamp,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
         self.f.on_timer(time, ctx, out)
     }
 }
@@ -191,7 +222,10 @@ where
         let side = KeyedSide {
             f,
             // One key, `()`, in key group 0: the same on every subtask.
-            broadcast: KeyedStateBackend::new(KeyGroupRange { start: 0, end: 1 }, Arc::clone(ctx.clock())),
+            broadcast: KeyedStateBackend::new(
+                KeyGroupRange { start: 0, end: 1 },
+                Arc::clone(ctx.clock()),
+            ),
             _r: PhantomData,
         };
         BroadcastOperator {
@@ -212,7 +246,11 @@ where
     type In = Either<A, R>;
     type Out = O;
 
-    fn process_batch(&mut self, batch: &mut Vec<Record<Either<A, R>>>, out: &mut Collector<'_, O>) -> UserResult {
+    fn process_batch(
+        &mut self,
+        batch: &mut Vec<Record<Either<A, R>>>,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
         // Keep arrival order between the two sides: hand on the keyed records
         // gathered so far before each broadcast record.
         for record in batch.drain(..) {

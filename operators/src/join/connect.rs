@@ -12,7 +12,7 @@ use eddy_engine::dsl::{DataStream, KeyedStream};
 use eddy_engine::element::{Data, Key, Timestamp};
 use eddy_engine::error::UserResult;
 use eddy_engine::operator::{Collector, Operator};
-use eddy_engine::process::{KeyedContext, KeyedProcessFunction, KeySelector};
+use eddy_engine::process::{KeySelector, KeyedContext, KeyedProcessFunction};
 
 use crate::join::either::Either;
 
@@ -40,13 +40,22 @@ pub(crate) fn union_by_key<K: Key, A: Data, B: Data>(
     a: &KeyedStream<K, A>,
     b: &KeyedStream<K, B>,
 ) -> KeyedStream<K, Either<A, B>> {
-    let left: DataStream<Either<A, B>> = a.unkeyed().map(Either::Left).name("ConnectLeft");
-    let right: DataStream<Either<A, B>> = b.unkeyed().map(Either::Right).name("ConnectRight");
+    let left: DataStream<Either<A, B>> = a
+        .unkeyed()
+        .map(Either::Left)
+        .name("ConnectLeft")
+        .with_parallelism_of(a.unkeyed());
+    let right: DataStream<Either<A, B>> = b
+        .unkeyed()
+        .map(Either::Right)
+        .name("ConnectRight")
+        .with_parallelism_of(b.unkeyed());
     let (ka, kb) = (a.key_selector(), b.key_selector());
-    left.union(&[&right]).key_by(move |e: &Either<A, B>| match e {
-        Either::Left(a) => ka(a),
-        Either::Right(b) => kb(b),
-    })
+    left.union(&[&right])
+        .key_by(move |e: &Either<A, B>| match e {
+            Either::Left(a) => ka(a),
+            Either::Right(b) => kb(b),
+        })
 }
 
 impl<K: Key, A: Data, B: Data> ConnectedKeyedStreams<K, A, B> {
@@ -90,20 +99,35 @@ pub trait KeyedCoProcessFunction<K, A, B, O>: Send + 'static {
     ///
     /// # Errors
     /// Fails the job, naming the operator.
-    fn process1(&mut self, value: A, ctx: &mut KeyedContext<'_, K>, out: &mut Collector<'_, O>) -> UserResult;
+    fn process1(
+        &mut self,
+        value: A,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult;
 
     /// A record of the second input.
     ///
     /// # Errors
     /// Fails the job, naming the operator.
-    fn process2(&mut self, value: B, ctx: &mut KeyedContext<'_, K>, out: &mut Collector<'_, O>) -> UserResult;
+    fn process2(
+        &mut self,
+        value: B,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult;
 
     /// A timer of `ctx.key()` fired. The default does nothing, for functions
     /// that register no timers.
     ///
     /// # Errors
     /// Fails the job, naming the operator.
-    fn on_timer(&mut self, _time: Timestamp, _ctx: &mut KeyedContext<'_, K>, _out: &mut Collector<'_, O>) -> UserResult {
+    fn on_timer(
+        &mut self,
+        _time: Timestamp,
+        _ctx: &mut KeyedContext<'_, K>,
+        _out: &mut Collector<'_, O>,
+    ) -> UserResult {
         Ok(())
     }
 }
@@ -122,14 +146,24 @@ where
         self.0.open(ctx)
     }
 
-    fn process(&mut self, value: Either<A, B>, ctx: &mut KeyedContext<'_, K>, out: &mut Collector<'_, O>) -> UserResult {
+    fn process(
+        &mut self,
+        value: Either<A, B>,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
         match value {
             Either::Left(a) => self.0.process1(a, ctx, out),
             Either::Right(b) => self.0.process2(b, ctx, out),
         }
     }
 
-    fn on_timer(&mut self, time: Timestamp, ctx: &mut KeyedContext<'_, K>, out: &mut Collector<'_, O>) -> UserResult {
+    fn on_timer(
+        &mut self,
+        time: Timestamp,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
         self.0.on_timer(time, ctx, out)
     }
 }

@@ -36,10 +36,7 @@ impl<K: Key, A: Data + Sync> IntervalJoinExt<K, A> for KeyedStream<K, A> {
     fn interval_join<B: Data + Sync>(&self, other: &KeyedStream<K, B>) -> IntervalJoin<K, A, B> {
         IntervalJoin {
             union: union_by_key(self, other),
-            bounds: Bounds {
-                lower: 0,
-                upper: 0,
-            },
+            bounds: Bounds { lower: 0, upper: 0 },
         }
     }
 }
@@ -128,7 +125,12 @@ struct IntervalJoinOperator<K, A, B, O, F> {
 impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'static>
     IntervalJoinOperator<K, A, B, O, F>
 {
-    fn new(bounds: Bounds, f: Arc<F>, key: KeySelector<Either<A, B>, K>, ctx: &RuntimeContext) -> Self {
+    fn new(
+        bounds: Bounds,
+        f: Arc<F>,
+        key: KeySelector<Either<A, B>, K>,
+        ctx: &RuntimeContext,
+    ) -> Self {
         IntervalJoinOperator {
             bounds,
             f,
@@ -142,7 +144,11 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
         }
     }
 
-    fn on_record(&mut self, record: Record<Either<A, B>>, out: &mut Collector<'_, O>) -> UserResult {
+    fn on_record(
+        &mut self,
+        record: Record<Either<A, B>>,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
         let ts = record.ts;
         if ts <= self.watermark {
             self.late_dropped += 1;
@@ -156,7 +162,8 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
             Either::Left(a) => {
                 let rights = self.backend.table::<(), Buffer<B>>(RIGHT)?;
                 if let Some(buffer) = rights.get(kg, &key, &()) {
-                    for (bt, bs) in buffer.range(t.saturating_add(lower)..=t.saturating_add(upper)) {
+                    for (bt, bs) in buffer.range(t.saturating_add(lower)..=t.saturating_add(upper))
+                    {
                         out.set_timestamp(Timestamp(t.max(*bt)));
                         bs.iter().for_each(|b| out.emit((self.f)(&a, b)));
                     }
@@ -168,12 +175,15 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
                     .entry(t)
                     .or_default()
                     .push(a);
-                self.timers.event.register(expires.max(ts), key, Expiry::Left(t));
+                self.timers
+                    .event
+                    .register(expires.max(ts), key, Expiry::Left(t));
             }
             Either::Right(b) => {
                 let lefts = self.backend.table::<(), Buffer<A>>(LEFT)?;
                 if let Some(buffer) = lefts.get(kg, &key, &()) {
-                    for (at, as_) in buffer.range(t.saturating_sub(upper)..=t.saturating_sub(lower)) {
+                    for (at, as_) in buffer.range(t.saturating_sub(upper)..=t.saturating_sub(lower))
+                    {
                         out.set_timestamp(Timestamp(t.max(*at)));
                         as_.iter().for_each(|a| out.emit((self.f)(a, &b)));
                     }
@@ -185,7 +195,9 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
                     .entry(t)
                     .or_default()
                     .push(b);
-                self.timers.event.register(expires.max(ts), key, Expiry::Right(t));
+                self.timers
+                    .event
+                    .register(expires.max(ts), key, Expiry::Right(t));
             }
         }
         Ok(())
@@ -210,7 +222,11 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
     type In = Either<A, B>;
     type Out = O;
 
-    fn process_batch(&mut self, batch: &mut Vec<Record<Either<A, B>>>, out: &mut Collector<'_, O>) -> UserResult {
+    fn process_batch(
+        &mut self,
+        batch: &mut Vec<Record<Either<A, B>>>,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
         batch.drain(..).try_for_each(|r| self.on_record(r, out))
     }
 

@@ -10,7 +10,8 @@ mod temporal;
 mod window_join;
 
 pub use broadcast::{
-    BroadcastConnected, BroadcastExt, BroadcastState, KeyedBroadcastProcessFunction, ReadOnlyBroadcastState,
+    BroadcastConnected, BroadcastExt, BroadcastState, KeyedBroadcastProcessFunction,
+    ReadOnlyBroadcastState,
 };
 pub use connect::{ConnectExt, ConnectedKeyedStreams, KeyedCoProcessFunction};
 pub use either::Either;

@@ -34,7 +34,11 @@ use crate::join::either::Either;
 pub trait TemporalJoinExt<K, A> {
     /// Joins each event with the row `row(change)` of `changelog` valid at
     /// the event's time; `row` returns `None` for a delete.
-    fn temporal_join<C, V, R>(&self, changelog: &KeyedStream<K, C>, row: R) -> TemporalJoin<K, A, C, V>
+    fn temporal_join<C, V, R>(
+        &self,
+        changelog: &KeyedStream<K, C>,
+        row: R,
+    ) -> TemporalJoin<K, A, C, V>
     where
         C: Data + Sync,
         V: Data,
@@ -42,7 +46,11 @@ pub trait TemporalJoinExt<K, A> {
 }
 
 impl<K: Key, A: Data + Sync> TemporalJoinExt<K, A> for KeyedStream<K, A> {
-    fn temporal_join<C, V, R>(&self, changelog: &KeyedStream<K, C>, row: R) -> TemporalJoin<K, A, C, V>
+    fn temporal_join<C, V, R>(
+        &self,
+        changelog: &KeyedStream<K, C>,
+        row: R,
+    ) -> TemporalJoin<K, A, C, V>
     where
         C: Data + Sync,
         V: Data,
@@ -94,17 +102,18 @@ impl<K: Key, A: Data + Sync, C: Data + Sync, V: Data> TemporalJoin<K, A, C, V> {
             Kind::Inner => "TemporalJoin",
             Kind::LeftOuter => "TemporalLeftJoin",
         };
-        self.union.transform(name, move |ctx, key| TemporalJoinOperator {
-            row: Arc::clone(&row),
-            f: Arc::clone(&f),
-            key,
-            max_parallelism: ctx.max_parallelism(),
-            backend: KeyedStateBackend::new(ctx.key_groups(), Arc::clone(ctx.clock())),
-            timers: TimerService::default(),
-            watermark: Timestamp::MIN,
-            late_dropped: 0,
-            _o: PhantomData,
-        })
+        self.union
+            .transform(name, move |ctx, key| TemporalJoinOperator {
+                row: Arc::clone(&row),
+                f: Arc::clone(&f),
+                key,
+                max_parallelism: ctx.max_parallelism(),
+                backend: KeyedStateBackend::new(ctx.key_groups(), Arc::clone(ctx.clock())),
+                timers: TimerService::default(),
+                watermark: Timestamp::MIN,
+                late_dropped: 0,
+                _o: PhantomData,
+            })
     }
 }
 
@@ -174,7 +183,13 @@ where
         Ok(())
     }
 
-    fn on_due(&mut self, at: Timestamp, key: K, due: Due, out: &mut Collector<'_, O>) -> UserResult {
+    fn on_due(
+        &mut self,
+        at: Timestamp,
+        key: K,
+        due: Due,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
         let kg = key_group_of(&key, self.max_parallelism);
         let t = at.millis();
         if due == Due::Events {
@@ -230,7 +245,11 @@ where
     type In = Either<A, C>;
     type Out = O;
 
-    fn process_batch(&mut self, batch: &mut Vec<Record<Either<A, C>>>, _out: &mut Collector<'_, O>) -> UserResult {
+    fn process_batch(
+        &mut self,
+        batch: &mut Vec<Record<Either<A, C>>>,
+        _out: &mut Collector<'_, O>,
+    ) -> UserResult {
         batch.drain(..).try_for_each(|r| self.on_record(r))
     }
 

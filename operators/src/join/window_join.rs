@@ -14,7 +14,9 @@ use eddy_engine::operator::Collector;
 
 use crate::join::connect::union_by_key;
 use crate::join::either::Either;
-use crate::window::{ProcessWindowFunction, TimeWindow, WindowAssigner, WindowContext, WindowExt, WindowedStream};
+use crate::window::{
+    ProcessWindowFunction, TimeWindow, WindowAssigner, WindowContext, WindowExt, WindowedStream,
+};
 
 /// Adds `.window_join(..)` to keyed streams.
 pub trait WindowJoinExt<K, A> {
@@ -56,14 +58,20 @@ impl<K: Key, A: Data + Sync, B: Data + Sync> WindowJoin<K, A, B> {
     where
         F: Fn(&A, &B) -> O + Clone + Send + Sync + 'static,
     {
-        self.co_group(move |_key: &K, _w: &TimeWindow, lefts: Vec<A>, rights: Vec<B>, out: &mut Collector<'_, O>| {
-            for a in &lefts {
-                for b in &rights {
-                    out.emit(f(a, b));
+        self.co_group(
+            move |_key: &K,
+                  _w: &TimeWindow,
+                  lefts: Vec<A>,
+                  rights: Vec<B>,
+                  out: &mut Collector<'_, O>| {
+                for a in &lefts {
+                    for b in &rights {
+                        out.emit(f(a, b));
+                    }
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
         .name("WindowJoin")
     }
 
@@ -71,7 +79,11 @@ impl<K: Key, A: Data + Sync, B: Data + Sync> WindowJoin<K, A, B> {
     /// that holds a record of either side.
     pub fn co_group<O: Data, F>(&self, f: F) -> DataStream<O>
     where
-        F: FnMut(&K, &TimeWindow, Vec<A>, Vec<B>, &mut Collector<'_, O>) -> UserResult + Clone + Send + Sync + 'static,
+        F: FnMut(&K, &TimeWindow, Vec<A>, Vec<B>, &mut Collector<'_, O>) -> UserResult
+            + Clone
+            + Send
+            + Sync
+            + 'static,
     {
         self.windowed.process(CoGroup(f)).name("WindowCoGroup")
     }
@@ -85,7 +97,13 @@ impl<K: Key, A, B, O, F> ProcessWindowFunction<K, Vec<Either<A, B>>, O> for CoGr
 where
     F: FnMut(&K, &TimeWindow, Vec<A>, Vec<B>, &mut Collector<'_, O>) -> UserResult + Send + 'static,
 {
-    fn process(&mut self, key: &K, input: Vec<Either<A, B>>, ctx: &mut WindowContext<'_, K>, out: &mut Collector<'_, O>) -> UserResult {
+    fn process(
+        &mut self,
+        key: &K,
+        input: Vec<Either<A, B>>,
+        ctx: &mut WindowContext<'_, K>,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult {
         let (mut lefts, mut rights) = (Vec::new(), Vec::new());
         for e in input {
             match e {
