@@ -77,10 +77,15 @@ mod tests {
         .unwrap();
         assert_eq!(update.row().unwrap().tier, "gold");
         let delete: Change<Customer> =
-            serde_json::from_str(r#"{"before":{"id":7,"tier":"gold"},"after":null,"op":"d"}"#).unwrap();
+            serde_json::from_str(r#"{"before":{"id":7,"tier":"gold"},"after":null,"op":"d"}"#)
+                .unwrap();
         assert_eq!(delete.row(), None);
         assert_eq!(delete.keyed_row().unwrap().id, 7);
-        let bad = serde_json::from_str::<Change<Customer>>(r#"{"after":{"id":1,"tier":"x"},"op":"z"}"#);
-        assert!(bad.is_err(), "unknown op is a decode error (a dead letter in a source)");
+        let bad =
+            serde_json::from_str::<Change<Customer>>(r#"{"after":{"id":1,"tier":"x"},"op":"z"}"#);
+        assert!(
+            bad.is_err(),
+            "unknown op is a decode error (a dead letter in a source)"
+        );
     }
 }

@@ -67,6 +67,14 @@ impl<K: Key, A: Data + Sync> BroadcastExt<K, A> for KeyedStream<K, A> {
 /// User code over a keyed stream and a broadcast stream (Flink's
 /// `KeyedBroadcastProcessFunction`). Each subtask has its own clone.
 pub trait KeyedBroadcastProcessFunction<K, A, R, O>: Send + 'static {
+    /// Called once per subtask before the first record. Does nothing by default.
+    ///
+    /// # Errors
+    /// Fails the job, naming the operator.
+    fn open(&mut self, _ctx: &RuntimeContext) -> UserResult {
+        Ok(())
+    }
+
     /// A keyed record: keyed state and timers through `ctx`, broadcast state
     /// read-only.
     ///
@@ -186,6 +194,10 @@ where
     O: Data,
     F: KeyedBroadcastProcessFunction<K, A, R, O>,
 {
+    fn open(&mut self, ctx: &RuntimeContext) -> UserResult {
+        self.f.open(ctx)
+    }
+
     fn process(
         &mut self,
         value: A,
@@ -245,6 +257,10 @@ where
 {
     type In = Either<A, R>;
     type Out = O;
+
+    fn open(&mut self, ctx: &RuntimeContext) -> UserResult {
+        self.keyed.open(ctx)
+    }
 
     fn process_batch(
         &mut self,

@@ -63,10 +63,13 @@ impl<K: Key, A: Data + Sync> TemporalJoinExt<K, A> for KeyedStream<K, A> {
     }
 }
 
+/// Extracts the row a change leaves behind (`None` for a delete).
+type RowOf<C, V> = Arc<dyn Fn(&C) -> Option<V> + Send + Sync>;
+
 /// A temporal join being configured.
 pub struct TemporalJoin<K, A, C, V> {
     union: KeyedStream<K, Either<A, C>>,
-    row: Arc<dyn Fn(&C) -> Option<V> + Send + Sync>,
+    row: RowOf<C, V>,
 }
 
 /// Whether events without a valid row are kept.
@@ -133,7 +136,7 @@ type Versions<V> = BTreeMap<i64, Option<V>>;
 type Waiting<A> = BTreeMap<i64, Vec<A>>;
 
 struct TemporalJoinOperator<K, A, C, V, O, F> {
-    row: Arc<dyn Fn(&C) -> Option<V> + Send + Sync>,
+    row: RowOf<C, V>,
     f: Arc<F>,
     key: KeySelector<Either<A, C>, K>,
     max_parallelism: usize,
