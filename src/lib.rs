@@ -41,6 +41,11 @@ pub mod prelude {
         ValueStateDesc,
     };
     pub use eddy_engine::time::WatermarkStrategy;
+    pub use eddy_operators::join::{
+        BroadcastExt, BroadcastState, ConnectExt, Either, IntervalJoinExt,
+        KeyedBroadcastProcessFunction, KeyedCoProcessFunction, ReadOnlyBroadcastState,
+        TemporalJoinExt, WindowJoinExt,
+    };
     pub use eddy_operators::window::{
         Avg, Count, EventTimeSessions, GlobalWindows, Max, Min, ProcessWindowFunction,
         ProcessingTimeSessions, SlidingEventTime, SlidingProcessingTime, Sum, TimeWindow, Trigger,
