@@ -70,10 +70,12 @@ fn orders_see_the_customer_row_valid_when_they_happened() {
         .assign_timestamps(strategy(|c| c.ts_ms.unwrap_or(0)));
     let (dead_sink, dead) = CollectSink::new();
     customer_changes.dead_letters().sink(dead_sink);
-    let orders = env.source(FileSource::<Order>::json_lines(&orders)).assign_timestamps(
-        WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(100))
-            .with_timestamp(|o: &Order| Timestamp(o.at)),
-    );
+    let orders = env
+        .source(FileSource::<Order>::json_lines(&orders))
+        .assign_timestamps(
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(100))
+                .with_timestamp(|o: &Order| Timestamp(o.at)),
+        );
     let (sink, out) = CollectSink::new();
     orders
         .key_by(|o| o.customer)
