@@ -13,8 +13,10 @@
 //! left at the end of the input.
 
 mod q11;
+mod q3;
 mod q5;
 mod q7;
+mod q8;
 mod stateless;
 
 use std::sync::{Arc, Mutex};
@@ -35,10 +37,14 @@ pub enum Query {
     Q1,
     /// Selection: bids on auctions whose id is a multiple of 123.
     Q2,
+    /// Local item suggestion: an incremental join of persons and auctions.
+    Q3,
     /// Hot items: per sliding window, the auction(s) with the most bids.
     Q5,
     /// Highest bid: per 10 s tumbling window, the bid with the highest price.
     Q7,
+    /// Monitor new users: a window join of persons and their auctions.
+    Q8,
     /// User sessions: bids per bidder per session (gap 10 s).
     Q11,
 }
@@ -77,7 +83,7 @@ pub type SharedSummary = Arc<Mutex<Summary>>;
 impl Query {
     /// True for the queries on event-time windows.
     pub fn is_windowed(self) -> bool {
-        matches!(self, Query::Q5 | Query::Q7 | Query::Q11)
+        matches!(self, Query::Q5 | Query::Q7 | Query::Q8 | Query::Q11)
     }
 
     /// The watermark delay of the windowed queries: the generator's
@@ -123,7 +129,9 @@ impl Query {
                 stateless::build(self, bids);
                 None
             }
+            Query::Q3 => Some(q3::build(&events)),
             Query::Q5 => Some(q5::build(bids, params.size, params.slide)),
+            Query::Q8 => Some(q8::build(&events)),
             Query::Q7 => Some(q7::build(bids)),
             Query::Q11 => Some(q11::build(bids)),
         })
@@ -153,6 +161,8 @@ impl Query {
                 q5::Loop::new(params.size, params.slide),
             ),
             Query::Q7 => run_windowed(generator, params.events, delay, q7::Loop::default()),
+            Query::Q3 => q3::run_loop(generator, params.events),
+            Query::Q8 => q8::run_loop(generator, params.events, delay),
             Query::Q11 => run_windowed(generator, params.events, delay, q11::Loop::default()),
         }
     }

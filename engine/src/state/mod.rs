@@ -26,7 +26,7 @@ pub use handles::{
     MapStateDesc, ReducingState, ReducingStateDesc, StateDescriptor, StateScope, ValueState,
     ValueStateDesc,
 };
-pub use timers::{TimerQueue, TimerService};
+pub use timers::{TimerQueue, TimerService, TimerSet};
 pub use ttl::{StateTtl, TtlValue};
 
 use std::fmt::Debug;

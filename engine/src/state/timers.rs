@@ -7,14 +7,17 @@
 
 use std::collections::BTreeMap;
 
-use indexmap::IndexSet;
+use hashbrown::DefaultHashBuilder;
+
+/// The timers due at one instant, in registration order.
+pub type TimerSet<K, N> = indexmap::IndexSet<(K, N), DefaultHashBuilder>;
 
 use crate::element::{Key, Timestamp};
 use crate::state::Namespace;
 
 /// One queue of timers (event time or processing time).
 pub struct TimerQueue<K, N> {
-    by_time: BTreeMap<Timestamp, IndexSet<(K, N)>>,
+    by_time: BTreeMap<Timestamp, TimerSet<K, N>>,
     len: usize,
 }
 
@@ -55,7 +58,7 @@ impl<K: Key, N: Namespace> TimerQueue<K, N> {
 
     /// Removes and returns every timer of the earliest time, if that time is
     /// at or before `up_to`.
-    pub fn pop_due(&mut self, up_to: Timestamp) -> Option<(Timestamp, IndexSet<(K, N)>)> {
+    pub fn pop_due(&mut self, up_to: Timestamp) -> Option<(Timestamp, TimerSet<K, N>)> {
         let first = self.by_time.first_entry()?;
         if *first.key() > up_to {
             return None;

@@ -113,4 +113,8 @@ where
         }
         (self.0)(key, &ctx.window(), lefts, rights, out)
     }
+
+    fn keeps_window_state(&self) -> bool {
+        false
+    }
 }

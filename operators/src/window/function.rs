@@ -1,5 +1,6 @@
 //! Window functions: what a window emits when it fires.
 
+use eddy_engine::clock::Clock;
 use eddy_engine::element::{Data, Key, Timestamp};
 use eddy_engine::error::UserResult;
 use eddy_engine::keygroup::KeyGroup;
@@ -32,6 +33,13 @@ pub trait ProcessWindowFunction<K, IN, OUT>: Send + 'static {
     fn clear(&mut self, _key: &K, _ctx: &mut WindowContext<'_, K>) -> UserResult {
         Ok(())
     }
+
+    /// Whether the function keeps per-window state, so that `clear` must be
+    /// called when each window is dropped. The default says yes; functions
+    /// that never use `window_state` say no and save a timer per window.
+    fn keeps_window_state(&self) -> bool {
+        true
+    }
 }
 
 /// Closures `|key, window, input, out|` are process window functions.
@@ -56,7 +64,7 @@ pub struct WindowContext<'a, K> {
     pub(crate) key: &'a K,
     pub(crate) key_group: KeyGroup,
     pub(crate) watermark: Timestamp,
-    pub(crate) processing_time: Timestamp,
+    pub(crate) clock: &'a dyn Clock,
     pub(crate) backend: &'a mut KeyedStateBackend<K>,
 }
 
@@ -73,7 +81,7 @@ impl<K: Key> WindowContext<'_, K> {
 
     /// Current processing time.
     pub fn current_processing_time(&self) -> Timestamp {
-        self.processing_time
+        self.clock.now()
     }
 
     /// State of this key scoped to this window (clear it in `clear`).
@@ -105,5 +113,9 @@ impl<K: Key, OUT: Data> ProcessWindowFunction<K, OUT, (K, TimeWindow, OUT)> for 
     ) -> UserResult {
         out.emit((key.clone(), ctx.window, input));
         Ok(())
+    }
+
+    fn keeps_window_state(&self) -> bool {
+        false
     }
 }

@@ -33,9 +33,23 @@ use crate::window::function::{ProcessWindowFunction, WindowContext};
 use crate::window::time::TimeWindow;
 use crate::window::trigger::Trigger;
 
+/// Aligned windows: per key, the pane accumulators by pane start.
+const PANES: &str = "window-panes";
+/// Sessions and the global window: an accumulator per state window.
 const CONTENTS: &str = "window-contents";
 const COUNTS: &str = "window-counts";
 const SESSIONS: &str = "window-sessions";
+
+/// An open session and the window its accumulator is stored under (which
+/// stays put as the session grows, so merging does not move state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Session {
+    window: TimeWindow,
+    state: TimeWindow,
+}
+
+/// The pane accumulators of one key, by pane start.
+type Panes<Acc> = std::collections::BTreeMap<i64, Acc>;
 
 /// What a window timer does when it fires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -224,30 +238,34 @@ where
     }
 
     /// The merged contents of `w` (aligned: its panes), if any.
+    /// The merged contents of `w`, if any.
     fn window_contents(&mut self, s: &Scope<'_, K>, w: &TimeWindow) -> UserResult<Option<A::Acc>> {
-        let pane = match &self.settings.spec.scheme {
-            Scheme::Aligned { pane, .. } => Some(*pane),
-            _ => None,
-        };
-        let table = self.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
-        let Some(pane) = pane else {
-            return Ok(table.get(s.kg, s.key, w).cloned());
-        };
-        let mut merged: Option<A::Acc> = None;
-        let mut start = w.start.millis();
-        while start < w.end.millis() {
-            let p = TimeWindow::new(Timestamp(start), Timestamp(start + pane));
-            if let Some(acc) = table.get(s.kg, s.key, &p) {
-                match merged.as_mut() {
-                    None => merged = Some(acc.clone()),
-                    Some(m) => self.agg.merge(m, acc.clone()),
+        match &self.settings.spec.scheme {
+            Scheme::Aligned { .. } => {
+                let agg = &self.agg;
+                let panes = self.backend.table::<(), Panes<A::Acc>>(PANES)?;
+                let mut merged: Option<A::Acc> = None;
+                if let Some(map) = panes.get(s.kg, s.key, &()) {
+                    for acc in map.range(w.start.millis()..w.end.millis()).map(|(_, a)| a) {
+                        match merged.as_mut() {
+                            None => merged = Some(acc.clone()),
+                            Some(m) => agg.merge(m, acc.clone()),
+                        }
+                    }
                 }
+                Ok(merged)
             }
-            start += pane;
+            Scheme::Session(_) => {
+                let Some(session) = self.session(s, w)? else {
+                    return Ok(None);
+                };
+                Ok(self.contents()?.get(s.kg, s.key, &session.state).cloned())
+            }
+            Scheme::Global => Ok(self.contents()?.get(s.kg, s.key, w).cloned()),
         }
-        Ok(merged)
     }
 
+    /// Emits `w`'s result; purges its contents when the trigger purges.
     /// Emits `w`'s result; purges its contents when the trigger purges.
     fn fire(&mut self, s: &Scope<'_, K>, w: TimeWindow, out: &mut Collector<'_, O>) -> UserResult {
         let Some(acc) = self.window_contents(s, &w)? else {
@@ -260,11 +278,13 @@ where
             key: s.key,
             key_group: s.kg,
             watermark: self.watermark,
-            processing_time: self.clock.now(),
+            clock: self.clock.as_ref(),
             backend: &mut self.backend,
         };
         self.func.process(s.key, result, &mut ctx, out)?;
-        self.register_cleanup(s.key, TimerKind::CleanupWindow(w), &w);
+        if self.func.keeps_window_state() {
+            self.register_cleanup(s.key, TimerKind::CleanupWindow(w), &w);
+        }
         if self.purge {
             self.purge_window(s, &w)?;
         }
@@ -272,22 +292,26 @@ where
     }
 
     fn purge_window(&mut self, s: &Scope<'_, K>, w: &TimeWindow) -> UserResult {
-        let pane = match &self.settings.spec.scheme {
-            Scheme::Aligned { pane, .. } => *pane,
-            _ => {
-                self.contents()?.remove(s.kg, s.key, w);
-                return Ok(());
+        match &self.settings.spec.scheme {
+            Scheme::Aligned { .. } => {
+                let panes = self.backend.table::<(), Panes<A::Acc>>(PANES)?;
+                if let Some(map) = panes.get_mut(s.kg, s.key, &()) {
+                    let keep = map.split_off(&w.end.millis());
+                    map.retain(|start, _| *start < w.start.millis());
+                    map.extend(keep);
+                    if map.is_empty() {
+                        panes.remove(s.kg, s.key, &());
+                    }
+                }
             }
-        };
-        let table = self.contents()?;
-        let mut start = w.start.millis();
-        while start < w.end.millis() {
-            table.remove(
-                s.kg,
-                s.key,
-                &TimeWindow::new(Timestamp(start), Timestamp(start + pane)),
-            );
-            start += pane;
+            Scheme::Session(_) => {
+                if let Some(session) = self.session(s, w)? {
+                    self.contents()?.remove(s.kg, s.key, &session.state);
+                }
+            }
+            Scheme::Global => {
+                self.contents()?.remove(s.kg, s.key, w);
+            }
         }
         Ok(())
     }
@@ -367,9 +391,10 @@ where
             return Ok(());
         }
         let agg = &self.agg;
-        let table = self.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
+        let panes = self.backend.table::<(), Panes<A::Acc>>(PANES)?;
+        let map = panes.get_or_insert_with(s.kg, s.key, &(), Panes::new);
         let mut created = false;
-        let acc = table.get_or_insert_with(s.kg, s.key, &p, || {
+        let acc = map.entry(ps).or_insert_with(|| {
             created = true;
             agg.create()
         });
@@ -423,42 +448,90 @@ where
             SessionGap::Dynamic(f) => (f(&record.value).as_millis() as i64).max(1),
         };
         let proto = TimeWindow::new(ts, ts.add_millis(gap_ms));
-        let sessions = self.backend.table::<(), Vec<TimeWindow>>(SESSIONS)?;
-        let existing = sessions.get(s.kg, s.key, &()).cloned().unwrap_or_default();
-        let (touching, others): (Vec<_>, Vec<_>) =
-            existing.into_iter().partition(|w| w.intersects(&proto));
-        let merged = touching.iter().fold(proto, |m, w| m.cover(w));
+        let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
+        let list = sessions.get(s.kg, s.key, &());
+        let touching: Vec<Session> = list
+            .map(|l| {
+                l.iter()
+                    .filter(|x| x.window.intersects(&proto))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let merged = touching.iter().fold(proto, |m, x| m.cover(&x.window));
         if self.is_late(&merged) {
             self.on_late(record, out);
             return Ok(());
         }
-        let mut acc = self.agg.create();
+        // The accumulator stays under the first touching session's state
+        // window; the others' are merged into it.
+        let state = touching.first().map_or(merged, |x| x.state);
         let mut count = 0u64;
-        for w in &touching {
-            if let Some(a) = self.contents()?.remove(s.kg, s.key, w) {
-                self.agg.merge(&mut acc, a);
+        for x in &touching {
+            if x.window != merged {
+                self.forget_session_timers(s.key, &x.window);
+            }
+            if x.state != state {
+                if let Some(acc) = self.contents()?.remove(s.kg, s.key, &x.state) {
+                    let agg = &self.agg;
+                    let table = self.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
+                    let target = table.get_or_insert_with(s.kg, s.key, &state, || agg.create());
+                    agg.merge(target, acc);
+                }
             }
             count += self
                 .backend
                 .table::<TimeWindow, u64>(COUNTS)?
-                .remove(s.kg, s.key, w)
+                .remove(s.kg, s.key, &x.window)
                 .unwrap_or(0);
         }
-        self.agg.add(&mut acc, record.value);
-        self.contents()?.insert(s.kg, s.key, &merged, acc);
-        let mut list = others;
-        list.push(merged);
-        self.backend
-            .table::<(), Vec<TimeWindow>>(SESSIONS)?
-            .insert(s.kg, s.key, &(), list);
-        // Timers of the merged-away sessions stay and find nothing to do.
-        self.register_cleanup(s.key, TimerKind::CleanupPane(merged), &merged);
+        let agg = &self.agg;
+        let table = self.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
+        agg.add(
+            table.get_or_insert_with(s.kg, s.key, &state, || agg.create()),
+            record.value,
+        );
+        let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
+        let list = sessions.get_or_insert_with(s.kg, s.key, &(), Vec::new);
+        list.retain(|x| !x.window.intersects(&proto));
+        list.push(Session {
+            window: merged,
+            state,
+        });
+        let grown = touching.len() != 1 || touching[0].window != merged;
+        if grown {
+            self.register_cleanup(s.key, TimerKind::CleanupPane(merged), &merged);
+        }
         if count > 0 {
             self.backend
                 .table::<TimeWindow, u64>(COUNTS)?
                 .insert(s.kg, s.key, &merged, count);
         }
+        // A record inside an open, unchanged session needs no timer work
+        // unless the trigger counts or the session already fired.
+        let plain = matches!(self.base, Trigger::EventTime | Trigger::ProcessingTime);
+        if !grown && plain && merged.max_timestamp() > self.now_in(self.trigger_domain()) {
+            return Ok(());
+        }
         self.on_added(s, merged, ts, out)
+    }
+
+    /// Deletes the firing and cleanup timers of a session that merged into
+    /// another.
+    fn forget_session_timers(&mut self, key: &K, w: &TimeWindow) {
+        let fire_domain = self.trigger_domain();
+        let cleanup_domain = self.settings.spec.domain;
+        let cleanup_at = self.cleanup_time(w);
+        let fire = match fire_domain {
+            TimeDomain::EventTime => &mut self.timers.event,
+            TimeDomain::ProcessingTime => &mut self.timers.processing,
+        };
+        fire.delete(w.max_timestamp(), key, &TimerKind::Fire(*w));
+        let cleanup = match cleanup_domain {
+            TimeDomain::EventTime => &mut self.timers.event,
+            TimeDomain::ProcessingTime => &mut self.timers.processing,
+        };
+        cleanup.delete(cleanup_at, key, &TimerKind::CleanupPane(*w));
     }
 
     fn add_global(
@@ -483,30 +556,43 @@ where
         self.on_added(s, w, ts, out)
     }
 
-    fn has_panes(&mut self, s: &Scope<'_, K>, w: &TimeWindow, pane: i64) -> UserResult<bool> {
-        let table = self.contents()?;
-        let mut start = w.start.millis();
-        while start < w.end.millis() {
-            if table
-                .get(
-                    s.kg,
-                    s.key,
-                    &TimeWindow::new(Timestamp(start), Timestamp(start + pane)),
-                )
-                .is_some()
-            {
-                return Ok(true);
-            }
-            start += pane;
-        }
-        Ok(false)
+    /// After aligned window `w` fired: the next window of this key that holds
+    /// a pane, if any (skipping empty windows).
+    fn next_aligned_window(
+        &mut self,
+        s: &Scope<'_, K>,
+        w: &TimeWindow,
+    ) -> UserResult<Option<TimeWindow>> {
+        let Scheme::Aligned {
+            size,
+            slide,
+            offset,
+            pane,
+        } = self.settings.spec.scheme
+        else {
+            return Ok(None);
+        };
+        let panes = self.backend.table::<(), Panes<A::Acc>>(PANES)?;
+        let next_start = w.start.millis() + slide;
+        let Some(first) = panes
+            .get(s.kg, s.key, &())
+            .and_then(|m| m.range(next_start..).next().map(|(start, _)| *start))
+        else {
+            return Ok(None);
+        };
+        // The first window end on the grid that covers the pane.
+        let grid = offset + size;
+        let first_end = grid + (first + pane - grid + slide - 1).div_euclid(slide) * slide;
+        let end = first_end.max(w.end.millis() + slide);
+        Ok(Some(TimeWindow::new(Timestamp(end - size), Timestamp(end))))
     }
 
-    fn session_exists(&mut self, s: &Scope<'_, K>, w: &TimeWindow) -> UserResult<bool> {
-        let sessions = self.backend.table::<(), Vec<TimeWindow>>(SESSIONS)?;
+    /// The open session whose window is `w`.
+    fn session(&mut self, s: &Scope<'_, K>, w: &TimeWindow) -> UserResult<Option<Session>> {
+        let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
         Ok(sessions
             .get(s.kg, s.key, &())
-            .is_some_and(|l| l.contains(w)))
+            .and_then(|l| l.iter().find(|x| x.window == *w).copied()))
     }
 
     fn on_timer(
@@ -521,59 +607,70 @@ where
         let session = matches!(self.settings.spec.scheme, Scheme::Session(_));
         match kind {
             TimerKind::Fire(w) => {
-                if session && !self.session_exists(&s, &w)? {
+                if session && self.session(&s, &w)?.is_none() {
                     return Ok(());
                 }
                 self.fire(&s, w, out)?;
-                if let Scheme::Aligned {
-                    slide, size, pane, ..
-                } = self.settings.spec.scheme
-                {
-                    // Chain: the next overlapping window fires if it holds a pane.
-                    let next = TimeWindow::new(w.start.add_millis(slide), w.end.add_millis(slide));
-                    if slide < size && self.has_panes(&s, &next, pane)? {
-                        self.register_fire(&key, next);
-                    }
+                if let Some(next) = self.next_aligned_window(&s, &w)? {
+                    self.register_fire(&key, next);
                 }
             }
             TimerKind::Early(w) => {
-                if session && !self.session_exists(&s, &w)? {
+                if session && self.session(&s, &w)?.is_none() {
                     return Ok(());
                 }
                 self.fire(&s, w, out)?;
                 self.register_early(&key, w, at);
             }
-            TimerKind::CleanupPane(p) => {
-                self.contents()?.remove(kg, &key, &p);
-                if session || p == TimeWindow::global() {
-                    if session {
-                        let sessions = self.backend.table::<(), Vec<TimeWindow>>(SESSIONS)?;
-                        if let Some(list) = sessions.get_mut(kg, &key, &()) {
-                            list.retain(|w| *w != p);
-                            if list.is_empty() {
-                                sessions.remove(kg, &key, &());
-                            }
+            TimerKind::CleanupPane(p) => match self.settings.spec.scheme {
+                Scheme::Aligned { .. } => {
+                    let panes = self.backend.table::<(), Panes<A::Acc>>(PANES)?;
+                    if let Some(map) = panes.get_mut(kg, &key, &()) {
+                        map.remove(&p.start.millis());
+                        if map.is_empty() {
+                            panes.remove(kg, &key, &());
+                        }
+                    }
+                }
+                Scheme::Session(_) => {
+                    let Some(x) = self.session(&s, &p)? else {
+                        return Ok(());
+                    };
+                    self.contents()?.remove(kg, &key, &x.state);
+                    let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
+                    if let Some(list) = sessions.get_mut(kg, &key, &()) {
+                        list.retain(|y| y.window != p);
+                        if list.is_empty() {
+                            sessions.remove(kg, &key, &());
                         }
                     }
                     self.clear_window(&s, p)?;
                 }
-            }
+                Scheme::Global => {
+                    self.contents()?.remove(kg, &key, &p);
+                    self.clear_window(&s, p)?;
+                }
+            },
             TimerKind::CleanupWindow(w) => self.clear_window(&s, w)?,
         }
         Ok(())
     }
 
     /// Drops a window's count and lets the function clear its state.
+    /// Drops a window's count and lets the function clear its state.
     fn clear_window(&mut self, s: &Scope<'_, K>, w: TimeWindow) -> UserResult {
         self.backend
             .table::<TimeWindow, u64>(COUNTS)?
             .remove(s.kg, s.key, &w);
+        if !self.func.keeps_window_state() {
+            return Ok(());
+        }
         let mut ctx = WindowContext {
             window: w,
             key: s.key,
             key_group: s.kg,
             watermark: self.watermark,
-            processing_time: self.clock.now(),
+            clock: self.clock.as_ref(),
             backend: &mut self.backend,
         };
         self.func.clear(s.key, &mut ctx)
