@@ -449,41 +449,57 @@ where
         };
         let proto = TimeWindow::new(ts, ts.add_millis(gap_ms));
         let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
-        let list = sessions.get(s.kg, s.key, &());
-        let touching: Vec<Session> = list
-            .map(|l| {
-                l.iter()
-                    .filter(|x| x.window.intersects(&proto))
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default();
-        let merged = touching.iter().fold(proto, |m, x| m.cover(&x.window));
+        let (mut merged, mut touching, mut first) = (proto, 0usize, None);
+        if let Some(list) = sessions.get(s.kg, s.key, &()) {
+            for (i, x) in list
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| x.window.intersects(&proto))
+            {
+                merged = merged.cover(&x.window);
+                touching += 1;
+                first.get_or_insert((i, *x));
+            }
+        }
         if self.is_late(&merged) {
             self.on_late(record, out);
             return Ok(());
         }
-        // The accumulator stays under the first touching session's state
-        // window; the others' are merged into it.
-        let state = touching.first().map_or(merged, |x| x.state);
-        let mut count = 0u64;
-        for x in &touching {
-            if x.window != merged {
-                self.forget_session_timers(s.key, &x.window);
-            }
-            if x.state != state {
-                if let Some(acc) = self.contents()?.remove(s.kg, s.key, &x.state) {
-                    let agg = &self.agg;
-                    let table = self.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
-                    let target = table.get_or_insert_with(s.kg, s.key, &state, || agg.create());
-                    agg.merge(target, acc);
+        let state = first.map_or(merged, |(_, x)| x.state);
+        // New and merged sessions register their own timers; a session that
+        // grew hands over from its old timers when they fall due.
+        let mut own_timers = touching != 1;
+        if touching > 1 {
+            self.merge_sessions(s, &proto, merged, state)?;
+        } else {
+            let list = self
+                .backend
+                .table::<(), Vec<Session>>(SESSIONS)?
+                .get_or_insert_with(s.kg, s.key, &(), Vec::new);
+            match first {
+                Some((i, old)) => {
+                    list[i].window = merged;
+                    if old.window != merged {
+                        self.move_count(s, &old.window, &merged)?;
+                    }
+                    let fired = old.window.max_timestamp() <= self.now_in(self.trigger_domain());
+                    if old.window != merged && (old.window.end == merged.end || fired) {
+                        // Grown at the start only (the old timers fall due at
+                        // the same instants and cannot hand over to later
+                        // ones), or grown after firing (its firing timer is
+                        // gone): the new window gets its own timers.
+                        own_timers = true;
+                        self.register_cleanup(s.key, TimerKind::CleanupPane(merged), &merged);
+                    }
+                }
+                None => {
+                    list.push(Session {
+                        window: merged,
+                        state,
+                    });
+                    self.register_cleanup(s.key, TimerKind::CleanupPane(merged), &merged);
                 }
             }
-            count += self
-                .backend
-                .table::<TimeWindow, u64>(COUNTS)?
-                .remove(s.kg, s.key, &x.window)
-                .unwrap_or(0);
         }
         let agg = &self.agg;
         let table = self.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
@@ -491,47 +507,65 @@ where
             table.get_or_insert_with(s.kg, s.key, &state, || agg.create()),
             record.value,
         );
-        let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
-        let list = sessions.get_or_insert_with(s.kg, s.key, &(), Vec::new);
-        list.retain(|x| !x.window.intersects(&proto));
-        list.push(Session {
-            window: merged,
-            state,
-        });
-        let grown = touching.len() != 1 || touching[0].window != merged;
-        if grown {
-            self.register_cleanup(s.key, TimerKind::CleanupPane(merged), &merged);
-        }
-        if count > 0 {
-            self.backend
-                .table::<TimeWindow, u64>(COUNTS)?
-                .insert(s.kg, s.key, &merged, count);
-        }
-        // A record inside an open, unchanged session needs no timer work
-        // unless the trigger counts or the session already fired.
+        // Timers of a session that grew are not moved: when one fires at the
+        // old end it re-registers at the session's current end. A record in
+        // an existing session therefore needs no timer work unless the
+        // trigger counts or fires at once.
         let plain = matches!(self.base, Trigger::EventTime | Trigger::ProcessingTime);
-        if !grown && plain && merged.max_timestamp() > self.now_in(self.trigger_domain()) {
+        if !own_timers && plain && merged.max_timestamp() > self.now_in(self.trigger_domain()) {
             return Ok(());
         }
         self.on_added(s, merged, ts, out)
     }
 
-    /// Deletes the firing and cleanup timers of a session that merged into
-    /// another.
-    fn forget_session_timers(&mut self, key: &K, w: &TimeWindow) {
-        let fire_domain = self.trigger_domain();
-        let cleanup_domain = self.settings.spec.domain;
-        let cleanup_at = self.cleanup_time(w);
-        let fire = match fire_domain {
-            TimeDomain::EventTime => &mut self.timers.event,
-            TimeDomain::ProcessingTime => &mut self.timers.processing,
-        };
-        fire.delete(w.max_timestamp(), key, &TimerKind::Fire(*w));
-        let cleanup = match cleanup_domain {
-            TimeDomain::EventTime => &mut self.timers.event,
-            TimeDomain::ProcessingTime => &mut self.timers.processing,
-        };
-        cleanup.delete(cleanup_at, key, &TimerKind::CleanupPane(*w));
+    /// Several sessions touch a new record: their accumulators go into the
+    /// first one's state window, their entries become one.
+    fn merge_sessions(
+        &mut self,
+        s: &Scope<'_, K>,
+        proto: &TimeWindow,
+        merged: TimeWindow,
+        state: TimeWindow,
+    ) -> UserResult {
+        let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
+        let list = sessions.get_or_insert_with(s.kg, s.key, &(), Vec::new);
+        let touching: Vec<Session> = list
+            .iter()
+            .filter(|x| x.window.intersects(proto))
+            .copied()
+            .collect();
+        list.retain(|x| !x.window.intersects(proto));
+        list.push(Session {
+            window: merged,
+            state,
+        });
+        self.register_cleanup(s.key, TimerKind::CleanupPane(merged), &merged);
+        for x in &touching {
+            if x.state != state {
+                if let Some(acc) = self.contents()?.remove(s.kg, s.key, &x.state) {
+                    let agg = &self.agg;
+                    let table = self.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
+                    agg.merge(
+                        table.get_or_insert_with(s.kg, s.key, &state, || agg.create()),
+                        acc,
+                    );
+                }
+            }
+            self.move_count(s, &x.window, &merged)?;
+        }
+        Ok(())
+    }
+
+    /// Count triggers: a session's count follows it when it grows or merges.
+    fn move_count(&mut self, s: &Scope<'_, K>, from: &TimeWindow, to: &TimeWindow) -> UserResult {
+        if !matches!(self.base, Trigger::Count(_)) {
+            return Ok(());
+        }
+        let counts = self.backend.table::<TimeWindow, u64>(COUNTS)?;
+        if let Some(c) = counts.remove(s.kg, s.key, from) {
+            *counts.get_or_insert_with(s.kg, s.key, to, || 0) += c;
+        }
+        Ok(())
     }
 
     fn add_global(
@@ -588,11 +622,46 @@ where
     }
 
     /// The open session whose window is `w`.
+    /// The open session whose window is `w`.
     fn session(&mut self, s: &Scope<'_, K>, w: &TimeWindow) -> UserResult<Option<Session>> {
         let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
         Ok(sessions
             .get(s.kg, s.key, &())
             .and_then(|l| l.iter().find(|x| x.window == *w).copied()))
+    }
+
+    /// For a timer due at `at` for session window `w`: `Ok(true)` when `w`
+    /// is still a session as it is. When the session has grown since, the
+    /// timer is set again for its current window if that is later (`kind`
+    /// builds the timer; a merge registers its own timers) and `Ok(false)`
+    /// is returned; also when the session is gone.
+    fn session_timer_current(
+        &mut self,
+        s: &Scope<'_, K>,
+        at: Timestamp,
+        w: &TimeWindow,
+        kind: fn(TimeWindow) -> TimerKind,
+    ) -> UserResult<bool> {
+        let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
+        let Some(x) = sessions.get(s.kg, s.key, &()).and_then(|l| {
+            l.iter()
+                .find(|x| x.window.start <= w.start && w.end <= x.window.end)
+                .copied()
+        }) else {
+            return Ok(false);
+        };
+        if x.window == *w {
+            return Ok(true);
+        }
+        match kind(x.window) {
+            TimerKind::Fire(now) if now.max_timestamp() > at => self.register_fire(s.key, now),
+            cleanup @ TimerKind::CleanupPane(now) if self.cleanup_time(&now) > at => {
+                self.register_cleanup(s.key, cleanup, &now)
+            }
+            TimerKind::Early(now) => self.register_early(s.key, now, at),
+            _ => {}
+        }
+        Ok(false)
     }
 
     fn on_timer(
@@ -607,7 +676,7 @@ where
         let session = matches!(self.settings.spec.scheme, Scheme::Session(_));
         match kind {
             TimerKind::Fire(w) => {
-                if session && self.session(&s, &w)?.is_none() {
+                if session && !self.session_timer_current(&s, at, &w, TimerKind::Fire)? {
                     return Ok(());
                 }
                 self.fire(&s, w, out)?;
@@ -616,7 +685,7 @@ where
                 }
             }
             TimerKind::Early(w) => {
-                if session && self.session(&s, &w)?.is_none() {
+                if session && !self.session_timer_current(&s, at, &w, TimerKind::Early)? {
                     return Ok(());
                 }
                 self.fire(&s, w, out)?;
@@ -633,6 +702,9 @@ where
                     }
                 }
                 Scheme::Session(_) => {
+                    if !self.session_timer_current(&s, at, &p, TimerKind::CleanupPane)? {
+                        return Ok(());
+                    }
                     let Some(x) = self.session(&s, &p)? else {
                         return Ok(());
                     };
