@@ -239,37 +239,58 @@ where
 
     /// The merged contents of `w` (aligned: its panes), if any.
     /// The merged contents of `w`, if any.
-    fn window_contents(&mut self, s: &Scope<'_, K>, w: &TimeWindow) -> UserResult<Option<A::Acc>> {
+    /// The merged contents of `w`, if any; for aligned windows also the
+    /// start of the first pane of the next window on (`w.start + slide`),
+    /// found in the same lookup.
+    fn window_contents(
+        &mut self,
+        s: &Scope<'_, K>,
+        w: &TimeWindow,
+    ) -> UserResult<(Option<A::Acc>, Option<i64>)> {
         match &self.settings.spec.scheme {
-            Scheme::Aligned { .. } => {
+            Scheme::Aligned { slide, .. } => {
+                let next_start = w.start.millis() + slide;
                 let agg = &self.agg;
                 let panes = self.backend.table::<(), Panes<A::Acc>>(PANES)?;
+                let Some(map) = panes.get(s.kg, s.key, &()) else {
+                    return Ok((None, None));
+                };
                 let mut merged: Option<A::Acc> = None;
-                if let Some(map) = panes.get(s.kg, s.key, &()) {
-                    for acc in map.range(w.start.millis()..w.end.millis()).map(|(_, a)| a) {
-                        match merged.as_mut() {
-                            None => merged = Some(acc.clone()),
-                            Some(m) => agg.merge(m, acc.clone()),
-                        }
+                for acc in map.range(w.start.millis()..w.end.millis()).map(|(_, a)| a) {
+                    match merged.as_mut() {
+                        None => merged = Some(acc.clone()),
+                        Some(m) => agg.merge(m, acc.clone()),
                     }
                 }
-                Ok(merged)
+                let next = map.range(next_start..).next().map(|(start, _)| *start);
+                Ok((merged, next))
             }
             Scheme::Session(_) => {
                 let Some(session) = self.session(s, w)? else {
-                    return Ok(None);
+                    return Ok((None, None));
                 };
-                Ok(self.contents()?.get(s.kg, s.key, &session.state).cloned())
+                Ok((
+                    self.contents()?.get(s.kg, s.key, &session.state).cloned(),
+                    None,
+                ))
             }
-            Scheme::Global => Ok(self.contents()?.get(s.kg, s.key, w).cloned()),
+            Scheme::Global => Ok((self.contents()?.get(s.kg, s.key, w).cloned(), None)),
         }
     }
 
     /// Emits `w`'s result; purges its contents when the trigger purges.
     /// Emits `w`'s result; purges its contents when the trigger purges.
-    fn fire(&mut self, s: &Scope<'_, K>, w: TimeWindow, out: &mut Collector<'_, O>) -> UserResult {
-        let Some(acc) = self.window_contents(s, &w)? else {
-            return Ok(());
+    /// Returns the start of the next pane on, for aligned windows (see
+    /// `window_contents`).
+    fn fire(
+        &mut self,
+        s: &Scope<'_, K>,
+        w: TimeWindow,
+        out: &mut Collector<'_, O>,
+    ) -> UserResult<Option<i64>> {
+        let (contents, next) = self.window_contents(s, &w)?;
+        let Some(acc) = contents else {
+            return Ok(next);
         };
         let result = self.agg.result(&acc);
         out.set_timestamp(w.max_timestamp());
@@ -288,7 +309,7 @@ where
         if self.purge {
             self.purge_window(s, &w)?;
         }
-        Ok(())
+        Ok(next)
     }
 
     fn purge_window(&mut self, s: &Scope<'_, K>, w: &TimeWindow) -> UserResult {
@@ -355,7 +376,7 @@ where
             _ => {
                 let now = self.now_in(self.trigger_domain());
                 if w.max_timestamp() <= now {
-                    self.fire(s, w, out)
+                    self.fire(s, w, out).map(drop)
                 } else {
                     self.register_fire(s.key, w);
                     self.register_early(s.key, w, ts.max(now));
@@ -592,11 +613,9 @@ where
 
     /// After aligned window `w` fired: the next window of this key that holds
     /// a pane, if any (skipping empty windows).
-    fn next_aligned_window(
-        &mut self,
-        s: &Scope<'_, K>,
-        w: &TimeWindow,
-    ) -> UserResult<Option<TimeWindow>> {
+    /// After aligned window `w` fired: the next window of this key that holds
+    /// a pane, given the first pane at or after `w.start + slide`.
+    fn next_aligned_window(&self, w: &TimeWindow, first: Option<i64>) -> Option<TimeWindow> {
         let Scheme::Aligned {
             size,
             slide,
@@ -604,21 +623,14 @@ where
             pane,
         } = self.settings.spec.scheme
         else {
-            return Ok(None);
+            return None;
         };
-        let panes = self.backend.table::<(), Panes<A::Acc>>(PANES)?;
-        let next_start = w.start.millis() + slide;
-        let Some(first) = panes
-            .get(s.kg, s.key, &())
-            .and_then(|m| m.range(next_start..).next().map(|(start, _)| *start))
-        else {
-            return Ok(None);
-        };
+        let first = first?;
         // The first window end on the grid that covers the pane.
         let grid = offset + size;
         let first_end = grid + (first + pane - grid + slide - 1).div_euclid(slide) * slide;
         let end = first_end.max(w.end.millis() + slide);
-        Ok(Some(TimeWindow::new(Timestamp(end - size), Timestamp(end))))
+        Some(TimeWindow::new(Timestamp(end - size), Timestamp(end)))
     }
 
     /// The open session whose window is `w`.
@@ -679,8 +691,8 @@ where
                 if session && !self.session_timer_current(&s, at, &w, TimerKind::Fire)? {
                     return Ok(());
                 }
-                self.fire(&s, w, out)?;
-                if let Some(next) = self.next_aligned_window(&s, &w)? {
+                let first = self.fire(&s, w, out)?;
+                if let Some(next) = self.next_aligned_window(&w, first) {
                     self.register_fire(&key, next);
                 }
             }
