@@ -281,9 +281,6 @@ where
     }
 
     fn metrics(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("state_entries", self.backend.entry_count() as u64),
-            ("timers", self.timers.len() as u64),
-        ]
+        crate::state::keyed_metrics(&self.backend, &self.timers, 0)
     }
 }

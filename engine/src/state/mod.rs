@@ -35,6 +35,20 @@ use std::hash::Hash;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// The standard size metrics of a keyed operator, plus its late-record
+/// count: `late_records_dropped`, `state_entries`, `timers`.
+pub fn keyed_metrics<K: crate::element::Key, N: Namespace>(
+    backend: &KeyedStateBackend<K>,
+    timers: &TimerService<K, N>,
+    late_records_dropped: u64,
+) -> Vec<(&'static str, u64)> {
+    vec![
+        ("late_records_dropped", late_records_dropped),
+        ("state_entries", backend.entry_count() as u64),
+        ("timers", timers.len() as u64),
+    ]
+}
+
 /// What scopes state besides the key: `()` for plain keyed state, a window
 /// for window operators. Blanket-implemented.
 pub trait Namespace:

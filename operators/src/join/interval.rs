@@ -244,10 +244,6 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
     }
 
     fn metrics(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("late_records_dropped", self.late_dropped),
-            ("state_entries", self.backend.entry_count() as u64),
-            ("timers", self.timers.len() as u64),
-        ]
+        eddy_engine::state::keyed_metrics(&self.backend, &self.timers, self.late_dropped)
     }
 }
