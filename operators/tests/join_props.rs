@@ -389,3 +389,99 @@ proptest! {
         }
     }
 }
+
+mod broadcast {
+    use super::*;
+    use eddy_engine::context::RuntimeContext;
+    use eddy_engine::state::MapStateDesc;
+    use eddy_operators::join::{
+        BroadcastExt, BroadcastState, KeyedBroadcastProcessFunction, ReadOnlyBroadcastState,
+    };
+
+    const RULES: MapStateDesc<u8, u32> = MapStateDesc::new("rules");
+
+    /// Rules arrive in order on every subtask; events report the rule
+    /// version they saw for their key.
+    #[derive(Clone, Default)]
+    struct Versions {
+        subtask: usize,
+    }
+
+    type Seen = (bool, usize, u8, u32); // (is rule, subtask, key, value)
+
+    impl KeyedBroadcastProcessFunction<u8, Rec, (u8, u32), Seen> for Versions {
+        fn open(&mut self, ctx: &RuntimeContext) -> UserResult {
+            self.subtask = ctx.subtask();
+            Ok(())
+        }
+
+        fn process_element(
+            &mut self,
+            r: Rec,
+            _ctx: &mut KeyedContext<'_, u8>,
+            rules: &mut ReadOnlyBroadcastState<'_>,
+            out: &mut Collector<'_, Seen>,
+        ) -> UserResult {
+            let v = rules.get(&RULES, &r.0)?.unwrap_or(0);
+            out.emit((false, self.subtask, r.0, v));
+            Ok(())
+        }
+
+        fn process_broadcast(
+            &mut self,
+            (k, v): (u8, u32),
+            rules: &mut BroadcastState<'_>,
+            out: &mut Collector<'_, Seen>,
+        ) -> UserResult {
+            let previous = rules.map(&RULES).get(&k)?.unwrap_or(0);
+            // Versions only grow: a subtask that sees them out of order fails.
+            assert!(
+                v > previous,
+                "rule versions arrive in order on every subtask"
+            );
+            rules.map(&RULES).put(k, v)?;
+            out.emit((true, self.subtask, k, v));
+            Ok(())
+        }
+    }
+
+    fn run(events: &[Rec], rules: &[(u8, u32)], p: usize) -> Vec<Seen> {
+        let env = env(p);
+        let (sink, out) = CollectSink::new();
+        let keyed = side(&env, events, 2, rec_ts).key_by(|r| r.0);
+        let rules = env.from_collection(rules.to_vec());
+        keyed
+            .connect_broadcast(&rules)
+            .process(Versions::default())
+            .sink(sink);
+        env.execute("broadcast").unwrap();
+        out.values()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_subtask_gets_every_rule_in_order_and_every_event_once(
+            events in records(60),
+            keys in prop::collection::vec(0u8..5, 0..20),
+            p in prop_oneof![Just(1usize), Just(4)],
+        ) {
+            // Rule i sets key keys[i] to version i + 1 (increasing per key).
+            let rules: Vec<(u8, u32)> = keys.iter().enumerate().map(|(i, k)| (*k, i as u32 + 1)).collect();
+            let seen = run(&events, &rules, p);
+            for subtask in 0..p {
+                let got: Vec<(u8, u32)> = seen.iter().filter(|s| s.0 && s.1 == subtask).map(|s| (s.2, s.3)).collect();
+                prop_assert_eq!(&got, &rules, "subtask {}", subtask);
+            }
+            let mut event_keys: Vec<u8> = seen.iter().filter(|s| !s.0).map(|s| s.2).collect();
+            event_keys.sort();
+            prop_assert_eq!(event_keys, sorted(events.iter().map(|r| r.0).collect()));
+            // An event sees no version newer than the last rule for its key.
+            for s in seen.iter().filter(|s| !s.0) {
+                let last = rules.iter().filter(|r| r.0 == s.2).map(|r| r.1).max().unwrap_or(0);
+                prop_assert!(s.3 <= last);
+            }
+        }
+    }
+}
