@@ -198,6 +198,11 @@ impl SideOutputs {
         }
     }
 
+    /// True when no side output has a consumer.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
     /// Number of records sent to side outputs that nothing consumes.
     pub fn dropped(&self) -> u64 {
         self.dropped

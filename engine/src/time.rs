@@ -99,9 +99,10 @@ impl<T> WatermarkStrategy<T> {
         self
     }
 
-    /// Emits the watermark every `interval` of processing time.
+    /// Emits the watermark every `interval` of processing time (at least
+    /// every millisecond).
     pub fn with_periodic_emission(mut self, interval: Duration) -> Self {
-        self.emission = WatermarkEmission::Periodic(Some(interval));
+        self.emission = WatermarkEmission::Periodic(Some(interval.max(Duration::from_millis(1))));
         self
     }
 
@@ -186,6 +187,15 @@ impl<T> SplitWatermarks<T> {
         if let Some(s) = self.splits.get_mut(split) {
             s.finished = true;
         }
+    }
+
+    /// Records are about to be sent: if the subtask reported itself idle,
+    /// it is active again; returns true when that changed (the caller must
+    /// send `StreamStatus::Active` before the records).
+    pub fn mark_active(&mut self) -> bool {
+        let changed = self.status == StreamStatus::Idle;
+        self.status = StreamStatus::Active;
+        changed
     }
 
     /// The watermark last emitted.
@@ -331,7 +341,10 @@ impl WatermarkValve {
             self.status = status;
             out.status = Some(status);
         }
+        let any_idle = live.iter().any(|c| c.idle);
         let candidate = match active_min {
+            // The end of the active inputs is not the end of the idle ones.
+            Some(Timestamp::MAX) if any_idle => None,
             Some(wm) => Some(wm),
             // Every channel ended: they all sent MAX before ending; make sure.
             None if live.is_empty() => Some(Timestamp::MAX),
@@ -396,6 +409,16 @@ mod tests {
         assert_eq!(out.status, Some(StreamStatus::Idle));
         let out = v.on_status(0, StreamStatus::Active);
         assert_eq!(out.status, Some(StreamStatus::Active));
+    }
+
+    #[test]
+    fn max_waits_for_idle_channels() {
+        let mut v = WatermarkValve::new(2);
+        v.on_status(1, StreamStatus::Idle);
+        assert_eq!(v.on_watermark(0, Timestamp::MAX).watermark, None);
+        v.on_status(1, StreamStatus::Active);
+        v.on_watermark(1, Timestamp(5));
+        assert_eq!(v.current(), Timestamp(5));
     }
 
     #[test]

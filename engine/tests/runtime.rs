@@ -456,3 +456,127 @@ fn the_buffer_timeout_flushes_a_partial_batch_while_the_source_runs() {
     env.execute("flush").unwrap();
     assert_eq!(delivered.load(Ordering::SeqCst), 1);
 }
+
+const COPY: eddy_engine::operator::OutputTag<u64> = eddy_engine::operator::OutputTag::new("copy");
+
+/// Sends every record to the main output and to the side output `copy`.
+struct Duplicate;
+
+impl eddy_engine::operator::Operator for Duplicate {
+    type In = u64;
+    type Out = u64;
+    fn process_batch(
+        &mut self,
+        batch: &mut Vec<Record<u64>>,
+        out: &mut Collector<'_, u64>,
+    ) -> UserResult {
+        for r in batch.drain(..) {
+            out.output(&COPY, r.value);
+            out.emit(r.value);
+        }
+        Ok(())
+    }
+}
+
+/// Fires one processing-time timer at `at`.
+struct TimerAt {
+    at: Option<eddy_engine::element::Timestamp>,
+    fired: Arc<AtomicU64>,
+}
+
+impl eddy_engine::operator::Operator for TimerAt {
+    type In = u64;
+    type Out = u64;
+    fn process_batch(
+        &mut self,
+        batch: &mut Vec<Record<u64>>,
+        out: &mut Collector<'_, u64>,
+    ) -> UserResult {
+        batch.drain(..).for_each(|r| out.emit(r.value));
+        Ok(())
+    }
+    fn next_processing_time(&self) -> Option<eddy_engine::element::Timestamp> {
+        self.at
+    }
+    fn on_processing_time(
+        &mut self,
+        _now: eddy_engine::element::Timestamp,
+        _out: &mut Collector<'_, u64>,
+    ) -> UserResult {
+        self.fired.fetch_add(1, Ordering::SeqCst);
+        self.at = None;
+        Ok(())
+    }
+}
+
+#[test]
+fn processing_time_timers_fire_behind_a_side_output_too() {
+    use eddy_engine::clock::ManualClock;
+    use eddy_engine::element::Timestamp;
+    let env = env(1);
+    let clock = ManualClock::new(Timestamp(0));
+    env.set_clock(Arc::new(clock.clone()));
+    let fired = Arc::new(AtomicU64::new(0));
+    let seen = Arc::clone(&fired);
+    let source = ScriptedSource::new(1, move |poll, out| {
+        if poll == 1 {
+            out.emit(0, 1);
+            return Ok(ReadStatus::MoreAvailable);
+        }
+        clock.advance(Duration::from_millis(100));
+        if seen.load(Ordering::SeqCst) > 0 || poll > POLL_DEADLINE {
+            return Ok(ReadStatus::Finished);
+        }
+        Ok(ReadStatus::NothingAvailable)
+    });
+    let duplicated = env.source(source).transform("Duplicate", |_| Duplicate);
+    let timer_fired = Arc::clone(&fired);
+    let (a, _) = CollectSink::new();
+    let (b, _) = CollectSink::new();
+    duplicated
+        .side_output(&COPY)
+        .transform("Timer", move |_| TimerAt {
+            at: Some(Timestamp(30)),
+            fired: Arc::clone(&timer_fired),
+        })
+        .sink(a);
+    duplicated.sink(b);
+    env.execute("side-timer").unwrap();
+    assert_eq!(fired.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_panicking_key_selector_names_its_operator() {
+    let env = env(2);
+    let (sink, _out) = CollectSink::new();
+    env.from_collection((0..10u64).collect())
+        .map(|x| x)
+        .name("before-keyby")
+        .key_by(|x: &u64| {
+            assert!(*x != 5, "bad key");
+            *x
+        })
+        .process(FailOnKey(99))
+        .sink(sink);
+    match env.execute("keys").unwrap_err() {
+        EngineError::UserPanic { location, message } => {
+            assert_eq!(location.operator, "before-keyby");
+            assert!(message.contains("bad key"));
+        }
+        other => panic!("expected a user panic, got {other:?}"),
+    }
+}
+
+#[test]
+fn sources_have_no_side_outputs_but_dead_letters() {
+    let env = env(2);
+    let (sink, _out) = CollectSink::new();
+    env.from_collection(vec![1u64])
+        .side_output(&COPY)
+        .sink(sink);
+    let err = env.execute("source-side").unwrap_err();
+    assert!(
+        err.to_string().contains("sources have only dead_letters()"),
+        "{err}"
+    );
+}

@@ -344,6 +344,16 @@ impl<T: Data> DataStream<T> {
             return DataStream::of_port(self.env.clone(), self.ports[0].node, 0);
         };
         let mut graph = self.env.graph();
+        if matches!(graph.nodes[node].body, NodeBody::Source(_)) && tag.name() != DEAD_LETTER_SLOT {
+            let name = graph.nodes[node].name.clone();
+            graph.errors.push(EngineError::InvalidJob {
+                node: name,
+                reason: format!(
+                    "side_output('{}') on a source: sources have only dead_letters(); add an operator that emits the side output",
+                    tag.name()
+                ),
+            });
+        }
         let slot = match graph.slot(node, tag.name()) {
             Some(slot) => {
                 let existing = graph.nodes[node].slots[slot].factory.type_name();

@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::context::RuntimeContext;
 use crate::element::{Data, Element};
-use crate::error::EngineError;
+use crate::error::{EngineError, Location};
 use crate::operator::{Operator, SideChannel, SideOutputs, TypedSide};
 use crate::runtime::chain::{
     connector_error, guarded, Control, Downstream, FanOut, OperatorStage, SinkStage,
@@ -70,6 +70,7 @@ pub(crate) trait EdgeFactory: Send + Sync {
         partitioning: Partitioning,
         senders: Vec<SendAny>,
         downstream_max_parallelism: usize,
+        location: &Location,
         node: usize,
         env: &TaskEnv,
     ) -> Result<StageAny, EngineError>;
@@ -91,6 +92,7 @@ impl<T: Data> EdgeFactory for TypedEdge<T> {
         partitioning: Partitioning,
         senders: Vec<SendAny>,
         downstream_max_parallelism: usize,
+        location: &Location,
         node: usize,
         env: &TaskEnv,
     ) -> Result<StageAny, EngineError> {
@@ -115,6 +117,7 @@ impl<T: Data> EdgeFactory for TypedEdge<T> {
             partitioner,
             env.settings.batch_size,
             Arc::clone(&env.cancel),
+            location.clone(),
             node,
         ));
         Ok(Box::new(out))

@@ -161,10 +161,13 @@ impl<Op: Operator> Control for OperatorStage<Op> {
     }
 
     fn next_processing_time(&self) -> Option<Timestamp> {
-        earliest(
+        let mut next = earliest(
             self.op.next_processing_time(),
             self.next.next_processing_time(),
-        )
+        );
+        self.sides
+            .each_channel(|c| next = earliest(next, c.next_processing_time()));
+        next
     }
 
     fn flush(&mut self) -> Result<(), EngineError> {

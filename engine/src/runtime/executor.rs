@@ -108,11 +108,12 @@ pub(crate) fn execute(
     for (v, subtasks) in io.iter_mut().enumerate() {
         for (s, task_io) in subtasks.iter_mut().enumerate() {
             let task_io = std::mem::take(task_io);
-            let (plan, env, done) = (Arc::clone(&plan), env.clone(), done_tx.clone());
+            let (plan, task_env, done) = (Arc::clone(&plan), env.clone(), done_tx.clone());
             let name = format!("eddy-{v}.{s}");
             let handle = std::thread::Builder::new()
                 .name(name)
                 .spawn(move || {
+                    let env = task_env;
                     let result =
                         catch_unwind(AssertUnwindSafe(|| run_subtask(&plan, v, s, task_io, &env)))
                             .unwrap_or_else(|p| {
@@ -126,7 +127,10 @@ pub(crate) fn execute(
                     }
                     let _ = done.send(result);
                 })
-                .map_err(|e| EngineError::Internal(format!("cannot spawn a task thread: {e}")))?;
+                .map_err(|e| {
+                    env.cancel.store(true, Ordering::SeqCst);
+                    EngineError::Internal(format!("cannot spawn a task thread: {e}"))
+                })?;
             handles.push(handle);
         }
     }
@@ -151,8 +155,16 @@ pub(crate) fn execute(
     for h in handles {
         let _ = h.join();
     }
-    if let Some(e) = failure {
-        return Err(e);
+    match failure {
+        // Every task reported cancellation, yet none failed and nobody
+        // cancelled: a task ended without telling its consumers.
+        Some(EngineError::Cancelled) => {
+            return Err(EngineError::Internal(
+                "tasks stopped because an upstream task ended without end-of-input".into(),
+            ))
+        }
+        Some(e) => return Err(e),
+        None => {}
     }
     Ok(summarise(job_name, &plan.job, &stats, started.elapsed()))
 }
@@ -217,6 +229,7 @@ fn run_subtask(
                     e.partitioning,
                     senders,
                     job.nodes[e.to].max_parallelism,
+                    ctx.location(),
                     n,
                     env,
                 )?

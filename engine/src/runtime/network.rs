@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 
 use crate::element::{Data, Element, Record, StreamStatus, Timestamp};
-use crate::error::EngineError;
+use crate::error::{EngineError, Location};
 use crate::keygroup::subtask_for_key_group;
+use crate::runtime::chain::{guarded, user_error};
 use crate::runtime::chain::{Control, Downstream};
 use crate::runtime::stats::StageStats;
 
@@ -75,6 +76,10 @@ pub(crate) struct NetworkOutput<T> {
     batch_size: usize,
     cancel: Arc<AtomicBool>,
     last_watermark: Timestamp,
+    /// The upstream operator, named when its key selector fails.
+    location: Location,
+    /// Key hashes of the batch being partitioned (reused).
+    hashes: Vec<u64>,
     stats: StageStats,
 }
 
@@ -84,6 +89,7 @@ impl<T: Data> NetworkOutput<T> {
         partitioner: Partitioner<T>,
         batch_size: usize,
         cancel: Arc<AtomicBool>,
+        location: Location,
         node: usize,
     ) -> Self {
         NetworkOutput {
@@ -93,6 +99,8 @@ impl<T: Data> NetworkOutput<T> {
             batch_size,
             cancel,
             last_watermark: Timestamp::MIN,
+            location,
+            hashes: Vec::new(),
             stats: StageStats {
                 node,
                 ..StageStats::default()
@@ -172,14 +180,23 @@ impl<T: Data> Downstream<T> for NetworkOutput<T> {
             } => {
                 let (key_hash, max) = (Arc::clone(key_hash), *max_parallelism as u64);
                 let n = self.channels.len();
-                for record in batch.drain(..) {
-                    let kg = (key_hash(&record.value) % max) as u16;
+                // The key selector is user code: hash the whole batch under
+                // one guard, so a panic names the operator.
+                let mut hashes = std::mem::take(&mut self.hashes);
+                hashes.clear();
+                guarded(&self.location, user_error, || {
+                    hashes.extend(batch.iter().map(|r| key_hash(&r.value)));
+                    Ok(())
+                })?;
+                for (record, hash) in batch.drain(..).zip(hashes.iter()) {
+                    let kg = (hash % max) as u16;
                     let c = subtask_for_key_group(kg, n, max as usize);
                     self.buffers[c].push(record);
                     if self.buffers[c].len() >= self.batch_size {
                         self.send_buffer(c)?;
                     }
                 }
+                self.hashes = hashes;
                 Ok(())
             }
         }

@@ -117,6 +117,9 @@ pub(crate) fn run_source_task<S: Source>(
             guarded(location, connector_error, || reader.poll_next(&mut out))?
         };
         if !batch.is_empty() {
+            if watermarks.mark_active() {
+                chain.on_status(StreamStatus::Active)?;
+            }
             stats.records_out += batch.len() as u64;
             chain.main.on_batch(&mut batch)?;
             batch.clear();

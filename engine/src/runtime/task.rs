@@ -69,6 +69,10 @@ impl Housekeeping {
             self.next_flush = now.add_millis(self.buffer_timeout_ms);
         }
         let timer = chain.next_processing_time().unwrap_or(Timestamp::MAX);
+        // A zero timeout flushes after every element; it is no reason to wake.
+        if self.buffer_timeout_ms == 0 {
+            return Ok(timer);
+        }
         Ok(self.next_flush.min(timer))
     }
 }

@@ -10,10 +10,10 @@ use crate::clock::Clock;
 
 use crate::context::RuntimeContext;
 use crate::element::{Data, Record, StreamStatus, Timestamp};
-use crate::error::EngineError;
+use crate::error::{EngineError, Location};
 use crate::graph::erased::{downcast, SendAny, StageAny, StageNode};
 use crate::operator::SideOutputs;
-use crate::runtime::chain::{Control, Downstream, FanOut};
+use crate::runtime::chain::{guarded, user_error, Control, Downstream, FanOut};
 use crate::runtime::stats::StageStats;
 use crate::runtime::task::TaskEnv;
 use crate::time::{SplitWatermarks, WatermarkEmission, WatermarkStrategy};
@@ -31,8 +31,14 @@ impl<T: Data> StageNode for TimestampNode<T> {
         ctx: &RuntimeContext,
         node: usize,
         main: Option<StageAny>,
-        _sides: SideOutputs,
+        sides: SideOutputs,
     ) -> Result<StageAny, EngineError> {
+        if !sides.is_empty() {
+            return Err(EngineError::InvalidJob {
+                node: ctx.operator().to_owned(),
+                reason: "a timestamp assigner has no side outputs".into(),
+            });
+        }
         let next = match main {
             Some(m) => downcast::<Box<dyn Downstream<T>>>(m, "timestamp output")?,
             None => Box::new(FanOut::new(Vec::new())),
@@ -42,6 +48,7 @@ impl<T: Data> StageNode for TimestampNode<T> {
         watermarks.add_split(now);
         let per_batch = self.strategy.emission() == WatermarkEmission::PerBatch;
         let stage: Box<dyn Downstream<T>> = Box::new(TimestampStage {
+            location: ctx.location().clone(),
             clock: Arc::clone(ctx.clock()),
             watermarks,
             per_batch,
@@ -67,6 +74,7 @@ impl<T: Data> StageNode for TimestampNode<T> {
 }
 
 struct TimestampStage<T> {
+    location: Location,
     clock: Arc<dyn Clock>,
     watermarks: SplitWatermarks<T>,
     per_batch: bool,
@@ -94,9 +102,13 @@ impl<T: Data> Downstream<T> for TimestampStage<T> {
         let n = batch.len() as u64;
         self.stats.records_in += n;
         self.stats.records_out += n;
-        for r in batch.iter_mut() {
-            r.ts = self.watermarks.on_record(0, &r.value, r.ts);
-        }
+        let watermarks = &mut self.watermarks;
+        guarded(&self.location, user_error, || {
+            for r in batch.iter_mut() {
+                r.ts = watermarks.on_record(0, &r.value, r.ts);
+            }
+            Ok(())
+        })?;
         self.next.on_batch(batch)?;
         if self.per_batch {
             self.emit(self.clock.now())?;
