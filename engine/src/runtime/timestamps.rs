@@ -54,6 +54,9 @@ impl<T: Data> StageNode for TimestampNode<T> {
             per_batch,
             interval_ms: self.interval.as_millis() as i64,
             next_emit: now,
+            upstream_idle: false,
+            own_idle: false,
+            sent: StreamStatus::Active,
             next,
             stats: StageStats {
                 node,
@@ -80,6 +83,12 @@ struct TimestampStage<T> {
     per_batch: bool,
     interval_ms: i64,
     next_emit: Timestamp,
+    /// Whether the input is idle, as upstream reports it.
+    upstream_idle: bool,
+    /// Whether this stage's own idleness timeout has passed.
+    own_idle: bool,
+    /// The status last sent downstream.
+    sent: StreamStatus,
     next: Box<dyn Downstream<T>>,
     stats: StageStats,
 }
@@ -91,6 +100,21 @@ impl<T: Data> TimestampStage<T> {
             self.next.on_watermark(wm)?;
         }
         if let Some(status) = update.status {
+            self.own_idle = status == StreamStatus::Idle;
+            self.send_status()?;
+        }
+        Ok(())
+    }
+
+    /// Idle when upstream is idle or this stage's own timeout has passed.
+    fn send_status(&mut self) -> Result<(), EngineError> {
+        let status = if self.upstream_idle || self.own_idle {
+            StreamStatus::Idle
+        } else {
+            StreamStatus::Active
+        };
+        if status != self.sent {
+            self.sent = status;
             self.next.on_status(status)?;
         }
         Ok(())
@@ -109,6 +133,13 @@ impl<T: Data> Downstream<T> for TimestampStage<T> {
             }
             Ok(())
         })?;
+        // Records flow again: active before them, as sources do.
+        if !batch.is_empty() && (self.own_idle || self.upstream_idle) {
+            self.watermarks.mark_active();
+            self.own_idle = false;
+            self.upstream_idle = false;
+            self.send_status()?;
+        }
         self.next.on_batch(batch)?;
         if self.per_batch {
             self.emit(self.clock.now())?;
@@ -127,7 +158,8 @@ impl<T: Data> Control for TimestampStage<T> {
         Ok(())
     }
     fn on_status(&mut self, status: StreamStatus) -> Result<(), EngineError> {
-        self.next.on_status(status)
+        self.upstream_idle = status == StreamStatus::Idle;
+        self.send_status()
     }
     fn on_processing_time(&mut self, now: Timestamp) -> Result<(), EngineError> {
         if !self.per_batch && now >= self.next_emit {
