@@ -19,6 +19,11 @@
 //! assert_eq!(words.values().len(), 4);
 //! ```
 
+/// The README's examples, compiled as doctests so they stay correct.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub use eddy_connectors as connectors;
 pub use eddy_engine as engine;
 pub use eddy_operators as operators;
