@@ -130,7 +130,7 @@ pub fn run_loop(generator: &NexmarkGenerator, events: u64) -> Summary {
                 for auction in waiting.remove(&p.id).unwrap_or_default() {
                     emit(suggestion(&p, auction));
                 }
-                persons.insert(p.id, p);
+                persons.insert(p.id, *p);
             }
             Event::Auction(a) if wanted_auction(&a) => match persons.get(&a.seller) {
                 Some(p) => emit(suggestion(p, a.id)),

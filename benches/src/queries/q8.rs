@@ -86,7 +86,11 @@ pub fn run_loop(generator: &NexmarkGenerator, events: u64, delay: Duration) -> S
         let start = ts.div_euclid(SIZE_MS) * SIZE_MS;
         match event {
             Event::Person(p) => {
-                windows.entry(start).or_default().0.insert(p.id, p.name);
+                windows
+                    .entry(start)
+                    .or_default()
+                    .0
+                    .insert(p.id, p.name.clone());
             }
             Event::Auction(a) => {
                 windows.entry(start).or_default().1.insert(a.seller);

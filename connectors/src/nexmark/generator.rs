@@ -215,8 +215,8 @@ impl NexmarkGenerator {
         let mut rng = SplitMix64::for_index(self.config.seed, n);
         let date_time = self.disordered_time(n, &mut rng);
         match EventKind::of(n) {
-            EventKind::Person => Event::Person(self.person(n, &mut rng, date_time)),
-            EventKind::Auction => Event::Auction(self.auction(n, &mut rng, date_time)),
+            EventKind::Person => Event::Person(Box::new(self.person(n, &mut rng, date_time))),
+            EventKind::Auction => Event::Auction(Box::new(self.auction(n, &mut rng, date_time))),
             EventKind::Bid => Event::Bid(self.bid(n, &mut rng, date_time)),
         }
     }
