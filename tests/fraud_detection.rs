@@ -70,3 +70,55 @@ fn fraud_alerts_equal_the_reference_at_any_parallelism() {
     assert_eq!(run(1), expected);
     assert_eq!(run(3), expected);
 }
+
+mod harness {
+    use eddy::engine::testing::Harness;
+    use eddy::prelude::*;
+
+    use super::fraud::{Alert, Payment, SmallThenLarge, WINDOW};
+
+    fn pay(card: u64, cents: u64, at: i64) -> (Payment, Timestamp) {
+        (
+            Payment {
+                card,
+                amount_cents: cents,
+                at: Timestamp(at),
+            },
+            Timestamp(at),
+        )
+    }
+
+    #[test]
+    fn a_large_payment_within_a_minute_of_a_small_one_alerts_once_the_watermark_passes_it() {
+        let mut h = Harness::keyed(SmallThenLarge, |p: &Payment| p.card).unwrap();
+        for (p, ts) in [
+            pay(7, 50, 1_000),
+            pay(7, 90_000, 30_000),
+            pay(8, 90_000, 30_000),
+        ] {
+            h.process(p, ts).unwrap();
+        }
+        assert!(h.take_output().is_empty(), "nothing before the watermark");
+        h.advance_watermark(Timestamp(30_000)).unwrap();
+        assert_eq!(
+            h.take_output(),
+            vec![Alert {
+                card: 7,
+                small_at: Timestamp(1_000),
+                large_at: Timestamp(30_000),
+                large_amount_cents: 90_000,
+            }]
+        );
+        // A minute after the small payment it is forgotten: state empties.
+        h.process(pay(7, 90_000, 61_001).0, Timestamp(61_001))
+            .unwrap();
+        h.finish().unwrap();
+        assert!(
+            h.take_output().is_empty(),
+            "61.001 s is more than {WINDOW:?} after 1 s"
+        );
+        let metrics = h.operator().metrics();
+        assert!(metrics.contains(&("state_entries", 0)), "{metrics:?}");
+        assert!(metrics.contains(&("timers", 0)), "{metrics:?}");
+    }
+}

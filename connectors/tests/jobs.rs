@@ -217,3 +217,19 @@ fn a_rate_limited_source_still_emits_every_record() -> TestResult {
     assert_eq!(sorted(out.values()), expected);
     Ok(())
 }
+
+#[test]
+fn the_source_harness_reads_a_generator_the_same_at_any_parallelism() {
+    use eddy_connectors::datagen::{DataGen, SplitMix64};
+    use eddy_engine::testing::read_source;
+    let source = DataGen::new(|i, rng: &mut SplitMix64| (i, rng.below(1_000))).with_count(500);
+    let sorted = |p: usize| {
+        let read = read_source(&source, p, None).unwrap();
+        assert!(read.dead_letters.is_empty());
+        let mut v: Vec<(u64, u64)> = read.records.into_iter().map(|r| r.value).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(1).len(), 500);
+    assert_eq!(sorted(1), sorted(3));
+}

@@ -43,5 +43,7 @@ pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 pub mod transform;
