@@ -279,3 +279,103 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod resume_tests {
+    use eddy_engine::clock::ManualClock;
+    use eddy_engine::element::Timestamp;
+    use eddy_engine::testing::{assert_resumes_exactly, read_resumed};
+
+    use super::*;
+
+    fn pair(i: u64, rng: &mut SplitMix64) -> (u64, u64) {
+        (i, rng.below(1_000))
+    }
+
+    /// The values each split emitted, in order (`(index, _)` comes from
+    /// split `index % splits`).
+    fn per_split(values: &[(u64, u64)], splits: u64) -> Vec<Vec<(u64, u64)>> {
+        (0..splits)
+            .map(|s| {
+                values
+                    .iter()
+                    .filter(|v| v.0 % splits == s)
+                    .copied()
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_bounded_generator_resumes_from_any_snapshot() -> Result<(), BoxError> {
+        // 5 splits of 23 records; 8 splits of 5 records leave 3 splits empty.
+        for (count, splits) in [(23, 5), (5, 8), (7, 1)] {
+            let source = DataGen::new(pair)
+                .with_count(count)
+                .with_seed(3)
+                .with_splits(splits);
+            for room in [1, 2, 3, 7, 100] {
+                let cuts = assert_resumes_exactly(&source, room)?;
+                let values: Vec<(u64, u64)> =
+                    cuts[0].contents.records.iter().map(|r| r.value).collect();
+                let mut indices: Vec<u64> = values.iter().map(|v| v.0).collect();
+                indices.sort_unstable();
+                assert_eq!(indices, (0..count).collect::<Vec<_>>());
+                for v in &values {
+                    assert_eq!(*v, generate_at(3, v.0, pair));
+                }
+                // Exhausted splits are never in a snapshot.
+                for cut in &cuts {
+                    assert!(cut.snapshot.iter().all(|s| s.next < count), "{cut:?}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_rate_limited_generator_resumes_from_any_snapshot() -> Result<(), BoxError> {
+        // 100/s polled every 10 ms: one record a poll, so even the order
+        // across splits is the same after a resume.
+        let source = DataGen::new(pair)
+            .with_count(12)
+            .with_splits(3)
+            .with_rate(100.0);
+        let cuts = assert_resumes_exactly(&source, 5)?;
+        assert!(cuts.iter().any(|c| c.before > 0 && !c.snapshot.is_empty()));
+
+        // 1000/s: ten a poll, and a fresh reader's rate limit starts anew,
+        // so the splits may interleave differently, but each split goes on
+        // exactly where it stopped.
+        let source = DataGen::new(pair)
+            .with_count(60)
+            .with_splits(3)
+            .with_rate(1_000.0);
+        let clock = ManualClock::new(Timestamp(0));
+        let whole = read_resumed(&source, 4, usize::MAX, &clock)?;
+        let whole: Vec<(u64, u64)> = whole.contents.records.iter().map(|r| r.value).collect();
+        assert_eq!(whole.len(), 60);
+        for polls in 0..40 {
+            let clock = ManualClock::new(Timestamp(0));
+            let resumed = read_resumed(&source, 4, polls, &clock)?;
+            let got: Vec<(u64, u64)> = resumed.contents.records.iter().map(|r| r.value).collect();
+            assert_eq!(
+                per_split(&got, 3),
+                per_split(&whole, 3),
+                "after {polls} polls"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_snapshot_lists_the_split_whose_turn_is_next_first() -> Result<(), BoxError> {
+        let source = DataGen::new(pair).with_count(30).with_splits(3);
+        let clock = ManualClock::new(Timestamp(0));
+        // One poll of room 2 takes index 0 from split 0 and 1 from split 1.
+        let resumed = read_resumed(&source, 2, 1, &clock)?;
+        let order: Vec<(u64, u64)> = resumed.snapshot.iter().map(|s| (s.index, s.next)).collect();
+        assert_eq!(order, [(2, 2), (0, 3), (1, 4)]);
+        Ok(())
+    }
+}

@@ -106,9 +106,24 @@ impl IndexCursor {
         self.splits.iter().map(|c| &c.split)
     }
 
-    /// The number of splits not yet exhausted.
+    /// How many indices `split` still has, from its `next`.
+    fn remaining(&self, split: &IndexSplit) -> u64 {
+        let (first, step) = (split.next, split.of.max(1));
+        match self.count {
+            Some(count) if first >= count => 0,
+            Some(count) => (count - 1 - first) / step + 1,
+            None => (u64::MAX - first) / step + 1,
+        }
+    }
+
+    /// The number of splits with indices left. (A split that never had any
+    /// is not finished until its turn comes, but takes no share of a poll:
+    /// so a reader resumed without it plans its polls the same way.)
     pub fn active(&self) -> usize {
-        self.splits.iter().filter(|c| !c.done).count()
+        self.splits
+            .iter()
+            .filter(|c| !c.done && self.remaining(&c.split) > 0)
+            .count()
     }
 
     /// Every split is exhausted (true for a reader without splits).
@@ -116,11 +131,14 @@ impl IndexCursor {
         self.splits.iter().all(|c| c.done)
     }
 
-    /// The unfinished splits at their current positions.
+    /// The splits with indices left, at their current positions, starting
+    /// with the one whose turn is next: a cursor given them hands out the
+    /// remaining indices in the same order as this one.
     pub fn snapshot(&self) -> Vec<IndexSplit> {
-        self.splits
-            .iter()
-            .filter(|c| !c.done)
+        let n = self.splits.len();
+        (0..n)
+            .map(|k| &self.splits[(self.turn + k) % n])
+            .filter(|c| !c.done && self.remaining(&c.split) > 0)
             .map(|c| c.split.clone())
             .collect()
     }
@@ -134,15 +152,10 @@ impl IndexCursor {
             .map(|k| (self.turn + k) % n)
             .find(|&i| !self.splits[i].done)?;
         self.turn = (at + 1) % n;
+        let remaining = self.remaining(&self.splits[at].split);
         let cursor = &mut self.splits[at];
         let step = cursor.split.of.max(1);
         let first = cursor.split.next;
-        // How many indices this split still has.
-        let remaining = match self.count {
-            Some(count) if first >= count => 0,
-            Some(count) => (count - 1 - first) / step + 1,
-            None => (u64::MAX - first) / step + 1,
-        };
         let len = max_len.min(remaining);
         let exhausted = len == remaining;
         cursor.split.next = first.saturating_add(len.saturating_mul(step));

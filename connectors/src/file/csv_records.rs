@@ -54,6 +54,15 @@ impl<R: BufRead> CsvRecords<R> {
         self.lines
     }
 
+    /// Whether the input is used up, so that no record follows. Only asks
+    /// the input for more bytes when its buffer is empty.
+    ///
+    /// # Errors
+    /// When the input cannot be read.
+    pub fn at_end(&mut self) -> io::Result<bool> {
+        Ok(self.input.fill_buf()?.is_empty())
+    }
+
     /// Moves to byte `offset`, after `lines` lines (a position this reader
     /// reported after a record).
     ///

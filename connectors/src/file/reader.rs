@@ -35,6 +35,16 @@ enum OpenFile {
     },
 }
 
+impl OpenFile {
+    /// Whether every byte of the file has been consumed.
+    fn at_end(&mut self) -> std::io::Result<bool> {
+        match self {
+            OpenFile::JsonLines(reader) => Ok(reader.fill_buf()?.is_empty()),
+            OpenFile::Csv { records, .. } => records.at_end(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct SplitState {
     split: FileSplit,
@@ -246,6 +256,29 @@ impl<T: Data> FileReader<T> {
     }
 }
 
+impl<T: Data> FileReader<T> {
+    /// Finishes the open file if all of it has been read, and says which
+    /// split that was: a poll that ends on a file's last line then leaves
+    /// no exhausted split behind (for the watermark, and for a snapshot).
+    fn finish_if_at_end(&mut self) -> Result<Option<usize>, ConnectorError> {
+        let Some((index, file)) = &mut self.current else {
+            return Ok(None);
+        };
+        let index = *index;
+        let state = &mut self.splits[index];
+        if !file
+            .at_end()
+            .map_err(|e| ConnectorError::io("read", &state.split.path, e))?
+        {
+            return Ok(None);
+        }
+        state.done = true;
+        self.current = None;
+        debug!(split = %state.split.path.display(), "file split finished");
+        Ok(Some(index))
+    }
+}
+
 impl<T: Data> SourceReader for FileReader<T> {
     type Out = T;
     type Split = FileSplit;
@@ -281,6 +314,9 @@ impl<T: Data> SourceReader for FileReader<T> {
             }
             used += 1;
         }
+        if let Some(split) = self.finish_if_at_end()? {
+            out.finish_split(split);
+        }
         Ok(if self.splits.iter().all(|s| s.done) {
             ReadStatus::Finished
         } else {
@@ -302,8 +338,10 @@ mod tests {
     use std::fs;
     use std::path::PathBuf;
 
+    use eddy_engine::testing::{assert_resumes_exactly, Resumed};
     use serde::{Deserialize, Serialize};
 
+    use super::super::FileSource;
     use super::*;
 
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -495,6 +533,158 @@ mod tests {
                 Item::SplitDone(1)
             ]
         );
+        Ok(())
+    }
+
+    /// The lines of a JSON-lines file of payments `cards`, with a bad line
+    /// after each card in `bad_after` and a blank line after card 3.
+    fn json_lines(cards: std::ops::Range<u64>, bad_after: &[u64]) -> String {
+        let mut text = String::new();
+        for card in cards {
+            text.push_str(&format!("{{\"card\":{card},\"amount\":{card}.25}}\n"));
+            if bad_after.contains(&card) {
+                text.push_str(&format!("{{\"card\":\"bad {card}\"}}\n"));
+            }
+            if card == 3 {
+                text.push('\n');
+            }
+        }
+        text
+    }
+
+    /// Checks every cut at several poll sizes; returns the cuts at room 1
+    /// (a cut after every line).
+    fn resumes_exactly(
+        source: &FileSource<Payment>,
+    ) -> Result<Vec<Resumed<Payment, FileSplit>>, BoxError> {
+        for room in [2, 3, 100] {
+            assert_resumes_exactly(source, room)?;
+        }
+        assert_resumes_exactly(source, 1)
+    }
+
+    #[test]
+    fn a_json_lines_reader_resumes_from_any_snapshot() -> Result<(), BoxError> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("p.jsonl");
+        // No line end after the last line.
+        fs::write(&path, json_lines(0..9, &[]).trim_end())?;
+        let cuts = resumes_exactly(&FileSource::json_lines(&path))?;
+        let whole = &cuts[0].contents;
+        assert_eq!(
+            whole
+                .records
+                .iter()
+                .map(|r| r.value.card)
+                .collect::<Vec<_>>(),
+            (0..9).collect::<Vec<_>>()
+        );
+        // A poll that ends on the last line finishes the file: no exhausted
+        // split is left in a snapshot.
+        assert!(cuts
+            .iter()
+            .all(|c| c.snapshot.is_empty() == (c.before == 9)));
+        Ok(())
+    }
+
+    #[test]
+    fn undecodable_lines_before_and_after_a_snapshot_are_dead_lettered_once() -> Result<(), BoxError>
+    {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("p.jsonl");
+        fs::write(&path, json_lines(0..8, &[0, 2, 7]))?;
+        let cuts = resumes_exactly(&FileSource::json_lines(&path))?;
+        let positions: Vec<&str> = cuts[0]
+            .contents
+            .dead_letters
+            .iter()
+            .map(|d| d.position.as_str())
+            .collect();
+        assert_eq!(positions, ["line 2", "line 5", "line 12"]);
+        // Cuts right after a bad line (the snapshot's line is the bad one),
+        // and right before the last one (then the file is finished).
+        for bad_line in [2, 5, 11] {
+            assert!(cuts
+                .iter()
+                .any(|c| c.snapshot.first().is_some_and(|s| s.line == bad_line)));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_csv_reader_resumes_from_any_snapshot_without_rereading_the_header_as_a_row(
+    ) -> Result<(), BoxError> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("p.csv");
+        // CRLF line ends, a blank line, a quoted field spanning two lines,
+        // rows that do not decode, and no line end at the end. Were a row
+        // read as the header after a resume, no later row would decode.
+        let mut text = String::from("amount,card\r\n");
+        for card in 0..8 {
+            text.push_str(&format!("{card}.5,{card}\r\n"));
+            if card == 2 {
+                text.push_str("\r\nlots,9\r\n");
+            }
+            if card == 5 {
+                text.push_str("\"x\r\ny\",9\r\n");
+            }
+        }
+        fs::write(&path, format!("{text}\"4.5\",\"8\""))?;
+        let cuts = resumes_exactly(&FileSource::csv(&path))?;
+        let whole = &cuts[0].contents;
+        assert_eq!(
+            whole
+                .records
+                .iter()
+                .map(|r| r.value.card)
+                .collect::<Vec<_>>(),
+            (0..9).collect::<Vec<_>>()
+        );
+        let positions: Vec<&str> = whole
+            .dead_letters
+            .iter()
+            .map(|d| d.position.as_str())
+            .collect();
+        assert_eq!(positions, ["line 6", "line 10"]);
+        assert!(cuts
+            .iter()
+            .any(|c| c.snapshot.first().is_some_and(|s| s.line > 1)));
+        Ok(())
+    }
+
+    #[test]
+    fn a_directory_resumes_with_finished_files_left_out() -> Result<(), BoxError> {
+        let dir = tempfile::tempdir()?;
+        fs::write(dir.path().join("a.jsonl"), json_lines(0..3, &[1]))?;
+        fs::write(dir.path().join("b.jsonl"), "")?;
+        fs::write(dir.path().join("c.jsonl"), json_lines(3..7, &[]))?;
+        fs::write(dir.path().join("d.jsonl"), json_lines(7..9, &[8]))?;
+        let cuts = resumes_exactly(&FileSource::json_lines(dir.path()))?;
+        let whole = &cuts[0].contents;
+        assert_eq!(
+            whole
+                .records
+                .iter()
+                .map(|r| r.value.card)
+                .collect::<Vec<_>>(),
+            (0..9).collect::<Vec<_>>()
+        );
+        assert_eq!(whole.dead_letters.len(), 2);
+        let names = |c: &Resumed<Payment, FileSplit>| -> Vec<String> {
+            c.snapshot
+                .iter()
+                .filter_map(|s| s.path.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect()
+        };
+        // Some cut has a.jsonl finished and c.jsonl started.
+        assert!(cuts
+            .iter()
+            .any(|c| names(c) == ["c.jsonl", "d.jsonl"] && c.snapshot[0].offset > 0));
+        // Some cut falls right after the last line of a.jsonl.
+        assert!(cuts
+            .iter()
+            .any(|c| c.before == 3 && names(c)[0] != "a.jsonl"));
         Ok(())
     }
 

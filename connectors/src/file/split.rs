@@ -13,8 +13,12 @@ use crate::error::ConnectorError;
 pub struct FileSplit {
     /// The file.
     pub path: PathBuf,
-    /// Byte offset of the next record (0: start of file; a CSV header is
-    /// always read first).
+    /// Byte offset of the next line or record, right after the last one
+    /// read (emitted, dead-lettered or blank). 0: the start of the file.
+    /// For CSV, 0 means the header row comes first, and any other offset is
+    /// past the header: a resumed reader reads the header names from the
+    /// start of the file, then continues at `offset`, so no mid-file row is
+    /// ever taken for the header.
     pub offset: u64,
     /// Lines before `offset`, so that line numbers in errors and dead
     /// letters stay right after a resume.

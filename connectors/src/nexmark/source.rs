@@ -161,7 +161,42 @@ impl SourceReader for NexmarkReader {
 
 #[cfg(test)]
 mod tests {
+    use eddy_engine::testing::assert_resumes_exactly;
+
     use super::*;
+
+    #[test]
+    fn a_reader_resumed_from_any_snapshot_emits_the_same_events_and_times() -> Result<(), BoxError>
+    {
+        let config = NexmarkConfig {
+            seed: 11,
+            ..NexmarkConfig::default()
+        };
+        for splits in [1, 3] {
+            let source = NexmarkSource::new(config.clone())?
+                .with_events(120)
+                .with_splits(splits);
+            for room in [1, 7, 50] {
+                let cuts = assert_resumes_exactly(&source, room)?;
+                let whole = &cuts[0].contents.records;
+                assert_eq!(whole.len(), 120);
+                let generator = source.generator();
+                for r in whole {
+                    let n = (0..120)
+                        .find(|&n| generator.event(n) == r.value)
+                        .ok_or("an event the generator does not make")?;
+                    assert_eq!(r.ts, generator.timestamp(n));
+                }
+            }
+        }
+        // Rate-limited: one event per 10 ms poll.
+        let source = NexmarkSource::new(config)?
+            .with_events(20)
+            .with_splits(2)
+            .with_rate(100.0);
+        assert_resumes_exactly(&source, 4)?;
+        Ok(())
+    }
 
     #[test]
     fn a_source_with_an_event_count_is_bounded() {

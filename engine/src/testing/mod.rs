@@ -181,39 +181,284 @@ pub fn read_source<S: Source>(
             128,
             Arc::new(ManualClock::new(Timestamp(0))),
         );
-        let mut reader = source.create_reader(&ctx)?;
-        let ids: Vec<String> = mine.iter().map(Split::id).collect();
-        let mut watermarks = SplitWatermarks::new(
-            strategy
-                .clone()
-                .unwrap_or_else(WatermarkStrategy::no_watermarks),
-        );
-        mine.iter().for_each(|_| watermarks.add_split(Timestamp(0)));
-        reader.add_splits(mine)?;
-        let mut dead_records = Vec::new();
-        let mut idle_polls = 0u32;
-        loop {
-            let mut out = SourceOutput {
-                batch: &mut records,
-                dead: &mut dead_records,
-                watermarks: &mut watermarks,
-                split_ids: &ids,
-                source_name: "source",
-                batch_size: usize::MAX,
-            };
-            match reader.poll_next(&mut out)? {
-                ReadStatus::Finished => break,
-                ReadStatus::NothingAvailable => idle_polls += 1,
-                ReadStatus::MoreAvailable => idle_polls = 0,
-            }
-            if idle_polls > 100_000 {
-                return Err("the source makes no progress (rate-limited sources wait on a clock this helper does not move)".into());
-            }
-        }
-        dead.extend(dead_records.into_iter().map(|r| r.value));
+        let reader = source.create_reader(&ctx)?;
+        let mut harness = ReaderHarness::new(reader, mine, strategy.clone())?;
+        // Without moving the clock: rate-limited sources make no progress.
+        harness.poll_to_end(usize::MAX, None)?;
+        records.extend(harness.take_records());
+        dead.extend(harness.take_dead_letters());
     }
     Ok(SourceContents {
         records,
         dead_letters: dead,
     })
+}
+
+/// Consecutive polls without records after which a harness gives up.
+const MAX_IDLE_POLLS: u32 = 100_000;
+
+/// Polls one [`SourceReader`] on the calling thread, one poll at a time with
+/// a chosen batch room, and keeps what it emitted. For tests that stop a
+/// reader between polls, e.g. to snapshot it and resume a fresh one.
+///
+/// ```
+/// use eddy_engine::collection::CollectionSource;
+/// use eddy_engine::source::Source;
+/// use eddy_engine::testing::{reader_context, ReaderHarness};
+///
+/// let source = CollectionSource::new(vec![1, 2, 3]);
+/// let reader = source.create_reader(&reader_context(None)).unwrap();
+/// let mut h = ReaderHarness::new(reader, source.splits(1).unwrap(), None).unwrap();
+/// h.poll(2).unwrap();
+/// let snapshot = h.snapshot();
+/// let reader = source.create_reader(&reader_context(None)).unwrap();
+/// let mut resumed = ReaderHarness::new(reader, snapshot, None).unwrap();
+/// resumed.poll_to_end(2, None).unwrap();
+/// assert_eq!(resumed.take_values(), vec![3]);
+/// ```
+pub struct ReaderHarness<R: SourceReader> {
+    reader: R,
+    split_ids: Vec<String>,
+    watermarks: SplitWatermarks<R::Out>,
+    records: Vec<Record<R::Out>>,
+    dead_letters: Vec<DeadLetter>,
+}
+
+/// A runtime context for a source reader: subtask 0 of 1, 128 key groups,
+/// on `clock` (a manual clock at 0 when `None`).
+pub fn reader_context(clock: Option<&ManualClock>) -> RuntimeContext {
+    let clock = clock
+        .cloned()
+        .unwrap_or_else(|| ManualClock::new(Timestamp(0)));
+    RuntimeContext::standalone("source", 0, 1, 128, Arc::new(clock))
+}
+
+impl<R: SourceReader> ReaderHarness<R> {
+    /// Hands `splits` to `reader`. Event time comes from `strategy` when
+    /// given (otherwise records keep the source's native timestamps).
+    ///
+    /// # Errors
+    /// The reader's `add_splits` error.
+    pub fn new(
+        mut reader: R,
+        splits: Vec<R::Split>,
+        strategy: Option<WatermarkStrategy<R::Out>>,
+    ) -> Result<Self, BoxError> {
+        let split_ids: Vec<String> = splits.iter().map(Split::id).collect();
+        let mut watermarks =
+            SplitWatermarks::new(strategy.unwrap_or_else(WatermarkStrategy::no_watermarks));
+        splits
+            .iter()
+            .for_each(|_| watermarks.add_split(Timestamp(0)));
+        reader.add_splits(splits)?;
+        Ok(ReaderHarness {
+            reader,
+            split_ids,
+            watermarks,
+            records: Vec::new(),
+            dead_letters: Vec::new(),
+        })
+    }
+
+    /// One `poll_next` with room for `room` records; what it emits is kept.
+    ///
+    /// # Errors
+    /// The reader's error.
+    pub fn poll(&mut self, room: usize) -> Result<ReadStatus, BoxError> {
+        let mut batch = Vec::new();
+        let mut dead = Vec::new();
+        let mut out = SourceOutput {
+            batch: &mut batch,
+            dead: &mut dead,
+            watermarks: &mut self.watermarks,
+            split_ids: &self.split_ids,
+            source_name: "source",
+            batch_size: room,
+        };
+        let status = self.reader.poll_next(&mut out)?;
+        if self.records.is_empty() {
+            self.records = batch;
+        } else {
+            self.records.append(&mut batch);
+        }
+        self.dead_letters.extend(dead.into_iter().map(|r| r.value));
+        Ok(status)
+    }
+
+    /// Polls with room `room` until the reader is finished. When a poll
+    /// finds nothing available, `clock` (the reader's, if it is rate-limited)
+    /// moves 10 ms forward.
+    ///
+    /// # Errors
+    /// The reader's error, or one after 100 000 polls in a row without
+    /// progress.
+    pub fn poll_to_end(
+        &mut self,
+        room: usize,
+        clock: Option<&ManualClock>,
+    ) -> Result<(), BoxError> {
+        let mut idle_polls = 0u32;
+        loop {
+            match self.poll(room)? {
+                ReadStatus::Finished => return Ok(()),
+                ReadStatus::NothingAvailable => {
+                    idle_polls += 1;
+                    if let Some(clock) = clock {
+                        clock.advance(std::time::Duration::from_millis(10));
+                    }
+                }
+                ReadStatus::MoreAvailable => idle_polls = 0,
+            }
+            if idle_polls > MAX_IDLE_POLLS {
+                return Err("the source makes no progress (rate-limited sources wait on a clock this helper does not move)".into());
+            }
+        }
+    }
+
+    /// The reader's [`SourceReader::snapshot_splits`].
+    pub fn snapshot(&self) -> Vec<R::Split> {
+        self.reader.snapshot_splits()
+    }
+
+    /// Takes the records (with timestamps) emitted so far.
+    pub fn take_records(&mut self) -> Vec<Record<R::Out>> {
+        std::mem::take(&mut self.records)
+    }
+
+    /// Takes the values emitted so far.
+    pub fn take_values(&mut self) -> Vec<R::Out> {
+        self.take_records().into_iter().map(|r| r.value).collect()
+    }
+
+    /// Takes the dead letters sent so far.
+    pub fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.dead_letters)
+    }
+
+    /// The reader.
+    pub fn reader(&self) -> &R {
+        &self.reader
+    }
+}
+
+/// What [`read_resumed`] read.
+#[derive(Debug)]
+pub struct Resumed<T, S> {
+    /// The first reader's output, then the resumed reader's.
+    pub contents: SourceContents<T>,
+    /// The splits the second reader resumed from.
+    pub snapshot: Vec<S>,
+    /// How many records the first reader emitted before the snapshot.
+    pub before: usize,
+    /// The first reader finished before the snapshot was taken.
+    pub finished_first: bool,
+}
+
+/// Reads all of `source`'s splits with one reader (subtask 0 of 1) in polls
+/// of room `room`, as a checkpoint and restore would: after `polls` polls
+/// (or when the reader finishes, if sooner) it takes the reader's snapshot,
+/// drops the reader, and reads the rest with a fresh reader given only the
+/// snapshot. With `polls = usize::MAX` that is an uninterrupted read.
+///
+/// Both readers run on `clock` (see [`reader_context`]), which moves 10 ms
+/// whenever a poll finds nothing available, so rate-limited sources
+/// progress.
+///
+/// # Errors
+/// The source's errors, or one when a reader makes no progress.
+pub fn read_resumed<S: Source>(
+    source: &S,
+    room: usize,
+    polls: usize,
+    clock: &ManualClock,
+) -> Result<Resumed<S::Out, S::Split>, BoxError> {
+    let splits = source.splits(1)?;
+    let reader = source.create_reader(&reader_context(Some(clock)))?;
+    let mut first = ReaderHarness::new(reader, splits, None)?;
+    let mut done = false;
+    for _ in 0..polls {
+        match first.poll(room)? {
+            ReadStatus::Finished => {
+                done = true;
+                break;
+            }
+            ReadStatus::NothingAvailable => clock.advance(std::time::Duration::from_millis(10)),
+            ReadStatus::MoreAvailable => {}
+        }
+    }
+    let snapshot = first.snapshot();
+    let mut records = first.take_records();
+    let mut dead_letters = first.take_dead_letters();
+    let before = records.len();
+    if done && !snapshot.is_empty() {
+        return Err(format!("a finished reader's snapshot is not empty: {snapshot:?}").into());
+    }
+    let reader = source.create_reader(&reader_context(Some(clock)))?;
+    let mut second = ReaderHarness::new(reader, snapshot.clone(), None)?;
+    second.poll_to_end(room, Some(clock))?;
+    records.extend(second.take_records());
+    dead_letters.extend(second.take_dead_letters());
+    Ok(Resumed {
+        contents: SourceContents {
+            records,
+            dead_letters,
+        },
+        snapshot,
+        before,
+        finished_first: done,
+    })
+}
+
+/// Every cut of [`assert_resumes_exactly`], in order of the polls before it.
+pub type ResumedCuts<T, S> = Vec<Resumed<T, S>>;
+
+/// Checks that `source` resumes exactly from a snapshot taken between any
+/// two polls: for every cut (after 0, 1, 2, … polls of room `room`, until
+/// the reader finishes before the cut), what the first reader emitted
+/// followed by what a reader resumed from its snapshot emits equals an
+/// uninterrupted read: the same records, with the same timestamps, in the
+/// same order, and the same dead letters. Each read runs on a fresh
+/// [`ManualClock`] at 0 (see [`read_resumed`]). For bounded sources only.
+///
+/// Returns every cut's result, for further checks.
+///
+/// # Errors
+/// The source's errors.
+///
+/// # Panics
+/// When a resumed read differs from the uninterrupted one.
+pub fn assert_resumes_exactly<S: Source>(
+    source: &S,
+    room: usize,
+) -> Result<ResumedCuts<S::Out, S::Split>, BoxError>
+where
+    S::Out: PartialEq,
+{
+    let fresh_clock = || ManualClock::new(Timestamp(0));
+    let whole = read_resumed(source, room, usize::MAX, &fresh_clock())?.contents;
+    let mut cuts = Vec::new();
+    for polls in 0.. {
+        let resumed = read_resumed(source, room, polls, &fresh_clock())?;
+        let got = &resumed.contents;
+        assert!(
+            got.records == whole.records,
+            "room {room}, snapshot after {polls} polls ({} records): {:?}\n\
+             resumed read:       {:?}\nuninterrupted read: {:?}",
+            resumed.before,
+            resumed.snapshot,
+            got.records,
+            whole.records
+        );
+        assert_eq!(
+            got.dead_letters, whole.dead_letters,
+            "dead letters, room {room}, snapshot after {polls} polls: {:?}",
+            resumed.snapshot
+        );
+        let last = resumed.finished_first;
+        cuts.push(resumed);
+        if last {
+            break;
+        }
+    }
+    Ok(cuts)
 }
