@@ -1,14 +1,16 @@
 //! Job configuration: typed, with documented defaults, parsed once at the
 //! edge (command line or code) and validated before anything runs.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::checkpoint::{CheckpointConfig, CheckpointingMode, RestartStrategy};
 use crate::error::EngineError;
 use crate::keygroup::MAX_MAX_PARALLELISM;
 
 /// Settings of a job. Build with [`EnvConfig::default`] and the `with_`
 /// methods, or from the command line with [`EnvArgs`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EnvConfig {
     /// Default parallelism of operators (default: number of CPU cores).
     pub parallelism: usize,
@@ -25,6 +27,20 @@ pub struct EnvConfig {
     pub watermark_interval: Duration,
     /// Whether operators are chained into tasks (default true).
     pub chaining: bool,
+    /// Checkpoints, restarts and restore.
+    pub checkpoints: CheckpointConfig,
+    /// Instead of running the job: ask the running instance for a savepoint.
+    pub control: Option<ControlAction>,
+}
+
+/// A request to a job that is already running (in another process), sent
+/// through its checkpoint directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlAction {
+    /// Take a savepoint into this directory; the job keeps running.
+    Savepoint(PathBuf),
+    /// Take a savepoint into this directory, then stop the job.
+    StopWithSavepoint(PathBuf),
 }
 
 impl Default for EnvConfig {
@@ -39,6 +55,8 @@ impl Default for EnvConfig {
             channel_capacity: 8,
             watermark_interval: Duration::from_millis(200),
             chaining: true,
+            checkpoints: CheckpointConfig::default(),
+            control: None,
         }
     }
 }
@@ -77,6 +95,30 @@ impl EnvConfig {
     /// Sets the periodic watermark interval.
     pub fn with_watermark_interval(mut self, d: Duration) -> Self {
         self.watermark_interval = d;
+        self
+    }
+
+    /// Takes a checkpoint every `interval` (into [`CheckpointConfig::dir`]).
+    pub fn with_checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.checkpoints.interval = Some(interval);
+        self
+    }
+
+    /// Sets the root directory of checkpoint storage.
+    pub fn with_checkpoint_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.checkpoints.dir = dir.into();
+        self
+    }
+
+    /// Sets the restart strategy.
+    pub fn with_restart_strategy(mut self, strategy: RestartStrategy) -> Self {
+        self.checkpoints.restart = Some(strategy);
+        self
+    }
+
+    /// Starts the job from a savepoint or checkpoint.
+    pub fn with_restore(mut self, path: impl Into<PathBuf>) -> Self {
+        self.checkpoints.restore = Some(path.into());
         self
     }
 
@@ -129,7 +171,7 @@ impl EnvConfig {
                 "must be positive, e.g. 200ms",
             ));
         }
-        Ok(())
+        self.checkpoints.validate()
     }
 }
 
@@ -168,6 +210,61 @@ pub struct EnvArgs {
     /// Run every operator in its own task.
     #[arg(long)]
     pub disable_chaining: bool,
+    /// Take a checkpoint this often, e.g. 1s [default: no checkpoints].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub checkpoint_interval: Option<Duration>,
+    /// Barrier alignment [default: exactly-once].
+    #[arg(long, value_name = "MODE")]
+    pub checkpointing_mode: Option<CheckpointingMode>,
+    /// Root directory of checkpoints; a job's go to DIR/<job name>
+    /// [default: <temp dir>/eddy-checkpoints].
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Abandon a checkpoint not complete after this long [default: 10min].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub checkpoint_timeout: Option<Duration>,
+    /// Checkpoints in flight at once [default: 1].
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_checkpoints: Option<usize>,
+    /// Complete checkpoints kept [default: 1].
+    #[arg(long, value_name = "N")]
+    pub retained_checkpoints: Option<usize>,
+    /// What to do when a task fails: none, fixed-delay:attempts=3,delay=1s,
+    /// exponential:initial=1s,max=1min,multiplier=1.5[,attempts=N] or
+    /// failure-rate:max=3,interval=5min,delay=1s [default: none without
+    /// checkpoints, exponential with them].
+    #[arg(long, value_name = "SPEC")]
+    pub restart_strategy: Option<RestartStrategy>,
+    /// What to do: run (the default), or talk to a running instance.
+    #[command(subcommand)]
+    pub action: Option<JobCommand>,
+}
+
+/// The commands of every job binary.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum JobCommand {
+    /// Run the job (what happens without a command).
+    Run {
+        /// Start from this savepoint, checkpoint, or checkpoint directory
+        /// (its newest complete checkpoint).
+        #[arg(long, value_name = "DIR")]
+        restore: Option<PathBuf>,
+        /// Restore even when the savepoint holds state of operators (uids)
+        /// the job no longer has; that state is dropped.
+        #[arg(long)]
+        allow_non_restored_state: bool,
+    },
+    /// Ask the running job (same --checkpoint-dir) for a savepoint in DIR.
+    Savepoint {
+        /// Where to write the savepoint (an empty or new directory).
+        dir: PathBuf,
+    },
+    /// Stop the running job (same --checkpoint-dir) with a savepoint.
+    Stop {
+        /// Where to write the savepoint (an empty or new directory).
+        #[arg(long, value_name = "DIR")]
+        savepoint: PathBuf,
+    },
 }
 
 impl EnvArgs {
@@ -177,6 +274,33 @@ impl EnvArgs {
     /// [`EngineError::Config`] for an out-of-range value.
     pub fn to_config(&self) -> Result<EnvConfig, EngineError> {
         let d = EnvConfig::default();
+        let c = d.checkpoints.clone();
+        let (restore, allow_non_restored_state, control) = match self.action.clone() {
+            None => (None, false, None),
+            Some(JobCommand::Run {
+                restore,
+                allow_non_restored_state,
+            }) => (restore, allow_non_restored_state, None),
+            Some(JobCommand::Savepoint { dir }) => {
+                (None, false, Some(ControlAction::Savepoint(dir)))
+            }
+            Some(JobCommand::Stop { savepoint }) => (
+                None,
+                false,
+                Some(ControlAction::StopWithSavepoint(savepoint)),
+            ),
+        };
+        let checkpoints = CheckpointConfig {
+            interval: self.checkpoint_interval.or(c.interval),
+            mode: self.checkpointing_mode.unwrap_or(c.mode),
+            dir: self.checkpoint_dir.clone().unwrap_or(c.dir),
+            timeout: self.checkpoint_timeout.unwrap_or(c.timeout),
+            max_concurrent: self.max_concurrent_checkpoints.unwrap_or(c.max_concurrent),
+            retained: self.retained_checkpoints.unwrap_or(c.retained),
+            restart: self.restart_strategy.clone(),
+            restore,
+            allow_non_restored_state,
+        };
         let config = EnvConfig {
             parallelism: self.parallelism.unwrap_or(d.parallelism),
             max_parallelism: self.max_parallelism.unwrap_or(d.max_parallelism),
@@ -185,6 +309,8 @@ impl EnvArgs {
             channel_capacity: self.channel_capacity.unwrap_or(d.channel_capacity),
             watermark_interval: self.watermark_interval.unwrap_or(d.watermark_interval),
             chaining: !self.disable_chaining,
+            checkpoints,
+            control,
         };
         config.validate()?;
         Ok(config)

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::checkpoint::RestoredState;
 use crate::clock::Clock;
 use crate::element::Timestamp;
 use crate::error::Location;
@@ -15,6 +16,8 @@ pub struct RuntimeContext {
     pub(crate) location: Location,
     pub(crate) max_parallelism: usize,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) restored: Option<Arc<RestoredState>>,
+    pub(crate) checkpointing: bool,
 }
 
 impl RuntimeContext {
@@ -36,7 +39,27 @@ impl RuntimeContext {
             },
             max_parallelism,
             clock,
+            restored: None,
+            checkpointing: false,
         }
+    }
+
+    /// The same context with `state` to restore from (harnesses, tools).
+    pub fn with_restored_state(mut self, state: RestoredState) -> Self {
+        self.restored = Some(Arc::new(state));
+        self
+    }
+
+    /// The state this subtask restores from, when the job started from a
+    /// checkpoint or savepoint that holds state of this operator.
+    pub fn restored_state(&self) -> Option<&RestoredState> {
+        self.restored.as_deref()
+    }
+
+    /// True when the job takes checkpoints, so two-phase-commit sinks commit
+    /// on checkpoint completion rather than when the input ends.
+    pub fn is_checkpointing(&self) -> bool {
+        self.checkpointing
     }
 
     /// The job's name.

@@ -109,6 +109,12 @@ impl<T> Record<T> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct CheckpointId(pub u64);
 
+impl CheckpointId {
+    /// The end-of-input snapshot a task takes after its input has ended; it
+    /// gets a real id when the coordinator completes it.
+    pub const END: CheckpointId = CheckpointId(u64::MAX);
+}
+
 /// A checkpoint barrier: every record before it belongs to checkpoint `id`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Barrier {
@@ -116,6 +122,10 @@ pub struct Barrier {
     pub id: CheckpointId,
     /// Processing time at which the checkpoint was triggered.
     pub triggered_at: Timestamp,
+    /// The job stops after this barrier (stop with savepoint): tasks
+    /// snapshot, wait for the savepoint to complete, and end without
+    /// finishing their input.
+    pub stop: bool,
 }
 
 /// Whether a channel currently carries data that should hold the watermark.

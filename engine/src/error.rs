@@ -107,6 +107,15 @@ pub enum EngineError {
         /// What went wrong.
         source: StateError,
     },
+    /// Checkpoint storage failed, or a checkpoint or savepoint cannot be
+    /// restored (missing, damaged, or not matching the job).
+    #[error("{context}: {reason}")]
+    Checkpoint {
+        /// What was being done, with the path concerned.
+        context: String,
+        /// What went wrong and how to fix it.
+        reason: String,
+    },
     /// The job was cancelled (by the user, or because another task failed).
     #[error("the job was cancelled")]
     Cancelled,
@@ -125,8 +134,18 @@ impl EngineError {
             | EngineError::UserFunction { .. }
             | EngineError::UserPanic { .. }
             | EngineError::State { .. } => ErrorKind::User,
-            EngineError::Connector { .. } | EngineError::Cancelled => ErrorKind::External,
+            EngineError::Connector { .. }
+            | EngineError::Checkpoint { .. }
+            | EngineError::Cancelled => ErrorKind::External,
             EngineError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// A checkpoint error: `context` says what was done (and where).
+    pub fn checkpoint(context: impl Into<String>, reason: impl fmt::Display) -> Self {
+        EngineError::Checkpoint {
+            context: context.into(),
+            reason: reason.to_string(),
         }
     }
 
@@ -151,6 +170,22 @@ pub enum StateError {
         name: String,
         /// The type it was first registered with.
         existing: &'static str,
+    },
+    /// A state value could not be written into a snapshot.
+    #[error("state '{name}' cannot be snapshotted: {reason}")]
+    Encode {
+        /// State name.
+        name: String,
+        /// The encoder's message.
+        reason: String,
+    },
+    /// Restored state does not decode as the type the job now uses.
+    #[error("state '{name}' {reason}; restore with the state type it was saved with (adding fields with #[serde(default)] is compatible), or give the operator a new uid and pass --allow-non-restored-state")]
+    Incompatible {
+        /// State name.
+        name: String,
+        /// The type saved, the type expected, and the decoder's message.
+        reason: String,
     },
     /// State was accessed outside of a keyed context.
     #[error("state '{name}' used without a current key")]

@@ -28,6 +28,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod checkpoint;
 pub mod clock;
 pub mod collection;
 pub mod config;
@@ -47,3 +48,4 @@ pub mod state;
 pub mod testing;
 pub mod time;
 pub mod transform;
+pub mod two_phase;

@@ -8,12 +8,19 @@
 //! ended (after the final `Timestamp::MAX` watermark). Results go into the
 //! [`Collector`]; the runtime forwards them down the chain after each call,
 //! then forwards the watermark itself.
+//!
+//! When a checkpoint barrier passes, the runtime calls
+//! [`Operator::snapshot_state`]; when the checkpoint is complete,
+//! [`Operator::notify_checkpoint_complete`]. A restored operator finds its
+//! state in [`RuntimeContext::restored_state`] when it opens.
 
 use std::any::Any;
 use std::marker::PhantomData;
 
+use crate::checkpoint::coordinator::TaskState;
+use crate::checkpoint::StateSnapshot;
 use crate::context::RuntimeContext;
-use crate::element::{Data, Record, Timestamp};
+use crate::element::{Barrier, CheckpointId, Data, Record, Timestamp};
 use crate::error::{EngineError, UserResult};
 use crate::runtime::chain::{Control, Downstream};
 
@@ -82,6 +89,26 @@ pub trait Operator: 'static {
     /// does.
     fn metrics(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
+    }
+
+    /// A checkpoint barrier reached the operator: write all state it needs
+    /// to resume into `out` (keyed operators hand it to their state backend
+    /// and timer service). The default writes nothing, right for stateless
+    /// operators.
+    ///
+    /// # Errors
+    /// Fails the job, naming the operator.
+    fn snapshot_state(&mut self, _out: &mut StateSnapshot) -> UserResult {
+        Ok(())
+    }
+
+    /// Checkpoint `id` is complete (its metadata is written). The default
+    /// does nothing.
+    ///
+    /// # Errors
+    /// Fails the job, naming the operator.
+    fn notify_checkpoint_complete(&mut self, _id: CheckpointId) -> UserResult {
+        Ok(())
     }
 
     /// The input has ended. Emit whatever is still held. The default emits
@@ -281,6 +308,13 @@ impl<S: Data> Control for TypedSide<S> {
     fn finish(&mut self) -> Result<(), EngineError> {
         self.send_buffer()?;
         self.target.finish()
+    }
+    fn on_barrier(&mut self, barrier: Barrier, out: &mut TaskState) -> Result<(), EngineError> {
+        self.send_buffer()?;
+        self.target.on_barrier(barrier, out)
+    }
+    fn on_checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), EngineError> {
+        self.target.on_checkpoint_complete(id)
     }
     fn collect_stats(&self, out: &mut Vec<crate::runtime::stats::StageStats>) {
         self.target.collect_stats(out);

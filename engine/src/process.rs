@@ -240,7 +240,16 @@ where
     type Out = O;
 
     fn open(&mut self, ctx: &RuntimeContext) -> UserResult {
+        crate::state::restore_keyed(ctx, &mut self.backend, &mut self.timers)?;
         self.f.open(ctx)
+    }
+
+    fn snapshot_state(&mut self, out: &mut crate::checkpoint::StateSnapshot) -> UserResult {
+        Ok(crate::state::snapshot_keyed(
+            out,
+            &self.backend,
+            &self.timers,
+        )?)
     }
 
     fn process_batch(

@@ -2,12 +2,17 @@
 //!
 //! A [`Sink`] lives in the job graph; each subtask creates one [`SinkWriter`]
 //! on its own thread. The writer receives batches in order, then watermarks,
-//! and [`SinkWriter::finish`] once when a bounded input has ended.
+//! and [`SinkWriter::finish`] once when a bounded input has ended. Sinks that
+//! take part in checkpoints write their pending work in
+//! [`SinkWriter::snapshot_state`] and find it again in
+//! [`RuntimeContext::restored_state`]; exactly-once sinks are built on
+//! [`crate::two_phase::TwoPhaseCommitSink`].
 
 use std::sync::{Arc, Mutex};
 
+use crate::checkpoint::StateSnapshot;
 use crate::context::RuntimeContext;
-use crate::element::{Data, Record, Timestamp};
+use crate::element::{CheckpointId, Data, Record, Timestamp};
 use crate::error::BoxError;
 
 /// A sink: the factory for per-subtask writers. Shared by all subtasks.
@@ -42,6 +47,25 @@ pub trait SinkWriter: 'static {
     /// # Errors
     /// A write failure.
     fn on_watermark(&mut self, _watermark: Timestamp) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// A checkpoint barrier arrived: make everything written so far part of
+    /// checkpoint `out.checkpoint_id()` and record what must survive a
+    /// restart in `out`. The default does nothing (at-most-once sinks).
+    ///
+    /// # Errors
+    /// A write failure.
+    fn snapshot_state(&mut self, _out: &mut StateSnapshot) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Checkpoint `id` is complete: commit what was prepared for it. The
+    /// default does nothing.
+    ///
+    /// # Errors
+    /// A commit failure.
+    fn notify_checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), BoxError> {
         Ok(())
     }
 

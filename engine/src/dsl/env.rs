@@ -3,14 +3,19 @@
 
 use std::cell::RefCell;
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
+use crossbeam_channel::{Receiver, Sender};
 
+use crate::checkpoint::coordinator::{job_root, SavepointRequest};
+use crate::checkpoint::requests::request_savepoint;
 use crate::clock::{Clock, SystemClock};
 use crate::collection::CollectionSource;
-use crate::config::{EnvArgs, EnvConfig};
+use crate::config::{ControlAction, EnvArgs, EnvConfig};
 use crate::dsl::stream::DataStream;
 use crate::element::Data;
 use crate::error::EngineError;
@@ -34,6 +39,47 @@ struct EnvInner {
     config: EnvConfig,
     graph: RefCell<StreamGraph>,
     clock: RefCell<Arc<dyn Clock>>,
+    requests: (Sender<SavepointRequest>, Receiver<SavepointRequest>),
+}
+
+/// Asks a job that runs in this process (on another thread) for savepoints.
+/// Obtained from [`Env::control`] before `execute`.
+#[derive(Clone)]
+pub struct JobControl {
+    requests: Sender<SavepointRequest>,
+}
+
+impl JobControl {
+    /// Takes a savepoint into `dir` and waits until it is complete; the job
+    /// keeps running.
+    ///
+    /// # Errors
+    /// [`EngineError::Checkpoint`] when the job is not running, is ending,
+    /// or the savepoint fails.
+    pub fn savepoint(&self, dir: impl Into<PathBuf>) -> Result<PathBuf, EngineError> {
+        self.request(dir.into(), false)
+    }
+
+    /// Takes a savepoint into `dir`, then stops the job (its `execute`
+    /// returns with `stopped_with_savepoint` set).
+    ///
+    /// # Errors
+    /// As [`Self::savepoint`].
+    pub fn stop_with_savepoint(&self, dir: impl Into<PathBuf>) -> Result<PathBuf, EngineError> {
+        self.request(dir.into(), true)
+    }
+
+    fn request(&self, dir: PathBuf, stop: bool) -> Result<PathBuf, EngineError> {
+        let context = format!("savepoint into {}", dir.display());
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.requests
+            .send(SavepointRequest { dir, stop, reply })
+            .map_err(|_| EngineError::checkpoint(&context, "the job is not running"))?;
+        answer
+            .recv()
+            .map_err(|_| EngineError::checkpoint(&context, "the job ended first"))?
+            .map_err(|reason| EngineError::checkpoint(&context, reason))
+    }
 }
 
 #[derive(Parser)]
@@ -96,7 +142,15 @@ impl Env {
                 config,
                 graph: RefCell::new(StreamGraph::default()),
                 clock: RefCell::new(Arc::new(SystemClock)),
+                requests: crossbeam_channel::unbounded(),
             }),
+        }
+    }
+
+    /// A handle to take savepoints of the job while `execute` runs.
+    pub fn control(&self) -> JobControl {
+        JobControl {
+            requests: self.inner.requests.0.clone(),
         }
     }
 
@@ -179,23 +233,59 @@ impl Env {
     /// The first task failure, naming the operator and subtask; an invalid
     /// job is reported before anything runs.
     pub fn execute(&self, job_name: &str) -> Result<JobStats, EngineError> {
-        let job = self.job_graph()?;
         let c = &self.inner.config;
-        let settings = TaskSettings {
-            batch_size: c.batch_size,
-            buffer_timeout: c.buffer_timeout,
-            watermark_interval: c.watermark_interval,
+        if let Some(action) = &c.control {
+            return self.send_control(job_name, action);
+        }
+        let job = self.job_graph()?;
+        let run = executor::RunSettings {
+            settings: TaskSettings {
+                batch_size: c.batch_size,
+                buffer_timeout: c.buffer_timeout,
+                watermark_interval: c.watermark_interval,
+                checkpointing_mode: c.checkpoints.mode,
+            },
+            channel_capacity: c.channel_capacity,
+            clock: Arc::clone(&self.inner.clock.borrow()),
+            checkpoints: c.checkpoints.clone(),
+            requests: self.inner.requests.1.clone(),
         };
-        let clock = Arc::clone(&self.inner.clock.borrow());
         tracing::info!(job = job_name, tasks = job.vertices.len(), "job starting");
         let graph = self.inner.graph.borrow();
-        let stats = executor::execute(job_name, &graph, job, settings, c.channel_capacity, clock)?;
+        let stats = executor::execute(job_name, &graph, job, run)?;
         tracing::info!(
             job = job_name,
             duration_ms = stats.duration.as_millis() as u64,
             "job finished"
         );
         Ok(stats)
+    }
+}
+
+impl Env {
+    /// Runs a `savepoint` / `stop --savepoint` command against the instance
+    /// of `job_name` that uses the same checkpoint directory.
+    fn send_control(
+        &self,
+        job_name: &str,
+        action: &ControlAction,
+    ) -> Result<JobStats, EngineError> {
+        let c = &self.inner.config.checkpoints;
+        let root = job_root(&c.dir, job_name);
+        let (dir, stop) = match action {
+            ControlAction::Savepoint(dir) => (dir, false),
+            ControlAction::StopWithSavepoint(dir) => (dir, true),
+        };
+        let timeout = c.timeout.max(Duration::from_secs(10));
+        let path = request_savepoint(&root, dir, stop, timeout)?;
+        Ok(JobStats {
+            job: job_name.to_owned(),
+            duration: Duration::ZERO,
+            operators: Vec::new(),
+            restarts: 0,
+            checkpoints: Vec::new(),
+            stopped_with_savepoint: Some(path),
+        })
     }
 }
 

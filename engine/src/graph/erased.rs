@@ -330,7 +330,16 @@ impl<S: Source> SourceNode for SourceNodeImpl<S> {
         dead_letters: Option<StageAny>,
         env: &TaskEnv,
     ) -> Result<Vec<StageStats>, EngineError> {
-        let splits = downcast_send::<Vec<S::Split>>(splits, "splits")?;
+        // A restored source resumes its snapshotted splits instead.
+        let splits = match ctx.restored_state() {
+            Some(restored) => restored
+                .list::<S::Split>(crate::runtime::source_task::SPLITS_STATE)
+                .map_err(|source| EngineError::State {
+                    location: ctx.location().clone(),
+                    source,
+                })?,
+            None => downcast_send::<Vec<S::Split>>(splits, "splits")?,
+        };
         let strategy = match strategy {
             Some(s) => Some(
                 s.downcast_ref::<WatermarkStrategy<S::Out>>()

@@ -24,6 +24,7 @@ pub(crate) struct JobDefaults {
 }
 
 /// A node with everything resolved.
+#[derive(Clone)]
 pub(crate) struct JobNode {
     pub name: String,
     pub uid: String,
@@ -36,6 +37,7 @@ pub(crate) struct JobNode {
 }
 
 /// An edge with its partitioning resolved.
+#[derive(Clone)]
 pub(crate) struct JobEdge {
     pub from: NodeId,
     pub slot: usize,
@@ -46,6 +48,7 @@ pub(crate) struct JobEdge {
 }
 
 /// Chained operators that run together in one task per subtask.
+#[derive(Clone)]
 pub(crate) struct Vertex {
     /// Nodes of the chain, head first, in topological order.
     pub nodes: Vec<NodeId>,
@@ -53,6 +56,7 @@ pub(crate) struct Vertex {
 }
 
 /// The resolved job.
+#[derive(Clone)]
 pub(crate) struct JobGraph {
     pub nodes: Vec<JobNode>,
     pub edges: Vec<JobEdge>,

@@ -2,13 +2,15 @@
 //!
 //! Each stage accepts elements of one type ([`Downstream`]) and passes its
 //! results to the next stage, a fan-out, or a network output. Control events
-//! (watermarks, status, processing time, flushes, end of input) travel down
-//! the same path through [`Control`].
+//! (watermarks, status, processing time, flushes, checkpoint barriers, end of
+//! input) travel down the same path through [`Control`].
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::checkpoint::coordinator::TaskState;
+use crate::checkpoint::StateSnapshot;
 use crate::context::RuntimeContext;
-use crate::element::{Data, Record, StreamStatus, Timestamp};
+use crate::element::{Barrier, CheckpointId, Data, Record, StreamStatus, Timestamp};
 use crate::error::{panic_message, BoxError, EngineError, Location};
 use crate::operator::{Collector, Operator, SideOutputs};
 use crate::runtime::stats::StageStats;
@@ -28,6 +30,11 @@ pub(crate) trait Control {
     fn flush(&mut self) -> Result<(), EngineError>;
     /// The input ended: emit what is held, then pass the end on.
     fn finish(&mut self) -> Result<(), EngineError>;
+    /// A barrier: snapshot this stage into `out`, then pass the barrier on
+    /// (over the network unless it is the end-of-input snapshot).
+    fn on_barrier(&mut self, barrier: Barrier, out: &mut TaskState) -> Result<(), EngineError>;
+    /// Checkpoint `id` completed.
+    fn on_checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), EngineError>;
     /// Appends the statistics of this stage and everything after it.
     fn collect_stats(&self, out: &mut Vec<StageStats>);
 }
@@ -74,6 +81,7 @@ pub(crate) fn connector_error(location: Location, source: BoxError) -> EngineErr
 pub(crate) struct OperatorStage<Op: Operator> {
     op: Op,
     location: Location,
+    max_parallelism: usize,
     out: Vec<Record<Op::Out>>,
     sides: SideOutputs,
     next: Box<dyn Downstream<Op::Out>>,
@@ -93,6 +101,7 @@ impl<Op: Operator> OperatorStage<Op> {
         Ok(OperatorStage {
             op,
             location: ctx.location().clone(),
+            max_parallelism: ctx.max_parallelism(),
             out: Vec::new(),
             sides,
             next,
@@ -181,6 +190,32 @@ impl<Op: Operator> Control for OperatorStage<Op> {
         self.sides.channels().try_for_each(|c| c.finish())
     }
 
+    fn on_barrier(&mut self, barrier: Barrier, out: &mut TaskState) -> Result<(), EngineError> {
+        let mut snapshot = StateSnapshot::new(barrier.id, self.max_parallelism);
+        let op = &mut self.op;
+        guarded(&self.location, user_error, || {
+            op.snapshot_state(&mut snapshot)
+        })?;
+        if !snapshot.is_empty() {
+            out.push((self.location.uid.clone(), snapshot.data));
+        }
+        self.next.on_barrier(barrier, out)?;
+        self.sides
+            .channels()
+            .try_for_each(|c| c.on_barrier(barrier, out))
+    }
+
+    fn on_checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), EngineError> {
+        let op = &mut self.op;
+        guarded(&self.location, user_error, || {
+            op.notify_checkpoint_complete(id)
+        })?;
+        self.next.on_checkpoint_complete(id)?;
+        self.sides
+            .channels()
+            .try_for_each(|c| c.on_checkpoint_complete(id))
+    }
+
     fn collect_stats(&self, out: &mut Vec<StageStats>) {
         let mut own = self.stats.clone();
         own.side_dropped = self.sides.dropped();
@@ -195,6 +230,7 @@ impl<Op: Operator> Control for OperatorStage<Op> {
 pub(crate) struct SinkStage<W: SinkWriter> {
     writer: W,
     location: Location,
+    max_parallelism: usize,
     stats: StageStats,
 }
 
@@ -203,6 +239,7 @@ impl<W: SinkWriter> SinkStage<W> {
         SinkStage {
             writer,
             location: ctx.location().clone(),
+            max_parallelism: ctx.max_parallelism(),
             stats: StageStats {
                 node,
                 ..StageStats::default()
@@ -241,6 +278,23 @@ impl<W: SinkWriter> Control for SinkStage<W> {
     fn finish(&mut self) -> Result<(), EngineError> {
         let writer = &mut self.writer;
         guarded(&self.location, connector_error, || writer.finish())
+    }
+    fn on_barrier(&mut self, barrier: Barrier, out: &mut TaskState) -> Result<(), EngineError> {
+        let mut snapshot = StateSnapshot::new(barrier.id, self.max_parallelism);
+        let writer = &mut self.writer;
+        guarded(&self.location, connector_error, || {
+            writer.snapshot_state(&mut snapshot)
+        })?;
+        if !snapshot.is_empty() {
+            out.push((self.location.uid.clone(), snapshot.data));
+        }
+        Ok(())
+    }
+    fn on_checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), EngineError> {
+        let writer = &mut self.writer;
+        guarded(&self.location, connector_error, || {
+            writer.notify_checkpoint_complete(id)
+        })
     }
     fn collect_stats(&self, out: &mut Vec<StageStats>) {
         out.push(self.stats.clone());
@@ -301,6 +355,16 @@ impl<T: Data> Control for FanOut<T> {
     }
     fn finish(&mut self) -> Result<(), EngineError> {
         self.targets.iter_mut().try_for_each(|t| t.finish())
+    }
+    fn on_barrier(&mut self, barrier: Barrier, out: &mut TaskState) -> Result<(), EngineError> {
+        self.targets
+            .iter_mut()
+            .try_for_each(|t| t.on_barrier(barrier, out))
+    }
+    fn on_checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), EngineError> {
+        self.targets
+            .iter_mut()
+            .try_for_each(|t| t.on_checkpoint_complete(id))
     }
     fn collect_stats(&self, out: &mut Vec<StageStats>) {
         self.targets.iter().for_each(|t| t.collect_stats(out));

@@ -1,14 +1,27 @@
 //! Runs a job graph in this process: creates the channels of every network
 //! edge, spawns one thread per subtask, builds each subtask's chain on its own
-//! thread, and waits. The first task to fail cancels the others; its error is
-//! the job's error.
+//! thread, and coordinates checkpoints while it waits. The first task to fail
+//! cancels the others; the job then restarts from its latest checkpoint if
+//! the restart strategy allows, or fails with that task's error.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
+
+use crate::checkpoint::coordinator::{
+    job_root, CheckpointLink, CompletedCheckpoint, Coordinator, Progress, SavepointRequest,
+    TaskInfo,
+};
+use crate::checkpoint::requests::RequestInbox;
+use crate::checkpoint::restart::RestartPolicy;
+use crate::checkpoint::restore::RestoredJob;
+use crate::checkpoint::storage::{OperatorEntry, SnapshotKind};
+use crate::checkpoint::CheckpointConfig;
 use crate::clock::Clock;
 use crate::context::RuntimeContext;
 use crate::error::{panic_message, EngineError, Location};
@@ -34,6 +47,8 @@ struct Plan {
     nodes: Vec<PlanNode>,
     job: JobGraph,
     clock: Arc<dyn Clock>,
+    restored: Option<Arc<RestoredJob>>,
+    checkpointing: bool,
 }
 
 /// The channel ends one subtask owns.
@@ -50,6 +65,10 @@ struct SubtaskIo {
 impl Plan {
     fn context(&self, node: NodeId, subtask: usize) -> RuntimeContext {
         let n = &self.job.nodes[node];
+        let restored = self.restored.as_ref().and_then(|r| {
+            r.for_subtask(&n.uid, subtask, n.parallelism, n.max_parallelism)
+                .map(Arc::new)
+        });
         RuntimeContext {
             job: Arc::clone(&self.job_name),
             location: Location {
@@ -60,60 +79,207 @@ impl Plan {
             },
             max_parallelism: n.max_parallelism,
             clock: Arc::clone(&self.clock),
+            restored,
+            checkpointing: self.checkpointing,
         }
+    }
+
+    fn is_restoring(&self, node: NodeId) -> bool {
+        let uid = &self.job.nodes[node].uid;
+        self.restored
+            .as_ref()
+            .is_some_and(|r| r.uids().any(|u| u == uid))
     }
 }
 
-/// Runs the job to its end.
+/// How to run a job, besides its graph.
+pub(crate) struct RunSettings {
+    pub settings: TaskSettings,
+    pub channel_capacity: usize,
+    pub clock: Arc<dyn Clock>,
+    pub checkpoints: CheckpointConfig,
+    pub requests: Receiver<SavepointRequest>,
+}
+
+/// Runs the job to its end, restarting it from its latest checkpoint after
+/// failures as the restart strategy allows.
 pub(crate) fn execute(
     job_name: &str,
     graph: &StreamGraph,
     job: JobGraph,
-    settings: TaskSettings,
-    channel_capacity: usize,
-    clock: Arc<dyn Clock>,
+    run: RunSettings,
 ) -> Result<JobStats, EngineError> {
     let started = Instant::now();
-    let plan = Arc::new(Plan {
-        job_name: Arc::from(job_name),
-        nodes: graph
-            .nodes
-            .iter()
-            .map(|n| PlanNode {
-                body: match &n.body {
-                    NodeBody::Source(s) => NodeBody::Source(Arc::clone(s)),
-                    NodeBody::Operator(o) => NodeBody::Operator(Arc::clone(o)),
-                    NodeBody::Sink(s) => NodeBody::Sink(Arc::clone(s)),
-                },
-                slots: n
-                    .slots
-                    .iter()
-                    .map(|s| (s.name, Arc::clone(&s.factory)))
-                    .collect(),
-                strategy: n.strategy.clone(),
-            })
-            .collect(),
-        job,
-        clock: Arc::clone(&clock),
-    });
-    let env = TaskEnv {
-        settings: Arc::new(settings),
-        clock,
-        cancel: Arc::new(AtomicBool::new(false)),
+    let config = &run.checkpoints;
+    let mut restored = match &config.restore {
+        Some(path) => {
+            let r = RestoredJob::load(path)?;
+            check_restored_uids(&r, &job, config.allow_non_restored_state)?;
+            tracing::info!(from = %r.path.display(), checkpoint = r.id.0, "restoring");
+            Some(Arc::new(r))
+        }
+        None => None,
     };
-    let mut io = wire(&plan, channel_capacity)?;
+    let mut policy = RestartPolicy::new(config.restart_strategy());
+    let mut checkpoints = Vec::new();
+    loop {
+        let plan = Arc::new(Plan {
+            job_name: Arc::from(job_name),
+            nodes: graph
+                .nodes
+                .iter()
+                .map(|n| PlanNode {
+                    body: match &n.body {
+                        NodeBody::Source(s) => NodeBody::Source(Arc::clone(s)),
+                        NodeBody::Operator(o) => NodeBody::Operator(Arc::clone(o)),
+                        NodeBody::Sink(s) => NodeBody::Sink(Arc::clone(s)),
+                    },
+                    slots: n
+                        .slots
+                        .iter()
+                        .map(|s| (s.name, Arc::clone(&s.factory)))
+                        .collect(),
+                    strategy: n.strategy.clone(),
+                })
+                .collect(),
+            job: job.clone(),
+            clock: Arc::clone(&run.clock),
+            restored: restored.clone(),
+            checkpointing: config.interval.is_some(),
+        });
+        let outcome = run_once(&plan, &run, &mut checkpoints);
+        match outcome {
+            Ok((stats, savepoint)) => {
+                let mut summary = summarise(job_name, &plan.job, &stats, started.elapsed());
+                summary.restarts = policy.restarts();
+                summary.checkpoints = checkpoints;
+                summary.stopped_with_savepoint = savepoint;
+                return Ok(summary);
+            }
+            Err(e) if restartable(&e) => {
+                let Some(delay) = policy.on_failure(Instant::now()) else {
+                    return Err(e);
+                };
+                let from = checkpoints
+                    .iter()
+                    .rev()
+                    .find(|c: &&CompletedCheckpoint| c.kind == SnapshotKind::Checkpoint);
+                tracing::warn!(
+                    error = %e,
+                    ?delay,
+                    from = ?from.map(|c| c.id.0),
+                    "job failed; restarting"
+                );
+                std::thread::sleep(delay);
+                if let Some(c) = from {
+                    restored = Some(Arc::new(RestoredJob::load(&c.path)?));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn restartable(e: &EngineError) -> bool {
+    matches!(
+        e,
+        EngineError::UserFunction { .. }
+            | EngineError::UserPanic { .. }
+            | EngineError::Connector { .. }
+            | EngineError::State { .. }
+            | EngineError::Checkpoint { .. }
+    )
+}
+
+/// Refuses a restore whose snapshot holds state for uids the job lacks.
+fn check_restored_uids(
+    restored: &RestoredJob,
+    job: &JobGraph,
+    allow_non_restored: bool,
+) -> Result<(), EngineError> {
+    let mut missing: Vec<&str> = restored
+        .uids()
+        .filter(|uid| !job.nodes.iter().any(|n| n.uid == *uid))
+        .collect();
+    if missing.is_empty() || allow_non_restored {
+        return Ok(());
+    }
+    missing.sort_unstable();
+    Err(EngineError::checkpoint(
+        format!("restoring from {}", restored.path.display()),
+        format!(
+            "it holds state of operators with uid {} that this job does not have; give those operators their old uid, or pass --allow-non-restored-state to drop that state",
+            missing.join(", ")
+        ),
+    ))
+}
+
+/// Runs the job once: until it ends, stops with a savepoint, or fails.
+fn run_once(
+    plan: &Arc<Plan>,
+    run: &RunSettings,
+    completed: &mut Vec<CompletedCheckpoint>,
+) -> Result<(Vec<StageStats>, Option<PathBuf>), EngineError> {
+    let (report_tx, report_rx) = crossbeam_channel::unbounded();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut io = wire(plan, run.channel_capacity)?;
+    let mut tasks = Vec::new();
+    let mut links = Vec::new();
+    for (v, subtasks) in io.iter().enumerate() {
+        let head = plan.job.vertices[v].nodes[0];
+        for s in 0..subtasks.len() {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            links.push(CheckpointLink {
+                task: tasks.len(),
+                commands: rx,
+                reports: report_tx.clone(),
+                enabled: plan.checkpointing,
+            });
+            tasks.push(TaskInfo {
+                vertex: v,
+                subtask: s,
+                commands: tx,
+                is_source: matches!(plan.nodes[head].body, NodeBody::Source(_)),
+            });
+        }
+    }
+    drop(report_tx);
+    let operators = plan
+        .job
+        .nodes
+        .iter()
+        .map(|n| OperatorEntry {
+            uid: n.uid.clone(),
+            parallelism: n.parallelism,
+            max_parallelism: n.max_parallelism,
+        })
+        .collect();
+    let mut coordinator = Coordinator::new(
+        &plan.job_name,
+        &run.checkpoints,
+        Arc::clone(&run.clock),
+        tasks,
+        operators,
+    );
+    let mut inbox = RequestInbox::new(&job_root(&run.checkpoints.dir, &plan.job_name));
 
     let (done_tx, done_rx) = crossbeam_channel::unbounded();
     let mut handles = Vec::new();
+    let mut links = links.into_iter();
     for (v, subtasks) in io.iter_mut().enumerate() {
         for (s, task_io) in subtasks.iter_mut().enumerate() {
             let task_io = std::mem::take(task_io);
-            let (plan, task_env, done) = (Arc::clone(&plan), env.clone(), done_tx.clone());
+            let env = TaskEnv {
+                settings: Arc::new(run.settings.clone()),
+                clock: Arc::clone(&run.clock),
+                cancel: Arc::clone(&cancel),
+                link: links.next().expect("one link per task"),
+            };
+            let (plan, done) = (Arc::clone(plan), done_tx.clone());
             let name = format!("eddy-{v}.{s}");
             let handle = std::thread::Builder::new()
                 .name(name)
                 .spawn(move || {
-                    let env = task_env;
                     let result =
                         catch_unwind(AssertUnwindSafe(|| run_subtask(&plan, v, s, task_io, &env)))
                             .unwrap_or_else(|p| {
@@ -128,7 +294,7 @@ pub(crate) fn execute(
                     let _ = done.send(result);
                 })
                 .map_err(|e| {
-                    env.cancel.store(true, Ordering::SeqCst);
+                    cancel.store(true, Ordering::SeqCst);
                     EngineError::Internal(format!("cannot spawn a task thread: {e}"))
                 })?;
             handles.push(handle);
@@ -138,35 +304,69 @@ pub(crate) fn execute(
 
     let mut failure: Option<EngineError> = None;
     let mut stats: Vec<StageStats> = Vec::new();
-    for result in done_rx.iter() {
-        match result {
-            Ok(s) => stats.extend(s),
-            Err(EngineError::Cancelled) => {
-                failure.get_or_insert(EngineError::Cancelled);
+    let mut stopped = None;
+    let fail = |e: EngineError, failure: &mut Option<EngineError>| {
+        if matches!(failure, None | Some(EngineError::Cancelled)) {
+            if !matches!(e, EngineError::Cancelled) {
+                tracing::error!(error = %e, "job failed");
             }
-            Err(e) => {
-                if matches!(failure, None | Some(EngineError::Cancelled)) {
-                    tracing::error!(error = %e, "job failed");
-                    failure = Some(e);
+            *failure = Some(e);
+        }
+    };
+    loop {
+        let deadline = coordinator.next_deadline().min(inbox.next_deadline());
+        let wait = deadline.saturating_duration_since(Instant::now());
+        crossbeam_channel::select! {
+            recv(done_rx) -> result => match result {
+                Ok(Ok(s)) => stats.extend(s),
+                Ok(Err(e)) => {
+                    coordinator.abort_all("a task failed");
+                    fail(e, &mut failure);
                 }
-            }
+                Err(_) => break,
+            },
+            recv(report_rx) -> report => {
+                if let Ok(report) = report {
+                    match coordinator.on_report(report) {
+                        Ok(Progress::Running) => {}
+                        Ok(Progress::Stopping(path)) => stopped = Some(path),
+                        Err(e) => {
+                            cancel.store(true, Ordering::SeqCst);
+                            fail(e, &mut failure);
+                        }
+                    }
+                }
+            },
+            recv(run.requests) -> request => {
+                if let Ok(request) = request {
+                    coordinator.savepoint(request);
+                }
+            },
+            default(wait) => {},
+        }
+        let now = Instant::now();
+        for request in inbox.poll(now) {
+            coordinator.savepoint(request);
+        }
+        if let Err(e) = coordinator.tick(now) {
+            cancel.store(true, Ordering::SeqCst);
+            fail(e, &mut failure);
         }
     }
     for h in handles {
         let _ = h.join();
     }
+    inbox.poll(Instant::now());
+    completed.append(&mut coordinator.completed);
     match failure {
         // Every task reported cancellation, yet none failed and nobody
         // cancelled: a task ended without telling its consumers.
-        Some(EngineError::Cancelled) => {
-            return Err(EngineError::Internal(
-                "tasks stopped because an upstream task ended without end-of-input".into(),
-            ))
-        }
-        Some(e) => return Err(e),
-        None => {}
+        Some(EngineError::Cancelled) => Err(EngineError::Internal(
+            "tasks stopped because an upstream task ended without end-of-input".into(),
+        )),
+        Some(e) => Err(e),
+        None => Ok((stats, stopped)),
     }
-    Ok(summarise(job_name, &plan.job, &stats, started.elapsed()))
 }
 
 /// Creates every channel and deals the ends to the subtasks.
@@ -190,6 +390,9 @@ fn wire(plan: &Plan, capacity: usize) -> Result<Vec<Vec<SubtaskIo>>, EngineError
         }
     }
     for (id, node) in plan.nodes.iter().enumerate() {
+        if plan.is_restoring(id) {
+            continue; // its readers resume their snapshotted splits
+        }
         if let NodeBody::Source(source) = &node.body {
             let n = &job.nodes[id];
             let splits = source.assign_splits(n.parallelism, &plan.context(id, 0))?;
@@ -306,5 +509,8 @@ fn summarise(job_name: &str, job: &JobGraph, stats: &[StageStats], duration: Dur
         job: job_name.to_owned(),
         duration,
         operators,
+        restarts: 0,
+        checkpoints: Vec::new(),
+        stopped_with_savepoint: None,
     }
 }

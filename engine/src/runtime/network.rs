@@ -232,6 +232,26 @@ impl<T: Data> Control for NetworkOutput<T> {
         self.broadcast(|| Element::EndOfInput)
     }
 
+    fn on_barrier(
+        &mut self,
+        barrier: crate::element::Barrier,
+        _out: &mut crate::checkpoint::coordinator::TaskState,
+    ) -> Result<(), EngineError> {
+        // The end-of-input snapshot follows end-of-input: nothing to send.
+        if barrier.id == crate::element::CheckpointId::END {
+            return Ok(());
+        }
+        self.broadcast(|| Element::Barrier(barrier))
+    }
+
+    fn on_checkpoint_complete(
+        &mut self,
+        _id: crate::element::CheckpointId,
+    ) -> Result<(), EngineError> {
+        // Downstream tasks hear from the coordinator themselves.
+        Ok(())
+    }
+
     fn collect_stats(&self, out: &mut Vec<StageStats>) {
         out.push(self.stats.clone());
     }

@@ -1,15 +1,19 @@
 //! The loop of a source task: poll the reader for a batch, push it down the
 //! chain, emit watermarks per the strategy, and end with `Timestamp::MAX`
-//! and end-of-input when a bounded source is exhausted.
+//! and end-of-input when a bounded source is exhausted. Between polls it
+//! serves the coordinator: on a trigger it records the reader's split
+//! positions and sends the barrier down the chain.
 
 use std::time::Duration;
 
+use crate::checkpoint::coordinator::{TaskCommand, TaskState};
+use crate::checkpoint::{Redistribution, StateSnapshot};
 use crate::context::RuntimeContext;
-use crate::element::{Record, StreamStatus, Timestamp};
+use crate::element::{Barrier, CheckpointId, Record, StreamStatus, Timestamp};
 use crate::error::EngineError;
 use crate::runtime::chain::{connector_error, guarded, Control, Downstream};
 use crate::runtime::stats::StageStats;
-use crate::runtime::task::{Housekeeping, TaskEnv};
+use crate::runtime::task::{end_of_input_snapshot, snapshot_chain, Housekeeping, TaskEnv};
 use crate::source::{DeadLetter, ReadStatus, Source, SourceOutput, SourceReader, Split};
 use crate::time::{SplitWatermarks, WatermarkEmission, WatermarkStrategy};
 
@@ -62,12 +66,61 @@ impl<T> Control for SourceChain<T> {
     fn finish(&mut self) -> Result<(), EngineError> {
         self.both(|c| c.finish())
     }
+    fn on_barrier(&mut self, barrier: Barrier, out: &mut TaskState) -> Result<(), EngineError> {
+        self.both(|c| c.on_barrier(barrier, out))
+    }
+    fn on_checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), EngineError> {
+        self.both(|c| c.on_checkpoint_complete(id))
+    }
     fn collect_stats(&self, out: &mut Vec<StageStats>) {
         self.main.collect_stats(out);
         if let Some(d) = &self.dead_letters {
             d.collect_stats(out);
         }
     }
+}
+
+/// Name of the list state holding a source subtask's split positions.
+pub(crate) const SPLITS_STATE: &str = "splits";
+
+/// The source's own state: where each unfinished split stands.
+fn source_state<S: Split>(
+    ctx: &RuntimeContext,
+    id: CheckpointId,
+    splits: Vec<S>,
+) -> Result<TaskState, EngineError> {
+    let mut own = StateSnapshot::new(id, ctx.max_parallelism());
+    own.list(SPLITS_STATE, Redistribution::Split, splits)
+        .map_err(|source| EngineError::State {
+            location: ctx.location().clone(),
+            source,
+        })?;
+    Ok(vec![(ctx.uid().to_owned(), own.data)])
+}
+
+/// Serves the coordinator's commands; returns true when the task must stop
+/// (a stop-with-savepoint completed).
+fn serve_commands<R: SourceReader>(
+    reader: &R,
+    chain: &mut dyn Control,
+    ctx: &RuntimeContext,
+    env: &TaskEnv,
+) -> Result<bool, EngineError> {
+    while let Ok(command) = env.link.commands.try_recv() {
+        match command {
+            TaskCommand::Trigger(barrier) => {
+                let splits = guarded(ctx.location(), connector_error, || {
+                    Ok(reader.snapshot_splits())
+                })?;
+                let state = source_state(ctx, barrier.id, splits)?;
+                if snapshot_chain(chain, barrier, state, env)? {
+                    return Ok(true);
+                }
+            }
+            TaskCommand::Complete(id) => chain.on_checkpoint_complete(id)?,
+        }
+    }
+    Ok(false)
 }
 
 /// Runs one source subtask to the end of its input.
@@ -104,6 +157,9 @@ pub(crate) fn run_source_task<S: Source>(
     loop {
         if env.cancelled() {
             return Err(EngineError::Cancelled);
+        }
+        if serve_commands(&reader, chain, ctx, env)? {
+            return Ok(());
         }
         let status = {
             let mut out = SourceOutput {
@@ -161,5 +217,7 @@ pub(crate) fn run_source_task<S: Source>(
     if let Some(wm) = watermarks.end() {
         chain.on_watermark(wm)?;
     }
-    chain.finish()
+    chain.finish()?;
+    let state = source_state::<S::Split>(ctx, CheckpointId::END, Vec::new())?;
+    end_of_input_snapshot(chain, state, env)
 }

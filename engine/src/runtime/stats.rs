@@ -62,6 +62,13 @@ pub struct JobStats {
     pub duration: Duration,
     /// One entry per operator, in graph order.
     pub operators: Vec<OperatorStats>,
+    /// How often the job restarted after a failure.
+    pub restarts: u32,
+    /// Checkpoints and savepoints completed, oldest first.
+    pub checkpoints: Vec<crate::checkpoint::CompletedCheckpoint>,
+    /// Where the savepoint is when the job was stopped with one (or, for
+    /// the `savepoint` command, where the running job wrote it).
+    pub stopped_with_savepoint: Option<std::path::PathBuf>,
 }
 
 impl JobStats {

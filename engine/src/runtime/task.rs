@@ -1,7 +1,8 @@
 //! The loop of a task whose head has network inputs: take the next element
 //! from any input channel, hand it to the chain; between elements, fire
 //! processing-time timers, flush output buffers on the buffer timeout, and
-//! notice cancellation.
+//! notice cancellation. Checkpoint barriers are aligned across the inputs
+//! (exactly-once) or only counted (at-least-once) before the chain snapshots.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -9,8 +10,10 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Select};
 
+use crate::checkpoint::coordinator::{CheckpointLink, TaskCommand, TaskReport, TaskState};
+use crate::checkpoint::CheckpointingMode;
 use crate::clock::Clock;
-use crate::element::{Data, Element, Timestamp};
+use crate::element::{Barrier, CheckpointId, Data, Element, Timestamp};
 use crate::error::EngineError;
 use crate::runtime::chain::{Control, Downstream};
 use crate::time::{ValveOutput, WatermarkValve};
@@ -21,6 +24,7 @@ pub(crate) struct TaskSettings {
     pub batch_size: usize,
     pub buffer_timeout: Duration,
     pub watermark_interval: Duration,
+    pub checkpointing_mode: CheckpointingMode,
 }
 
 /// What a task shares with the rest of the job.
@@ -29,6 +33,7 @@ pub(crate) struct TaskEnv {
     pub settings: Arc<TaskSettings>,
     pub clock: Arc<dyn Clock>,
     pub cancel: Arc<AtomicBool>,
+    pub link: CheckpointLink,
 }
 
 /// Longest a task waits without checking cancellation and timers.
@@ -87,6 +92,126 @@ fn apply_valve(chain: &mut dyn Control, out: ValveOutput) -> Result<(), EngineEr
     Ok(())
 }
 
+/// Snapshots the chain for `barrier` (which also sends it on) and reports
+/// the state to the coordinator. A stop-with-savepoint barrier then waits
+/// for the savepoint to complete; returns true when the task must end.
+pub(crate) fn snapshot_chain(
+    chain: &mut dyn Control,
+    barrier: Barrier,
+    mut state: TaskState,
+    env: &TaskEnv,
+) -> Result<bool, EngineError> {
+    chain.on_barrier(barrier, &mut state)?;
+    env.link.report(TaskReport::Ack {
+        task: env.link.task,
+        id: barrier.id,
+        state,
+    });
+    if barrier.stop {
+        await_completion(chain, env, barrier.id)?;
+    }
+    Ok(barrier.stop)
+}
+
+/// After the input has ended: takes the end-of-input snapshot (two-phase
+/// sinks prepare their last output), reports it, and waits until the
+/// coordinator has completed the end-of-input checkpoint.
+pub(crate) fn end_of_input_snapshot(
+    chain: &mut dyn Control,
+    mut state: TaskState,
+    env: &TaskEnv,
+) -> Result<(), EngineError> {
+    if !env.link.enabled {
+        return Ok(());
+    }
+    let barrier = Barrier {
+        id: CheckpointId::END,
+        triggered_at: env.clock.now(),
+        stop: false,
+    };
+    chain.on_barrier(barrier, &mut state)?;
+    env.link.report(TaskReport::Finished {
+        task: env.link.task,
+        state,
+    });
+    await_completion(chain, env, CheckpointId::END)
+}
+
+/// Waits for the notice that checkpoint `id` is complete, passing on the
+/// notices of earlier ones.
+fn await_completion(
+    chain: &mut dyn Control,
+    env: &TaskEnv,
+    id: CheckpointId,
+) -> Result<(), EngineError> {
+    loop {
+        if env.cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        match env.link.commands.recv_timeout(MAX_WAIT) {
+            Ok(TaskCommand::Complete(done)) => {
+                chain.on_checkpoint_complete(done)?;
+                if done >= id {
+                    return Ok(());
+                }
+            }
+            Ok(TaskCommand::Trigger(_)) | Err(_) => {}
+        }
+    }
+}
+
+/// Barrier alignment of one task: which inputs delivered the barrier of the
+/// checkpoint in progress, and which are held back until the others do.
+struct Alignment {
+    mode: CheckpointingMode,
+    current: Option<Barrier>,
+    arrived: Vec<bool>,
+}
+
+impl Alignment {
+    fn new(inputs: usize, mode: CheckpointingMode) -> Self {
+        Alignment {
+            mode,
+            current: None,
+            arrived: vec![false; inputs],
+        }
+    }
+
+    /// True when input `ch` must not be read now.
+    fn holds(&self, ch: usize) -> bool {
+        self.mode == CheckpointingMode::ExactlyOnce && self.arrived[ch]
+    }
+
+    /// Records `barrier` on input `ch`.
+    fn on_barrier(&mut self, ch: usize, barrier: Barrier) {
+        match self.current {
+            Some(current) if current.id == barrier.id => {}
+            Some(current) if current.id > barrier.id => return, // already abandoned
+            Some(current) => {
+                // A newer checkpoint overtook one this task never completed
+                // (possible without alignment): the old one is abandoned.
+                tracing::debug!(old = current.id.0, new = barrier.id.0, "barrier overtaken");
+                self.arrived.iter_mut().for_each(|a| *a = false);
+                self.current = Some(barrier);
+            }
+            None => self.current = Some(barrier),
+        }
+        self.arrived[ch] = true;
+    }
+
+    /// The barrier whose alignment is complete, given which inputs ended.
+    fn complete(&mut self, ended: &[bool]) -> Option<Barrier> {
+        let barrier = self.current?;
+        let done = self.arrived.iter().zip(ended).all(|(a, e)| *a || *e);
+        if !done {
+            return None;
+        }
+        self.current = None;
+        self.arrived.iter_mut().for_each(|a| *a = false);
+        Some(barrier)
+    }
+}
+
 /// Runs a one-input task until its inputs end, it fails, or it is cancelled.
 pub(crate) fn run_input_task<T: Data>(
     mut head: Box<dyn Downstream<T>>,
@@ -94,16 +219,29 @@ pub(crate) fn run_input_task<T: Data>(
     env: &TaskEnv,
 ) -> Result<Box<dyn Downstream<T>>, EngineError> {
     let mut valve = WatermarkValve::new(inputs.len());
-    let mut select = Select::new();
-    for rx in &inputs {
-        select.recv(rx);
-    }
-    let mut live = inputs.len();
+    let mut ended = vec![false; inputs.len()];
+    let mut alignment = Alignment::new(inputs.len(), env.settings.checkpointing_mode);
     let mut housekeeping = Housekeeping::new(env);
-    if live == 0 {
+    if inputs.is_empty() {
         head.finish()?;
+        end_of_input_snapshot(head.as_mut(), Vec::new(), env)?;
         return Ok(head);
     }
+    // The inputs being read (not ended, not held by alignment), then the
+    // coordinator's commands; rebuilt when that set changes.
+    let build = |ended: &[bool], alignment: &Alignment| {
+        let mut select = Select::new();
+        let mut order = Vec::new();
+        for (i, rx) in inputs.iter().enumerate() {
+            if !ended[i] && !alignment.holds(i) {
+                select.recv(rx);
+                order.push(i);
+            }
+        }
+        select.recv(&env.link.commands);
+        (select, order)
+    };
+    let (mut select, mut order) = build(&ended, &alignment);
     loop {
         if env.cancelled() {
             return Err(EngineError::Cancelled);
@@ -115,28 +253,84 @@ pub(crate) fn run_input_task<T: Data>(
         let Ok(op) = select.select_timeout(wait) else {
             continue;
         };
-        let ch = op.index();
+        let Some(&ch) = order.get(op.index()) else {
+            match op.recv(&env.link.commands) {
+                Ok(TaskCommand::Complete(id)) => head.on_checkpoint_complete(id)?,
+                Ok(TaskCommand::Trigger(_)) => {}
+                Err(_) => return Err(EngineError::Cancelled),
+            }
+            continue;
+        };
         // Disconnected without EndOfInput: the upstream task failed.
         let element = op.recv(&inputs[ch]).map_err(|_| EngineError::Cancelled)?;
+        let mut rebuild = false;
         match element {
             Element::Batch(mut batch) => head.on_batch(&mut batch)?,
             Element::Watermark(wm) => apply_valve(head.as_mut(), valve.on_watermark(ch, wm))?,
             Element::Status(status) => apply_valve(head.as_mut(), valve.on_status(ch, status))?,
             Element::Barrier(barrier) => {
-                return Err(EngineError::Internal(format!(
-                    "received barrier for checkpoint {:?}, but checkpointing is not implemented yet (issue #5)",
-                    barrier.id
-                )))
+                alignment.on_barrier(ch, barrier);
+                rebuild = alignment.holds(ch);
             }
             Element::EndOfInput => {
-                select.remove(ch);
-                live -= 1;
+                ended[ch] = true;
+                rebuild = true;
                 apply_valve(head.as_mut(), valve.on_end(ch))?;
-                if live == 0 {
-                    head.finish()?;
-                    return Ok(head);
-                }
             }
         }
+        if let Some(barrier) = alignment.complete(&ended) {
+            rebuild = true;
+            if snapshot_chain(head.as_mut(), barrier, Vec::new(), env)? {
+                return Ok(head);
+            }
+        }
+        if ended.iter().all(|e| *e) {
+            head.finish()?;
+            end_of_input_snapshot(head.as_mut(), Vec::new(), env)?;
+            return Ok(head);
+        }
+        if rebuild {
+            (select, order) = build(&ended, &alignment);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn barrier(id: u64) -> Barrier {
+        Barrier {
+            id: CheckpointId(id),
+            triggered_at: Timestamp(0),
+            stop: false,
+        }
+    }
+
+    #[test]
+    fn exactly_once_holds_each_input_until_all_delivered_the_barrier() {
+        let mut a = Alignment::new(3, CheckpointingMode::ExactlyOnce);
+        let ended = [false, false, true];
+        a.on_barrier(0, barrier(1));
+        assert!(a.holds(0) && !a.holds(1));
+        assert_eq!(a.complete(&ended), None);
+        a.on_barrier(1, barrier(1));
+        assert_eq!(a.complete(&ended).map(|b| b.id), Some(CheckpointId(1)));
+        assert!(!a.holds(0) && !a.holds(1), "released after the snapshot");
+    }
+
+    #[test]
+    fn at_least_once_counts_barriers_without_holding_inputs() {
+        let mut a = Alignment::new(2, CheckpointingMode::AtLeastOnce);
+        a.on_barrier(1, barrier(4));
+        assert!(!a.holds(1));
+        assert_eq!(a.complete(&[false, false]), None);
+        a.on_barrier(0, barrier(5));
+        assert_eq!(a.complete(&[false, false]), None, "4 was overtaken by 5");
+        a.on_barrier(1, barrier(5));
+        assert_eq!(
+            a.complete(&[false, false]).map(|b| b.id),
+            Some(CheckpointId(5))
+        );
     }
 }

@@ -181,6 +181,19 @@ impl<T: Data> Control for TimestampStage<T> {
     fn finish(&mut self) -> Result<(), EngineError> {
         self.next.finish()
     }
+    fn on_barrier(
+        &mut self,
+        barrier: crate::element::Barrier,
+        out: &mut crate::checkpoint::coordinator::TaskState,
+    ) -> Result<(), EngineError> {
+        self.next.on_barrier(barrier, out)
+    }
+    fn on_checkpoint_complete(
+        &mut self,
+        id: crate::element::CheckpointId,
+    ) -> Result<(), EngineError> {
+        self.next.on_checkpoint_complete(id)
+    }
     fn collect_stats(&self, out: &mut Vec<StageStats>) {
         out.push(self.stats.clone());
         self.next.collect_stats(out);

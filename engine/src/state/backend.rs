@@ -6,11 +6,15 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use hashbrown::{Equivalent, HashMap};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
+use crate::checkpoint::restore::{RestoredKeyed, RestoredState};
+use crate::checkpoint::snapshot::{decode_value, frames, incompatible, KeyedBlob, StateSnapshot};
 use crate::clock::Clock;
-use crate::element::{Key, Timestamp};
+use crate::element::{CheckpointId, Key, Timestamp};
 use crate::error::StateError;
-use crate::keygroup::{KeyGroup, KeyGroupRange};
+use crate::keygroup::{key_hash, KeyGroup, KeyGroupRange};
 use crate::state::handles::{StateDescriptor, StateScope};
 use crate::state::Namespace;
 
@@ -18,6 +22,9 @@ use crate::state::Namespace;
 pub struct KeyedStateBackend<K> {
     range: KeyGroupRange,
     tables: Vec<NamedTable>,
+    /// Restored states not yet touched: decoded when first used, written
+    /// back unchanged by snapshots until then.
+    pending: std::collections::HashMap<String, RestoredKeyed>,
     clock: Arc<dyn Clock>,
     _key: std::marker::PhantomData<fn() -> K>,
 }
@@ -32,11 +39,30 @@ struct NamedTable {
 trait AnyTable: Send {
     fn len(&self) -> usize;
     fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn snapshot(
+        &self,
+        name: &str,
+        type_name: &str,
+        out: &mut StateSnapshot,
+    ) -> Result<(), StateError>;
 }
 
-impl<K: Key, N: Namespace, S: Send + 'static> AnyTable for StateTable<K, N, S> {
+impl<K: Key, N: Namespace, S: Serialize + Send + 'static> AnyTable for StateTable<K, N, S> {
     fn len(&self) -> usize {
         StateTable::len(self)
+    }
+
+    fn snapshot(
+        &self,
+        name: &str,
+        type_name: &str,
+        out: &mut StateSnapshot,
+    ) -> Result<(), StateError> {
+        for (i, group) in self.groups.iter().enumerate() {
+            let entries = group.iter().map(|((k, n), s)| (key_hash(k), (k, n, s)));
+            out.keyed_group(name, type_name, self.start + i as KeyGroup, entries)?;
+        }
+        Ok(())
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
@@ -50,6 +76,7 @@ impl<K: Key> KeyedStateBackend<K> {
         KeyedStateBackend {
             range,
             tables: Vec::new(),
+            pending: Default::default(),
             clock,
             _key: std::marker::PhantomData,
         }
@@ -82,17 +109,21 @@ impl<K: Key> KeyedStateBackend<K> {
     ///
     /// # Errors
     /// [`StateError::TypeMismatch`] when `name` already holds another type.
-    pub fn table<N: Namespace, S: Send + 'static>(
+    pub fn table<N: Namespace, S: Serialize + DeserializeOwned + Send + 'static>(
         &mut self,
         name: &'static str,
     ) -> Result<&mut StateTable<K, N, S>, StateError> {
         let idx = match self.tables.iter().position(|t| t.name == name) {
             Some(i) => i,
             None => {
+                let mut table = StateTable::<K, N, S>::new(self.range);
+                if let Some(restored) = self.pending.remove(name) {
+                    table.load(name, &restored)?;
+                }
                 self.tables.push(NamedTable {
                     name,
                     type_name: type_name::<StateTable<K, N, S>>(),
-                    table: Box::new(StateTable::<K, N, S>::new(self.range)),
+                    table: Box::new(table),
                 });
                 self.tables.len() - 1
             }
@@ -112,6 +143,68 @@ impl<K: Key> KeyedStateBackend<K> {
     /// Current processing time (for TTL).
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Takes this subtask's share of restored keyed state. Each state is
+    /// decoded when the operator first uses it (its type is known then).
+    pub fn restore(&mut self, restored: &RestoredState) {
+        self.pending = restored
+            .keyed
+            .iter()
+            .filter(|(name, _)| !name.starts_with('@'))
+            .map(|(name, state)| (name.clone(), state.clone()))
+            .collect();
+    }
+
+    /// Writes every state, per key group, into `out`.
+    ///
+    /// # Errors
+    /// [`StateError::Encode`] when a value cannot be encoded.
+    pub fn snapshot(&self, out: &mut StateSnapshot) -> Result<(), StateError> {
+        for t in &self.tables {
+            t.table.snapshot(t.name, t.type_name, out)?;
+        }
+        for (name, state) in &self.pending {
+            for (kg, entries) in &state.groups {
+                out.push_keyed(KeyedBlob {
+                    state: name.clone(),
+                    type_name: state.type_name.clone(),
+                    max_parallelism: out.max_parallelism as u32,
+                    key_group: *kg,
+                    entries: entries.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes every state as one blob: for state that is the same on every
+    /// subtask (broadcast state), saved once and restored everywhere.
+    ///
+    /// # Errors
+    /// [`StateError::Encode`] when a value cannot be encoded.
+    pub fn snapshot_whole(&self) -> Result<Vec<u8>, StateError> {
+        let mut out = StateSnapshot::new(CheckpointId(0), self.range.end as usize);
+        self.snapshot(&mut out)?;
+        bincode::serialize(&out.data.keyed).map_err(|e| StateError::Encode {
+            name: "(whole backend)".into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Restores a blob written by [`Self::snapshot_whole`] of a backend with
+    /// the same key groups.
+    ///
+    /// # Errors
+    /// [`StateError::Incompatible`] when the blob does not decode.
+    pub fn restore_whole(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        let blobs: Vec<KeyedBlob> =
+            bincode::deserialize(bytes).map_err(|e| StateError::Incompatible {
+                name: "(whole backend)".into(),
+                reason: format!("is damaged: {e}"),
+            })?;
+        self.restore(&RestoredState::from_blobs(blobs));
+        Ok(())
     }
 
     /// Total number of (key, namespace) entries over all states.
@@ -217,6 +310,23 @@ impl<K: Key, N: Namespace, S> StateTable<K, N, S> {
     /// True when no entry is stored.
     pub fn is_empty(&self) -> bool {
         self.groups.iter().all(HashMap::is_empty)
+    }
+
+    /// Inserts the restored entries of state `name`.
+    fn load(&mut self, name: &str, restored: &RestoredKeyed) -> Result<(), StateError>
+    where
+        S: DeserializeOwned,
+    {
+        for (kg, bytes) in &restored.groups {
+            for frame in frames(bytes) {
+                let (_, _, body) = frame.map_err(|()| {
+                    incompatible::<S>(name, &restored.type_name, "truncated entry")
+                })?;
+                let (k, n, s): (K, N, S) = decode_value(name, &restored.type_name, body)?;
+                self.group_mut(*kg).insert((k, n), s);
+            }
+        }
+        Ok(())
     }
 
     /// Every (key, namespace, value) of one key group.

@@ -36,7 +36,7 @@ impl<K: Key, N: Namespace> StateScope<'_, K, N> {
         }
     }
 
-    fn table<S: Send + 'static>(
+    fn table<S: serde::Serialize + serde::de::DeserializeOwned + Send + 'static>(
         &mut self,
         name: &'static str,
     ) -> Result<&mut StateTable<K, N, S>, StateError> {

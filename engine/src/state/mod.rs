@@ -49,6 +49,38 @@ pub fn keyed_metrics<K: crate::element::Key, N: Namespace>(
     ]
 }
 
+/// Restores a keyed operator's state and timers when its subtask was
+/// restored from a checkpoint or savepoint; call it from `Operator::open`.
+///
+/// # Errors
+/// [`StateError::Incompatible`] when the timers do not decode (states are
+/// decoded, and checked, when first used).
+pub fn restore_keyed<K: crate::element::Key, N: Namespace>(
+    ctx: &crate::context::RuntimeContext,
+    backend: &mut KeyedStateBackend<K>,
+    timers: &mut TimerService<K, N>,
+) -> Result<(), crate::error::StateError> {
+    if let Some(restored) = ctx.restored_state() {
+        backend.restore(restored);
+        timers.restore(restored)?;
+    }
+    Ok(())
+}
+
+/// Writes a keyed operator's state and timers into a snapshot; call it from
+/// `Operator::snapshot_state`.
+///
+/// # Errors
+/// [`StateError::Encode`] when a value cannot be encoded.
+pub fn snapshot_keyed<K: crate::element::Key, N: Namespace>(
+    out: &mut crate::checkpoint::StateSnapshot,
+    backend: &KeyedStateBackend<K>,
+    timers: &TimerService<K, N>,
+) -> Result<(), crate::error::StateError> {
+    backend.snapshot(out)?;
+    timers.snapshot(out)
+}
+
 /// What scopes state besides the key: `()` for plain keyed state, a window
 /// for window operators. Blanket-implemented.
 pub trait Namespace:

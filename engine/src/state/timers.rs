@@ -12,8 +12,19 @@ use hashbrown::DefaultHashBuilder;
 /// The timers due at one instant, in registration order.
 pub type TimerSet<K, N> = indexmap::IndexSet<(K, N), DefaultHashBuilder>;
 
+use crate::checkpoint::restore::RestoredState;
+use crate::checkpoint::snapshot::{decode_value, frames, incompatible, StateSnapshot};
 use crate::element::{Key, Timestamp};
+use crate::error::StateError;
+use crate::keygroup::{key_hash, KeyGroup};
 use crate::state::Namespace;
+
+/// A timer as stored: domain (0 event, 1 processing), time, key, namespace.
+/// With its key's hash.
+type HashedTimer<'a, K, N> = (u64, (u8, Timestamp, &'a K, &'a N));
+
+/// Name under which timers are stored in snapshots.
+const TIMERS: &str = "@timers";
 
 /// One queue of timers (event time or processing time).
 pub struct TimerQueue<K, N> {
@@ -112,6 +123,56 @@ impl<K: Key, N: Namespace> TimerService<K, N> {
     /// True when no timer of either kind is registered.
     pub fn is_empty(&self) -> bool {
         self.event.is_empty() && self.processing.is_empty()
+    }
+
+    /// Writes every timer, per key group, into `out`.
+    ///
+    /// # Errors
+    /// [`StateError::Encode`] when a key or namespace cannot be encoded.
+    pub fn snapshot(&self, out: &mut StateSnapshot) -> Result<(), StateError> {
+        let max = out.max_parallelism() as u64;
+        let mut by_group: BTreeMap<KeyGroup, Vec<HashedTimer<'_, K, N>>> = BTreeMap::new();
+        for (domain, queue) in [(0u8, &self.event), (1, &self.processing)] {
+            for (time, key, ns) in queue.iter() {
+                let hash = key_hash(key);
+                by_group
+                    .entry((hash % max) as KeyGroup)
+                    .or_default()
+                    .push((hash, (domain, time, key, ns)));
+            }
+        }
+        let type_name = std::any::type_name::<(K, N)>();
+        for (kg, entries) in by_group {
+            out.keyed_group(TIMERS, type_name, kg, entries)?;
+        }
+        Ok(())
+    }
+
+    /// Registers this subtask's share of the restored timers.
+    ///
+    /// # Errors
+    /// [`StateError::Incompatible`] when they do not decode as this service's
+    /// key and namespace types.
+    pub fn restore(&mut self, restored: &RestoredState) -> Result<(), StateError> {
+        let Some(state) = restored.keyed(TIMERS) else {
+            return Ok(());
+        };
+        for (_, bytes) in &state.groups {
+            for frame in frames(bytes) {
+                let (_, _, body) = frame.map_err(|()| {
+                    incompatible::<(K, N)>(TIMERS, &state.type_name, "truncated entry")
+                })?;
+                let (domain, time, key, ns): (u8, Timestamp, K, N) =
+                    decode_value(TIMERS, &state.type_name, body)?;
+                let queue = if domain == 0 {
+                    &mut self.event
+                } else {
+                    &mut self.processing
+                };
+                queue.register(time, key, ns);
+            }
+        }
+        Ok(())
     }
 }
 

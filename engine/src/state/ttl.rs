@@ -29,7 +29,7 @@ impl StateTtl {
 }
 
 /// A stored value with its expiry time (`Timestamp::MAX` when it has no TTL).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TtlValue<V> {
     /// The value.
     pub value: V,

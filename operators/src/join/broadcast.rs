@@ -9,6 +9,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use eddy_engine::checkpoint::Redistribution;
 use eddy_engine::context::RuntimeContext;
 use eddy_engine::dsl::{DataStream, KeyedStream};
 use eddy_engine::element::{Data, Key, Record, Timestamp};
@@ -177,7 +178,11 @@ impl<K: Key, A: Data + Sync, R: Data + Sync> BroadcastConnected<K, A, R> {
 struct BroadcastOperator<K, A, R, O, F> {
     keyed: KeyedProcessOperator<K, A, O, KeyedSide<F, R>>,
     lefts: Vec<Record<A>>,
+    first_subtask: bool,
 }
+
+/// The operator list state holding the broadcast state (saved by subtask 0).
+const BROADCAST_STATE: &str = "broadcast-state";
 
 /// The user function with the subtask's broadcast state.
 struct KeyedSide<F, R> {
@@ -243,6 +248,7 @@ where
         BroadcastOperator {
             keyed: KeyedProcessOperator::new(side, key, ctx),
             lefts: Vec::new(),
+            first_subtask: false,
         }
     }
 }
@@ -259,7 +265,24 @@ where
     type Out = O;
 
     fn open(&mut self, ctx: &RuntimeContext) -> UserResult {
+        self.first_subtask = ctx.subtask() == 0;
+        if let Some(restored) = ctx.restored_state() {
+            // Every subtask held the same broadcast state; subtask 0 saved it.
+            if let Some(saved) = restored.list::<Vec<u8>>(BROADCAST_STATE)?.first() {
+                self.keyed.function_mut().broadcast.restore_whole(saved)?;
+            }
+        }
         self.keyed.open(ctx)
+    }
+
+    fn snapshot_state(&mut self, out: &mut eddy_engine::checkpoint::StateSnapshot) -> UserResult {
+        self.keyed.snapshot_state(out)?;
+        let saved = match self.first_subtask {
+            true => vec![self.keyed.function_mut().broadcast.snapshot_whole()?],
+            false => Vec::new(),
+        };
+        out.list(BROADCAST_STATE, Redistribution::Union, saved)?;
+        Ok(())
     }
 
     fn process_batch(

@@ -222,6 +222,22 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
     type In = Either<A, B>;
     type Out = O;
 
+    fn open(&mut self, ctx: &eddy_engine::context::RuntimeContext) -> UserResult {
+        Ok(eddy_engine::state::restore_keyed(
+            ctx,
+            &mut self.backend,
+            &mut self.timers,
+        )?)
+    }
+
+    fn snapshot_state(&mut self, out: &mut eddy_engine::checkpoint::StateSnapshot) -> UserResult {
+        Ok(eddy_engine::state::snapshot_keyed(
+            out,
+            &self.backend,
+            &self.timers,
+        )?)
+    }
+
     fn process_batch(
         &mut self,
         batch: &mut Vec<Record<Either<A, B>>>,

@@ -794,6 +794,22 @@ where
     type In = T;
     type Out = O;
 
+    fn open(&mut self, ctx: &eddy_engine::context::RuntimeContext) -> UserResult {
+        Ok(eddy_engine::state::restore_keyed(
+            ctx,
+            &mut self.backend,
+            &mut self.timers,
+        )?)
+    }
+
+    fn snapshot_state(&mut self, out: &mut eddy_engine::checkpoint::StateSnapshot) -> UserResult {
+        Ok(eddy_engine::state::snapshot_keyed(
+            out,
+            &self.backend,
+            &self.timers,
+        )?)
+    }
+
     fn process_batch(
         &mut self,
         batch: &mut Vec<Record<T>>,

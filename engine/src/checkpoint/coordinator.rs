@@ -1,0 +1,469 @@
+//! The checkpoint coordinator: triggers checkpoints at the sources, collects
+//! the tasks' acknowledgements, writes their state (the asynchronous part of
+//! every snapshot, off the task threads), completes checkpoints by writing
+//! `_metadata` last, and notifies the tasks.
+//!
+//! Besides periodic checkpoints it takes savepoints on request (optionally
+//! stopping the job), and the end-of-input checkpoint of a bounded job: each
+//! task, after it has finished, snapshots once more (two-phase-commit sinks
+//! prepare their last output) and waits; when all have, the coordinator
+//! completes that checkpoint and the tasks commit and exit.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::checkpoint::snapshot::OperatorSnapshot;
+use crate::checkpoint::storage::{self, FileEntry, Metadata, OperatorEntry, SnapshotKind};
+use crate::checkpoint::CheckpointConfig;
+use crate::clock::Clock;
+use crate::element::{Barrier, CheckpointId};
+use crate::error::EngineError;
+
+/// What a task is told by the coordinator.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TaskCommand {
+    /// (Sources only) snapshot and emit this barrier.
+    Trigger(Barrier),
+    /// Checkpoint `id` is complete: commit what was prepared for it.
+    Complete(CheckpointId),
+}
+
+/// The state of the operators of one task's chain, by uid.
+pub(crate) type TaskState = Vec<(String, OperatorSnapshot)>;
+
+/// What a task tells the coordinator.
+pub(crate) enum TaskReport {
+    /// The task snapshotted for checkpoint `id`.
+    Ack {
+        task: usize,
+        id: CheckpointId,
+        state: TaskState,
+    },
+    /// The task has finished its input and taken its end-of-input snapshot.
+    Finished { task: usize, state: TaskState },
+}
+
+/// A task's line to the coordinator.
+#[derive(Clone)]
+pub(crate) struct CheckpointLink {
+    /// This task's index among all tasks of the job.
+    pub task: usize,
+    pub commands: Receiver<TaskCommand>,
+    pub reports: Sender<TaskReport>,
+    /// False when the job takes no checkpoints: tasks then end without an
+    /// end-of-input snapshot.
+    pub enabled: bool,
+}
+
+impl CheckpointLink {
+    /// Sends a report; a coordinator that is gone means the job is ending.
+    pub(crate) fn report(&self, report: TaskReport) {
+        let _ = self.reports.send(report);
+    }
+}
+
+/// A request to take a savepoint, from the API or the command line.
+pub(crate) struct SavepointRequest {
+    pub dir: PathBuf,
+    pub stop: bool,
+    pub reply: Sender<Result<PathBuf, String>>,
+}
+
+/// Where a task sits, for the metadata.
+pub(crate) struct TaskInfo {
+    pub vertex: usize,
+    pub subtask: usize,
+    pub commands: Sender<TaskCommand>,
+    pub is_source: bool,
+}
+
+struct Pending {
+    started: Instant,
+    dir: PathBuf,
+    kind: SnapshotKind,
+    acked: HashSet<usize>,
+    files: Vec<FileEntry>,
+    request: Option<SavepointRequest>,
+}
+
+/// What a completed stop-with-savepoint means for the job.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Progress {
+    Running,
+    /// A stop-with-savepoint completed: the tasks end after committing.
+    Stopping(PathBuf),
+}
+
+/// Coordinates the checkpoints of one run of a job.
+pub(crate) struct Coordinator {
+    job: String,
+    root: PathBuf,
+    config: CheckpointConfig,
+    clock: Arc<dyn Clock>,
+    tasks: Vec<TaskInfo>,
+    operators: Vec<OperatorEntry>,
+    next_id: CheckpointId,
+    next_trigger: Instant,
+    pending: BTreeMap<CheckpointId, Pending>,
+    finished: BTreeMap<usize, TaskState>,
+    stopping: bool,
+    /// Completed checkpoints and savepoints of this run, for statistics.
+    pub completed: Vec<CompletedCheckpoint>,
+}
+
+/// A checkpoint that completed, for statistics.
+#[derive(Clone, Debug)]
+pub struct CompletedCheckpoint {
+    /// Its id.
+    pub id: CheckpointId,
+    /// Checkpoint or savepoint.
+    pub kind: SnapshotKind,
+    /// Where it is stored.
+    pub path: PathBuf,
+    /// Bytes of state written.
+    pub bytes: u64,
+    /// From trigger to complete metadata.
+    pub duration: Duration,
+}
+
+impl Coordinator {
+    pub(crate) fn new(
+        job: &str,
+        config: &CheckpointConfig,
+        clock: Arc<dyn Clock>,
+        tasks: Vec<TaskInfo>,
+        operators: Vec<OperatorEntry>,
+    ) -> Self {
+        let root = job_root(&config.dir, job);
+        let interval = config.interval.unwrap_or(Duration::MAX);
+        Coordinator {
+            job: job.to_owned(),
+            next_id: storage::next_id(&root),
+            root,
+            config: config.clone(),
+            clock,
+            tasks,
+            operators,
+            next_trigger: Instant::now()
+                .checked_add(interval)
+                .unwrap_or_else(far_future),
+            pending: BTreeMap::new(),
+            finished: BTreeMap::new(),
+            stopping: false,
+            completed: Vec::new(),
+        }
+    }
+
+    /// When the coordinator next needs [`Self::tick`].
+    pub(crate) fn next_deadline(&self) -> Instant {
+        let timeouts = self
+            .pending
+            .values()
+            .map(|p| p.started + self.config.timeout)
+            .min()
+            .unwrap_or_else(far_future);
+        self.next_trigger.min(timeouts)
+    }
+
+    /// Triggers a periodic checkpoint when due; abandons timed-out ones.
+    pub(crate) fn tick(&mut self, now: Instant) -> Result<(), EngineError> {
+        let timeout = self.config.timeout;
+        let expired: Vec<CheckpointId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.started) >= timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            tracing::warn!(
+                checkpoint = id.0,
+                ?timeout,
+                "checkpoint timed out; abandoned"
+            );
+            self.abandon(
+                id,
+                &format!("timed out after {}", humantime::format_duration(timeout)),
+            );
+            if self.stopping {
+                return Err(EngineError::checkpoint(
+                    "stopping the job with a savepoint",
+                    "the savepoint timed out; the job was cancelled instead",
+                ));
+            }
+        }
+        if now >= self.next_trigger {
+            let interval = self.config.interval.unwrap_or(Duration::MAX);
+            self.next_trigger = now.checked_add(interval).unwrap_or_else(far_future);
+            let periodic = self
+                .pending
+                .values()
+                .filter(|p| p.kind == SnapshotKind::Checkpoint)
+                .count();
+            if periodic < self.config.max_concurrent && self.finished.is_empty() && !self.stopping {
+                let dir = storage::checkpoint_dir(&self.root, self.next_id);
+                self.trigger(dir, SnapshotKind::Checkpoint, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a savepoint.
+    pub(crate) fn savepoint(&mut self, request: SavepointRequest) {
+        if !self.finished.is_empty() || self.stopping {
+            let _ = request.reply.send(Err(
+                "the job is finishing or stopping; no savepoint taken".into()
+            ));
+            return;
+        }
+        if let Err(e) = std::fs::create_dir_all(&request.dir) {
+            let _ = request.reply.send(Err(format!(
+                "cannot create savepoint directory {}: {e}",
+                request.dir.display()
+            )));
+            return;
+        }
+        if request.dir.join(storage::METADATA).exists() {
+            let _ = request.reply.send(Err(format!(
+                "{} already holds a savepoint; choose an empty directory",
+                request.dir.display()
+            )));
+            return;
+        }
+        self.stopping = request.stop;
+        let dir = request.dir.clone();
+        if let Err(e) = self.trigger(dir, SnapshotKind::Savepoint, Some(request)) {
+            tracing::warn!(error = %e, "savepoint could not be triggered");
+        }
+    }
+
+    fn trigger(
+        &mut self,
+        dir: PathBuf,
+        kind: SnapshotKind,
+        request: Option<SavepointRequest>,
+    ) -> Result<(), EngineError> {
+        let id = self.next_id;
+        self.next_id = CheckpointId(id.0 + 1);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            let error = EngineError::checkpoint(format!("creating {}", dir.display()), e);
+            if let Some(r) = request {
+                let _ = r.reply.send(Err(error.to_string()));
+            }
+            return Err(error);
+        }
+        let stop = request.as_ref().is_some_and(|r| r.stop);
+        let barrier = Barrier {
+            id,
+            triggered_at: self.clock.now(),
+            stop,
+        };
+        tracing::debug!(checkpoint = id.0, ?kind, "triggering");
+        self.pending.insert(
+            id,
+            Pending {
+                started: Instant::now(),
+                dir,
+                kind,
+                acked: HashSet::new(),
+                files: Vec::new(),
+                request,
+            },
+        );
+        for t in self.tasks.iter().filter(|t| t.is_source) {
+            let _ = t.commands.send(TaskCommand::Trigger(barrier));
+        }
+        Ok(())
+    }
+
+    /// Handles a task's report.
+    pub(crate) fn on_report(&mut self, report: TaskReport) -> Result<Progress, EngineError> {
+        match report {
+            TaskReport::Ack { task, id, state } => self.on_ack(task, id, state),
+            TaskReport::Finished { task, state } => {
+                // A finished task acknowledges nothing any more.
+                let stale: Vec<CheckpointId> = self
+                    .pending
+                    .iter()
+                    .filter(|(_, p)| !p.acked.contains(&task))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in stale {
+                    self.abandon(
+                        id,
+                        "a task finished its input before the barrier reached it",
+                    );
+                }
+                self.finished.insert(task, state);
+                if self.finished.len() == self.tasks.len() {
+                    self.complete_end_of_input()?;
+                }
+                Ok(Progress::Running)
+            }
+        }
+    }
+
+    fn on_ack(
+        &mut self,
+        task: usize,
+        id: CheckpointId,
+        state: TaskState,
+    ) -> Result<Progress, EngineError> {
+        let Some(p) = self.pending.get_mut(&id) else {
+            return Ok(Progress::Running); // abandoned meanwhile
+        };
+        let info = &self.tasks[task];
+        match storage::write_task_file(&p.dir, info.vertex, info.subtask, &state) {
+            Ok(file) => p.files.push(file),
+            Err(e) => {
+                tracing::warn!(checkpoint = id.0, error = %e, "checkpoint failed");
+                self.abandon(id, &e.to_string());
+                return Ok(Progress::Running);
+            }
+        }
+        p.acked.insert(task);
+        if p.acked.len() < self.tasks.len() {
+            return Ok(Progress::Running);
+        }
+        let p = self.pending.remove(&id).expect("present");
+        let stop = p.request.as_ref().is_some_and(|r| r.stop);
+        let dir = p.dir.clone();
+        match self.complete(id, id, p.kind, &p.dir, p.files, p.started) {
+            Ok(()) => {
+                if let Some(r) = p.request {
+                    let _ = r.reply.send(Ok(dir.clone()));
+                }
+                Ok(if stop {
+                    Progress::Stopping(dir)
+                } else {
+                    Progress::Running
+                })
+            }
+            Err(e) => {
+                if let Some(r) = p.request {
+                    let _ = r.reply.send(Err(e.to_string()));
+                }
+                if p.kind == SnapshotKind::Checkpoint {
+                    storage::discard(&self.root, id);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the metadata of `id` and tells every task that `notify`
+    /// (`id`, or `END` for the end-of-input checkpoint) is complete.
+    fn complete(
+        &mut self,
+        id: CheckpointId,
+        notify: CheckpointId,
+        kind: SnapshotKind,
+        dir: &Path,
+        files: Vec<FileEntry>,
+        started: Instant,
+    ) -> Result<(), EngineError> {
+        let mut metadata = Metadata::new(&self.job, id, kind, self.clock.now().millis());
+        metadata.operators = self.operators.clone();
+        let bytes = files.iter().map(|f| f.bytes).sum();
+        metadata.files = files;
+        storage::write_metadata(dir, &metadata)?;
+        let duration = started.elapsed();
+        tracing::info!(
+            checkpoint = id.0,
+            ?kind,
+            bytes,
+            ?duration,
+            "checkpoint complete"
+        );
+        self.completed.push(CompletedCheckpoint {
+            id,
+            kind,
+            path: dir.to_path_buf(),
+            bytes,
+            duration,
+        });
+        for t in &self.tasks {
+            let _ = t.commands.send(TaskCommand::Complete(notify));
+        }
+        if kind == SnapshotKind::Checkpoint {
+            storage::prune(&self.root, self.config.retained);
+        }
+        Ok(())
+    }
+
+    fn complete_end_of_input(&mut self) -> Result<(), EngineError> {
+        let started = Instant::now();
+        let id = self.next_id;
+        self.next_id = CheckpointId(id.0 + 1);
+        let dir = storage::checkpoint_dir(&self.root, id);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| EngineError::checkpoint(format!("creating {}", dir.display()), e))?;
+        let mut files = Vec::new();
+        for (task, state) in std::mem::take(&mut self.finished) {
+            let info = &self.tasks[task];
+            files.push(storage::write_task_file(
+                &dir,
+                info.vertex,
+                info.subtask,
+                &state,
+            )?);
+        }
+        self.complete(
+            id,
+            CheckpointId::END,
+            SnapshotKind::Checkpoint,
+            &dir,
+            files,
+            started,
+        )
+    }
+
+    fn abandon(&mut self, id: CheckpointId, reason: &str) {
+        let Some(p) = self.pending.remove(&id) else {
+            return;
+        };
+        match p.kind {
+            SnapshotKind::Checkpoint => storage::discard(&self.root, id),
+            SnapshotKind::Savepoint => {
+                for f in &p.files {
+                    let _ = std::fs::remove_file(p.dir.join(&f.name));
+                }
+            }
+        }
+        if let Some(r) = p.request {
+            let _ = r
+                .reply
+                .send(Err(format!("savepoint {} failed: {reason}", id.0)));
+        }
+    }
+
+    /// Abandons everything in flight (the run failed or was cancelled).
+    pub(crate) fn abort_all(&mut self, reason: &str) {
+        let ids: Vec<CheckpointId> = self.pending.keys().copied().collect();
+        for id in ids {
+            self.abandon(id, reason);
+        }
+    }
+}
+
+/// The checkpoint directory of job `job` under `dir`.
+pub(crate) fn job_root(dir: &Path, job: &str) -> PathBuf {
+    let safe: String = job
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    dir.join(safe)
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}

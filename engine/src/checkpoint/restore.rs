@@ -1,0 +1,281 @@
+//! Loading a checkpoint or savepoint and dealing its state to the subtasks of
+//! the restored job, which may run at another parallelism or with another
+//! number of key groups.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use crate::checkpoint::snapshot::{
+    decode_value, frames, KeyedBlob, OperatorSnapshot, Redistribution,
+};
+use crate::checkpoint::storage::{self, Metadata};
+use crate::element::CheckpointId;
+use crate::error::{EngineError, StateError};
+use crate::keygroup::{KeyGroup, KeyGroupRange};
+
+/// A complete checkpoint or savepoint, read into memory.
+pub(crate) struct RestoredJob {
+    pub id: CheckpointId,
+    pub path: PathBuf,
+    /// Per operator uid: its snapshots, one per old subtask that wrote one.
+    operators: HashMap<String, Vec<OperatorSnapshot>>,
+}
+
+/// The keyed entries of one state for the key groups of one subtask.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RestoredKeyed {
+    pub type_name: String,
+    /// Framed entries per key group (of the restored job's key groups).
+    pub groups: Vec<(KeyGroup, Vec<u8>)>,
+}
+
+/// The state one operator subtask restores from: its share of the keyed
+/// state and of the operator list states.
+#[derive(Debug, Default)]
+pub struct RestoredState {
+    pub(crate) keyed: HashMap<String, RestoredKeyed>,
+    lists: HashMap<String, Vec<Vec<u8>>>,
+}
+
+impl RestoredState {
+    /// This subtask's items of operator list state `name` (empty when the
+    /// snapshot had none).
+    ///
+    /// # Errors
+    /// [`StateError::Incompatible`] when an item does not decode as `T`.
+    pub fn list<T: DeserializeOwned>(&self, name: &str) -> Result<Vec<T>, StateError> {
+        self.lists
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|bytes| decode_value(name, "a list state item", bytes))
+            .collect()
+    }
+
+    /// State made of keyed blobs that all belong to the restoring subtask.
+    pub(crate) fn from_blobs(blobs: Vec<KeyedBlob>) -> Self {
+        let mut keyed: HashMap<String, RestoredKeyed> = HashMap::new();
+        for blob in blobs {
+            let state = keyed.entry(blob.state).or_default();
+            state.type_name = blob.type_name;
+            state.groups.push((blob.key_group, blob.entries));
+        }
+        RestoredState {
+            keyed,
+            lists: HashMap::new(),
+        }
+    }
+
+    /// The restored entries of keyed state `name`, if any.
+    pub(crate) fn keyed(&self, name: &str) -> Option<&RestoredKeyed> {
+        self.keyed.get(name)
+    }
+}
+
+impl RestoredJob {
+    /// Reads the checkpoint or savepoint at `path`: a directory holding
+    /// `_metadata`, or a job's checkpoint root (its newest complete
+    /// checkpoint is used).
+    pub(crate) fn load(path: &Path) -> Result<Self, EngineError> {
+        let dir = if path.join(storage::METADATA).is_file() {
+            path.to_path_buf()
+        } else {
+            storage::latest_complete(path).ok_or_else(|| {
+                EngineError::checkpoint(
+                    format!("restoring from {}", path.display()),
+                    "no complete checkpoint or savepoint there (no _metadata); give a savepoint directory, a chk-<n> directory, or the job's checkpoint directory",
+                )
+            })?
+        };
+        let metadata: Metadata = storage::read_metadata(&dir)?;
+        let mut operators: HashMap<String, Vec<OperatorSnapshot>> = metadata
+            .operators
+            .iter()
+            .map(|o| (o.uid.clone(), Vec::new()))
+            .collect();
+        for file in &metadata.files {
+            for (uid, snapshot) in storage::read_task_file(&dir, file)? {
+                operators.entry(uid).or_default().push(snapshot);
+            }
+        }
+        Ok(RestoredJob {
+            id: CheckpointId(metadata.id),
+            path: dir,
+            operators,
+        })
+    }
+
+    /// The uids that hold state in this snapshot.
+    pub(crate) fn uids(&self) -> impl Iterator<Item = &str> {
+        self.operators.keys().map(String::as_str)
+    }
+
+    /// The state of operator `uid` for one subtask of the restored job;
+    /// `None` when the snapshot has nothing for that uid.
+    pub(crate) fn for_subtask(
+        &self,
+        uid: &str,
+        subtask: usize,
+        parallelism: usize,
+        max_parallelism: usize,
+    ) -> Option<RestoredState> {
+        let snapshots = self.operators.get(uid)?;
+        let range = KeyGroupRange::for_subtask(subtask, parallelism, max_parallelism);
+        let mut keyed: HashMap<String, (String, BTreeMap<KeyGroup, Vec<u8>>)> = HashMap::new();
+        let mut lists: HashMap<String, (Redistribution, Vec<&Vec<u8>>)> = HashMap::new();
+        for snapshot in snapshots {
+            for blob in &snapshot.keyed {
+                let (_, groups) = keyed
+                    .entry(blob.state.clone())
+                    .or_insert_with(|| (blob.type_name.clone(), BTreeMap::new()));
+                if blob.max_parallelism as usize == max_parallelism {
+                    if range.contains(blob.key_group) {
+                        groups
+                            .entry(blob.key_group)
+                            .or_default()
+                            .extend_from_slice(&blob.entries);
+                    }
+                    continue;
+                }
+                // Another number of key groups: move each entry by its hash.
+                for (hash, frame, _) in frames(&blob.entries).map_while(Result::ok) {
+                    let kg = (hash % max_parallelism as u64) as KeyGroup;
+                    if range.contains(kg) {
+                        groups.entry(kg).or_default().extend_from_slice(frame);
+                    }
+                }
+            }
+            for list in &snapshot.lists {
+                lists
+                    .entry(list.name.clone())
+                    .or_insert_with(|| (list.mode, Vec::new()))
+                    .1
+                    .extend(list.items.iter());
+            }
+        }
+        Some(RestoredState {
+            keyed: keyed
+                .into_iter()
+                .map(|(name, (type_name, groups))| {
+                    (
+                        name,
+                        RestoredKeyed {
+                            type_name,
+                            groups: groups.into_iter().collect(),
+                        },
+                    )
+                })
+                .collect(),
+            lists: lists
+                .into_iter()
+                .map(|(name, (mode, items))| {
+                    let mine = items
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(i, _)| {
+                            mode == Redistribution::Union || i % parallelism == subtask
+                        })
+                        .map(|(_, item)| item.clone())
+                        .collect();
+                    (name, mine)
+                })
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::snapshot::StateSnapshot;
+    use crate::keygroup::key_hash;
+
+    fn job_with(snapshots: Vec<StateSnapshot>) -> RestoredJob {
+        RestoredJob {
+            id: CheckpointId(1),
+            path: PathBuf::new(),
+            operators: [(
+                "op".to_owned(),
+                snapshots.into_iter().map(|s| s.data).collect(),
+            )]
+            .into(),
+        }
+    }
+
+    fn keys_of(state: &RestoredState) -> Vec<u64> {
+        let mut keys: Vec<u64> = state
+            .keyed("count")
+            .map(|k| {
+                k.groups
+                    .iter()
+                    .flat_map(|(_, bytes)| frames(bytes).map(|f| f.unwrap().2.to_vec()))
+                    .map(|body| {
+                        decode_value::<(u64, (), u64)>("count", "", &body)
+                            .unwrap()
+                            .0
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// Writes keys 0..n into a snapshot with `max` key groups, as one old subtask.
+    fn snapshot_of(n: u64, max: usize) -> StateSnapshot {
+        let mut snap = StateSnapshot::new(CheckpointId(1), max);
+        type Entry = (u64, (u64, (), u64));
+        let mut by_group: BTreeMap<KeyGroup, Vec<Entry>> = BTreeMap::new();
+        for k in 0..n {
+            let h = key_hash(&k);
+            by_group
+                .entry((h % max as u64) as KeyGroup)
+                .or_default()
+                .push((h, (k, (), k * 10)));
+        }
+        for (kg, entries) in by_group {
+            snap.keyed_group("count", "u64", kg, entries).unwrap();
+        }
+        snap
+    }
+
+    #[test]
+    fn every_key_lands_on_exactly_one_subtask_at_any_parallelism_and_max_parallelism() {
+        let job = job_with(vec![snapshot_of(500, 128)]);
+        for (p, max) in [(1, 128), (3, 128), (4, 32), (5, 300)] {
+            let mut all: Vec<u64> = (0..p)
+                .flat_map(|s| keys_of(&job.for_subtask("op", s, p, max).unwrap()))
+                .collect();
+            all.sort_unstable();
+            assert_eq!(all, (0..500).collect::<Vec<_>>(), "p={p} max={max}");
+            for s in 0..p {
+                let state = job.for_subtask("op", s, p, max).unwrap();
+                let range = KeyGroupRange::for_subtask(s, p, max);
+                for k in keys_of(&state) {
+                    assert!(range.contains((key_hash(&k) % max as u64) as KeyGroup));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn split_lists_are_dealt_and_union_lists_copied() {
+        let mut a = StateSnapshot::new(CheckpointId(1), 8);
+        a.list("splits", Redistribution::Split, [1u32, 2, 3])
+            .unwrap();
+        a.list("rules", Redistribution::Union, ["x"]).unwrap();
+        let mut b = StateSnapshot::new(CheckpointId(1), 8);
+        b.list("splits", Redistribution::Split, [4u32]).unwrap();
+        let job = job_with(vec![a, b]);
+        let of = |s| job.for_subtask("op", s, 3, 8).unwrap();
+        assert_eq!(of(0).list::<u32>("splits").unwrap(), vec![1, 4]);
+        assert_eq!(of(1).list::<u32>("splits").unwrap(), vec![2]);
+        assert_eq!(of(2).list::<u32>("splits").unwrap(), vec![3]);
+        for s in 0..3 {
+            assert_eq!(of(s).list::<String>("rules").unwrap(), vec!["x".to_owned()]);
+        }
+        assert!(job.for_subtask("other", 0, 3, 8).is_none());
+    }
+}
