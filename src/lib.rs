@@ -30,6 +30,7 @@ pub use eddy_operators as operators;
 
 /// Everything a typical job needs.
 pub mod prelude {
+    pub use eddy_engine::checkpoint::{CheckpointingMode, RestartStrategy};
     pub use eddy_engine::clock::{Clock, ManualClock, SystemClock};
     pub use eddy_engine::config::{EnvArgs, EnvConfig};
     pub use eddy_engine::context::RuntimeContext;
@@ -46,6 +47,7 @@ pub mod prelude {
         ValueStateDesc,
     };
     pub use eddy_engine::time::WatermarkStrategy;
+    pub use eddy_engine::two_phase::{ExactlyOnce, TwoPhaseCommitSink, TwoPhaseCommitWriter};
     pub use eddy_operators::join::{
         BroadcastExt, BroadcastState, ConnectExt, Either, IntervalJoinExt,
         KeyedBroadcastProcessFunction, KeyedCoProcessFunction, ReadOnlyBroadcastState,

@@ -203,7 +203,12 @@ impl Coordinator {
                 .values()
                 .filter(|p| p.kind == SnapshotKind::Checkpoint)
                 .count();
-            if periodic < self.config.max_concurrent && self.finished.is_empty() && !self.stopping {
+            let sources_running = self
+                .tasks
+                .iter()
+                .enumerate()
+                .any(|(t, info)| info.is_source && !self.finished.contains_key(&t));
+            if periodic < self.config.max_concurrent && sources_running && !self.stopping {
                 let dir = storage::checkpoint_dir(&self.root, self.next_id);
                 self.trigger(dir, SnapshotKind::Checkpoint, None)?;
             }
@@ -273,8 +278,10 @@ impl Coordinator {
                 request,
             },
         );
-        for t in self.tasks.iter().filter(|t| t.is_source) {
-            let _ = t.commands.send(TaskCommand::Trigger(barrier));
+        for (t, info) in self.tasks.iter().enumerate() {
+            if info.is_source && !self.finished.contains_key(&t) {
+                let _ = info.commands.send(TaskCommand::Trigger(barrier));
+            }
         }
         Ok(())
     }
@@ -284,24 +291,23 @@ impl Coordinator {
         match report {
             TaskReport::Ack { task, id, state } => self.on_ack(task, id, state),
             TaskReport::Finished { task, state } => {
-                // A finished task acknowledges nothing any more.
-                let stale: Vec<CheckpointId> = self
-                    .pending
-                    .iter()
-                    .filter(|(_, p)| !p.acked.contains(&task))
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in stale {
-                    self.abandon(
-                        id,
-                        "a task finished its input before the barrier reached it",
-                    );
-                }
+                // A finished task acknowledges nothing any more: its
+                // end-of-input state stands in for it (all its inputs have
+                // ended, so that state is final).
                 self.finished.insert(task, state);
                 if self.finished.len() == self.tasks.len() {
+                    self.abort_all("the job finished first");
                     self.complete_end_of_input()?;
+                    return Ok(Progress::Running);
                 }
-                Ok(Progress::Running)
+                let ids: Vec<CheckpointId> = self.pending.keys().copied().collect();
+                let mut progress = Progress::Running;
+                for id in ids {
+                    if let Progress::Stopping(p) = self.try_complete(id)? {
+                        progress = Progress::Stopping(p);
+                    }
+                }
+                Ok(progress)
             }
         }
     }
@@ -325,8 +331,31 @@ impl Coordinator {
             }
         }
         p.acked.insert(task);
-        if p.acked.len() < self.tasks.len() {
+        self.try_complete(id)
+    }
+
+    /// Completes `id` when every task has acknowledged it or finished.
+    fn try_complete(&mut self, id: CheckpointId) -> Result<Progress, EngineError> {
+        let Some(p) = self.pending.get_mut(&id) else {
             return Ok(Progress::Running);
+        };
+        let waiting =
+            (0..self.tasks.len()).any(|t| !p.acked.contains(&t) && !self.finished.contains_key(&t));
+        if waiting {
+            return Ok(Progress::Running);
+        }
+        for (task, state) in &self.finished {
+            if p.acked.insert(*task) {
+                let info = &self.tasks[*task];
+                match storage::write_task_file(&p.dir, info.vertex, info.subtask, state) {
+                    Ok(file) => p.files.push(file),
+                    Err(e) => {
+                        tracing::warn!(checkpoint = id.0, error = %e, "checkpoint failed");
+                        self.abandon(id, &e.to_string());
+                        return Ok(Progress::Running);
+                    }
+                }
+            }
         }
         let p = self.pending.remove(&id).expect("present");
         let stop = p.request.as_ref().is_some_and(|r| r.stop);

@@ -36,6 +36,12 @@ pub use storage::SnapshotKind;
 
 use crate::error::EngineError;
 
+/// The newest complete checkpoint of job `job` under checkpoint root `dir`
+/// (what `run --restore <dir>/<job>` would use), if there is one.
+pub fn latest_checkpoint(dir: &std::path::Path, job: &str) -> Option<PathBuf> {
+    storage::latest_complete(&coordinator::job_root(dir, job))
+}
+
 /// Whether tasks with several inputs align barriers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum CheckpointingMode {

@@ -101,7 +101,12 @@ impl SourceReader for CountingReader {
     }
 
     fn snapshot_splits(&self) -> Vec<CountSplit> {
-        self.splits.clone()
+        let limit = self.count.unwrap_or(u64::MAX);
+        self.splits
+            .iter()
+            .filter(|s| s.next < limit)
+            .cloned()
+            .collect()
     }
 }
 

@@ -1,0 +1,234 @@
+//! Checkpoint mechanics inside the engine: barrier alignment across inputs
+//! of very different speeds, restarts that neither lose nor repeat state,
+//! and checkpoints that time out without harming the job.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::CountingSource;
+use eddy_engine::checkpoint::{RestartStrategy, SnapshotKind};
+use eddy_engine::config::EnvConfig;
+use eddy_engine::context::RuntimeContext;
+use eddy_engine::dsl::Env;
+use eddy_engine::element::{CheckpointId, Record, Timestamp};
+use eddy_engine::error::{BoxError, UserResult};
+use eddy_engine::operator::Collector;
+use eddy_engine::process::{KeyedContext, KeyedProcessFunction};
+use eddy_engine::state::ValueStateDesc;
+use eddy_engine::time::WatermarkStrategy;
+use eddy_engine::two_phase::{ExactlyOnce, TwoPhaseCommitSink, TwoPhaseCommitWriter};
+
+/// Committed transactions by id: committing one twice changes nothing.
+type Committed = Arc<Mutex<BTreeMap<String, Vec<(u64, u64)>>>>;
+
+/// An in-memory two-phase-commit sink: a transaction is the records
+/// written since the last checkpoint, carried in the committable itself.
+struct MemoryTxnSink {
+    committed: Committed,
+}
+
+struct MemoryTxnWriter {
+    name: String,
+    sequence: u64,
+    open: Vec<(u64, u64)>,
+}
+
+static WRITERS: AtomicU64 = AtomicU64::new(0);
+
+impl TwoPhaseCommitSink for MemoryTxnSink {
+    type In = (u64, u64);
+    type Committable = (String, Vec<(u64, u64)>);
+    type Writer = MemoryTxnWriter;
+
+    fn create_writer(&self, ctx: &RuntimeContext) -> Result<MemoryTxnWriter, BoxError> {
+        let n = WRITERS.fetch_add(1, Ordering::SeqCst);
+        Ok(MemoryTxnWriter {
+            name: format!("w{n}-{}", ctx.subtask()),
+            sequence: 0,
+            open: Vec::new(),
+        })
+    }
+
+    fn commit(&self, (id, records): (String, Vec<(u64, u64)>)) -> Result<(), BoxError> {
+        self.committed.lock().unwrap().entry(id).or_insert(records);
+        Ok(())
+    }
+}
+
+impl TwoPhaseCommitWriter for MemoryTxnWriter {
+    type In = (u64, u64);
+    type Committable = (String, Vec<(u64, u64)>);
+
+    fn write(&mut self, batch: &mut Vec<Record<(u64, u64)>>) -> Result<(), BoxError> {
+        self.open.extend(batch.drain(..).map(|r| r.value));
+        Ok(())
+    }
+
+    fn prepare(&mut self, _id: CheckpointId) -> Result<Option<Self::Committable>, BoxError> {
+        if self.open.is_empty() {
+            return Ok(None);
+        }
+        self.sequence += 1;
+        let id = format!("{}-{}", self.name, self.sequence);
+        Ok(Some((id, std::mem::take(&mut self.open))))
+    }
+}
+
+const COUNT: ValueStateDesc<u64> = ValueStateDesc::new("count");
+
+/// Counts records per key; emits `(key, count)` once, when the input ends.
+#[derive(Clone)]
+struct FinalCount;
+
+impl KeyedProcessFunction<u64, u64, (u64, u64)> for FinalCount {
+    fn process(
+        &mut self,
+        _value: u64,
+        ctx: &mut KeyedContext<'_, u64>,
+        _out: &mut Collector<'_, (u64, u64)>,
+    ) -> UserResult {
+        let n = ctx.state(&COUNT).get()?.unwrap_or(0);
+        ctx.state(&COUNT).set(n + 1)?;
+        ctx.timers().register_event_time(Timestamp(i64::MAX - 1));
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        _time: Timestamp,
+        ctx: &mut KeyedContext<'_, u64>,
+        out: &mut Collector<'_, (u64, u64)>,
+    ) -> UserResult {
+        let n = ctx.state(&COUNT).get()?.unwrap_or(0);
+        out.emit((*ctx.key(), n));
+        Ok(())
+    }
+}
+
+fn counting(count: u64) -> CountingSource {
+    CountingSource {
+        count: Some(count),
+        produced: Arc::new(AtomicU64::new(0)),
+    }
+}
+
+fn totals(committed: &Committed) -> BTreeMap<u64, u64> {
+    let mut out = BTreeMap::new();
+    for (key, n) in committed.lock().unwrap().values().flatten() {
+        assert!(out.insert(*key, *n).is_none(), "key {key} committed twice");
+    }
+    out
+}
+
+/// A fast and a slow input into one keyed count, a failure in the middle:
+/// after the restart every key's count is exact, which needs the barrier
+/// aligned (records of the fast input after the barrier must not be in the
+/// snapshot).
+#[test]
+fn aligned_barriers_with_a_fast_and_a_slow_input_keep_counts_exact_across_a_restart() {
+    for parallelism in [1, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = EnvConfig::default()
+            .with_parallelism(parallelism)
+            .with_batch_size(64)
+            .with_checkpoint_interval(Duration::from_millis(20))
+            .with_checkpoint_dir(dir.path())
+            .with_restart_strategy(RestartStrategy::FixedDelay {
+                attempts: 3,
+                delay: Duration::ZERO,
+            });
+        let env = Env::with_config(config).unwrap();
+        let strategy =
+            || WatermarkStrategy::monotonous().with_timestamp(|v: &u64| Timestamp(*v as i64));
+        let fast = env
+            .source(counting(200_000))
+            .uid("fast")
+            .assign_timestamps(strategy());
+        let seen = Arc::new(AtomicU64::new(0));
+        let slow = env
+            .source(counting(3_000))
+            .uid("slow")
+            .assign_timestamps(strategy())
+            .map(move |v| {
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                if n % 100 == 0 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                assert!(n != 1_500, "injected failure");
+                v
+            })
+            .uid("slow-map");
+        let committed: Committed = Default::default();
+        fast.union(&[&slow])
+            .key_by(|v| v % 10)
+            .process(FinalCount)
+            .uid("count")
+            .sink(ExactlyOnce::new(MemoryTxnSink {
+                committed: Arc::clone(&committed),
+            }))
+            .uid("sink");
+        let stats = env.execute("aligned").unwrap();
+        assert_eq!(stats.restarts, 1);
+        let restored_from_checkpoint = stats
+            .checkpoints
+            .iter()
+            .any(|c| c.kind == SnapshotKind::Checkpoint && c.id.0 > 1);
+        assert!(restored_from_checkpoint, "periodic checkpoints completed");
+        let mut want = BTreeMap::new();
+        for v in (0..200_000u64).chain(0..3_000) {
+            *want.entry(v % 10).or_insert(0) += 1;
+        }
+        assert_eq!(totals(&committed), want, "p={parallelism}");
+    }
+}
+
+/// Checkpoints that cannot complete in time are abandoned; the job goes on
+/// and ends with its end-of-input checkpoint; nothing else is left behind.
+#[test]
+fn timed_out_checkpoints_are_abandoned_without_harming_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = EnvConfig::default()
+        .with_parallelism(2)
+        .with_batch_size(32)
+        .with_channel_capacity(4)
+        .with_checkpoint_interval(Duration::from_millis(15))
+        .with_checkpoint_dir(dir.path());
+    config.checkpoints.timeout = Duration::from_millis(5);
+    let env = Env::with_config(config).unwrap();
+    let committed: Committed = Default::default();
+    // Behind a network edge with full channels, every barrier waits for
+    // several slow batches: longer than the timeout.
+    env.source(counting(1_200))
+        .parallelism(1)
+        .rebalance()
+        .map(|v| {
+            std::thread::sleep(Duration::from_millis(1));
+            v
+        })
+        .key_by(|v| v % 3)
+        .process(FinalCount)
+        .sink(ExactlyOnce::new(MemoryTxnSink {
+            committed: Arc::clone(&committed),
+        }));
+    let stats = env.execute("slow").unwrap();
+    assert_eq!(
+        stats.checkpoints.len(),
+        1,
+        "only the end-of-input checkpoint completes: {:?}",
+        stats.checkpoints
+    );
+    assert_eq!(
+        totals(&committed),
+        BTreeMap::from([(0, 400), (1, 400), (2, 400)])
+    );
+    let dirs: Vec<_> = std::fs::read_dir(dir.path().join("slow"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("chk-"))
+        .collect();
+    assert_eq!(dirs.len(), 1, "abandoned checkpoints are deleted: {dirs:?}");
+}
