@@ -215,10 +215,14 @@ fn timed_out_checkpoints_are_abandoned_without_harming_the_job() {
             committed: Arc::clone(&committed),
         }));
     let stats = env.execute("slow").unwrap();
-    assert_eq!(
-        stats.checkpoints.len(),
-        1,
-        "only the end-of-input checkpoint completes: {:?}",
+    // About one checkpoint every 15 ms was triggered; a barrier needs far
+    // longer than 5 ms to pass the slow map, so nearly all were abandoned
+    // (a few complete at the very end, when finished tasks stand in).
+    let last = stats.checkpoints.last().expect("end-of-input checkpoint");
+    assert!(last.id.0 >= 20, "checkpoints were triggered: {last:?}");
+    assert!(
+        stats.checkpoints.len() <= 4,
+        "timed-out checkpoints do not complete: {:?}",
         stats.checkpoints
     );
     assert_eq!(

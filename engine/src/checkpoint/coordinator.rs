@@ -431,13 +431,13 @@ impl Coordinator {
         std::fs::create_dir_all(&dir)
             .map_err(|e| EngineError::checkpoint(format!("creating {}", dir.display()), e))?;
         let mut files = Vec::new();
-        for (task, state) in std::mem::take(&mut self.finished) {
-            let info = &self.tasks[task];
+        for (task, state) in &self.finished {
+            let info = &self.tasks[*task];
             files.push(storage::write_task_file(
                 &dir,
                 info.vertex,
                 info.subtask,
-                &state,
+                state,
             )?);
         }
         self.complete(
