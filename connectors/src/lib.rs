@@ -10,7 +10,8 @@
 //! - [`nexmark`] — the Nexmark benchmark's events ([`Event`]), a pure
 //!   [`NexmarkGenerator`] and the [`NexmarkSource`].
 //! - [`file`](mod@file) — [`FileSource`] (JSON lines or CSV, bounded, undecodable
-//!   records to the dead-letter stream) and [`JsonLinesSink`].
+//!   records to the dead-letter stream), [`JsonLinesSink`] and the
+//!   exactly-once [`TransactionalFileSink`].
 //! - [`print`](mod@print) — [`PrintSink`], Flink's `print()`.
 //! - [`discard`] — [`DiscardSink`], which drops everything (for benchmarks).
 //! - [`error`] — [`ConnectorError`], the one error type of this crate.
@@ -44,6 +45,6 @@ pub mod print;
 pub use datagen::{DataGen, SplitMix64};
 pub use discard::DiscardSink;
 pub use error::ConnectorError;
-pub use file::{FileSource, JsonLinesSink};
+pub use file::{FileSource, JsonLinesSink, TransactionalFileSink};
 pub use nexmark::{Event, NexmarkConfig, NexmarkGenerator, NexmarkSource};
 pub use print::PrintSink;

@@ -1,4 +1,5 @@
-//! Files: a bounded source of JSON lines or CSV, and a JSON-lines sink.
+//! Files: a bounded source of JSON lines or CSV, a JSON-lines sink, and
+//! [`TransactionalFileSink`], its exactly-once counterpart.
 //!
 //! [`FileSource`] reads a file, or every regular file directly inside a
 //! directory (sorted by name, hidden `.x` and `_x` files skipped, as in
@@ -27,6 +28,7 @@ mod decode;
 mod reader;
 mod sink;
 mod split;
+mod transactional;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -40,6 +42,7 @@ use eddy_engine::source::{Boundedness, Source};
 pub use reader::FileReader;
 pub use sink::{JsonLinesSink, JsonLinesWriter};
 pub use split::FileSplit;
+pub use transactional::{FileCommittable, TransactionalFileSink, TransactionalFileWriter};
 
 /// How records are laid out in a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
