@@ -1,0 +1,470 @@
+//! Exactly-once end to end: a job with keyed state, timers and windows writes
+//! through the transactional file sink; failures are injected (panics in a
+//! user function, a killed process), the job restarts from its latest
+//! checkpoint, and the committed output must equal the failure-free result —
+//! nothing lost, nothing twice. Savepoints stop, rescale and restore it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use eddy::connectors::datagen::{DataGen, SplitMix64};
+use eddy::connectors::file::TransactionalFileSink;
+use eddy::engine::checkpoint::latest_checkpoint;
+use eddy::engine::sink::Collected;
+use eddy::engine::state::ValueStateDesc;
+use eddy::operators::window::{Count, TimeWindow, TumblingEventTime, WindowExt};
+use eddy::prelude::*;
+use serde::{Deserialize, Serialize};
+
+const KEYS: u64 = 37;
+const WINDOW_MS: i64 = 100;
+
+/// One result: a key's `nth` window (1-based, in time order) and its count.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct WindowCount {
+    key: u64,
+    window_start: i64,
+    count: u64,
+    nth: u64,
+}
+
+/// Panics once at each of the given record counts (counted over all runs).
+struct Faults {
+    seen: AtomicU64,
+    at: Vec<u64>,
+}
+
+impl Faults {
+    fn check(&self) {
+        let n = self.seen.fetch_add(1, Ordering::SeqCst);
+        if self.at.contains(&n) {
+            panic!("injected failure at record {n}");
+        }
+    }
+}
+
+const NTH: ValueStateDesc<u64> = ValueStateDesc::new("windows-so-far");
+
+/// Numbers each key's windows in the order they fire (keyed value state).
+#[derive(Clone)]
+struct Numbering;
+
+impl KeyedProcessFunction<u64, (u64, TimeWindow, u64), WindowCount> for Numbering {
+    fn process(
+        &mut self,
+        (key, window, count): (u64, TimeWindow, u64),
+        ctx: &mut KeyedContext<'_, u64>,
+        out: &mut Collector<'_, WindowCount>,
+    ) -> UserResult {
+        let nth = ctx.state(&NTH).get()?.unwrap_or(0) + 1;
+        ctx.state(&NTH).set(nth)?;
+        out.emit(WindowCount {
+            key,
+            window_start: window.start.millis(),
+            count,
+            nth,
+        });
+        Ok(())
+    }
+}
+
+struct Job {
+    events: u64,
+    rate: Option<f64>,
+    faults: Option<Arc<Faults>>,
+    out: PathBuf,
+}
+
+impl Job {
+    fn build(&self, env: &Env) {
+        let mut numbers = DataGen::new(|i, _: &mut SplitMix64| i)
+            .with_count(self.events)
+            .with_splits(4);
+        if let Some(rate) = self.rate {
+            numbers = numbers.with_rate(rate);
+        }
+        let faults = self.faults.clone();
+        env.source(numbers)
+            .uid("numbers")
+            .assign_timestamps(
+                WatermarkStrategy::monotonous().with_timestamp(|v: &u64| Timestamp(*v as i64)),
+            )
+            .map(move |v| {
+                if let Some(f) = &faults {
+                    f.check();
+                }
+                v
+            })
+            .uid("faults")
+            .key_by(|v| v % KEYS)
+            .window(TumblingEventTime::of(Duration::from_millis(
+                WINDOW_MS as u64,
+            )))
+            .aggregate(Count)
+            .uid("windows")
+            .key_by(|(k, _, _)| *k)
+            .process(Numbering)
+            .uid("numbering")
+            .sink(TransactionalFileSink::json_lines(&self.out).exactly_once())
+            .uid("sink");
+    }
+}
+
+/// What the job must produce for `events` inputs.
+fn expected(events: u64) -> Vec<WindowCount> {
+    let mut counts: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    for v in 0..events {
+        let start = v as i64 / WINDOW_MS * WINDOW_MS;
+        *counts.entry((v % KEYS, start)).or_default() += 1;
+    }
+    let mut nth: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut all: Vec<WindowCount> = counts
+        .into_iter()
+        .map(|((key, window_start), count)| {
+            let n = nth.entry(key).or_default();
+            *n += 1;
+            WindowCount {
+                key,
+                window_start,
+                count,
+                nth: *n,
+            }
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+fn committed(out: &Path) -> Vec<WindowCount> {
+    let mut all = TransactionalFileSink::<WindowCount>::read_committed(out).expect("readable");
+    all.sort();
+    all
+}
+
+fn config(parallelism: usize, checkpoints: &Path) -> EnvConfig {
+    EnvConfig::default()
+        .with_parallelism(parallelism)
+        .with_checkpoint_interval(Duration::from_millis(30))
+        .with_checkpoint_dir(checkpoints)
+        .with_restart_strategy(RestartStrategy::FixedDelay {
+            attempts: 10,
+            delay: Duration::ZERO,
+        })
+}
+
+#[test]
+fn panics_at_random_points_leave_the_committed_output_exact() {
+    let events = 12_000;
+    let want = expected(events);
+    let mut rng = SplitMix64::new(7);
+    for parallelism in [1, 3] {
+        for _ in 0..2 {
+            let dir = tempfile::tempdir().unwrap();
+            let mut at: Vec<u64> = (0..3).map(|_| rng.below(events)).collect();
+            at.sort_unstable();
+            let job = Job {
+                events,
+                rate: Some(30_000.0),
+                faults: Some(Arc::new(Faults {
+                    seen: AtomicU64::new(0),
+                    at: at.clone(),
+                })),
+                out: dir.path().join("out"),
+            };
+            let env = Env::with_config(config(parallelism, &dir.path().join("chk"))).unwrap();
+            job.build(&env);
+            let stats = env.execute("exactly-once").unwrap();
+            assert_eq!(stats.restarts, 3, "p={parallelism} failures at {at:?}");
+            assert!(
+                stats.checkpoints.len() > 1,
+                "p={parallelism}: periodic checkpoints were taken"
+            );
+            assert_eq!(
+                committed(&job.out),
+                want,
+                "p={parallelism} failures at {at:?}"
+            );
+        }
+    }
+}
+
+/// The child half of the killed-process test: runs the job, resuming from
+/// the latest checkpoint when there is one. Only runs when the parent test
+/// sets `EDDY_CHILD_DIR`.
+#[test]
+fn child_job_resuming_from_its_latest_checkpoint() {
+    let Ok(dir) = std::env::var("EDDY_CHILD_DIR") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let parallelism: usize = std::env::var("EDDY_CHILD_P").unwrap().parse().unwrap();
+    let job = Job {
+        events: 20_000,
+        rate: Some(20_000.0),
+        faults: None,
+        out: dir.join("out"),
+    };
+    let mut config = config(parallelism, &dir.join("chk"));
+    if let Some(latest) = latest_checkpoint(&dir.join("chk"), "killed") {
+        config = config.with_restore(latest);
+    }
+    let env = Env::with_config(config).unwrap();
+    job.build(&env);
+    env.execute("killed").unwrap();
+}
+
+#[test]
+fn a_killed_process_resumes_from_its_checkpoint_exactly() {
+    let mut rng = SplitMix64::new(11);
+    for parallelism in [1, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut kills = 0;
+        loop {
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "child_job_resuming_from_its_latest_checkpoint",
+                    "--test-threads=1",
+                ])
+                .env("EDDY_CHILD_DIR", dir.path())
+                .env("EDDY_CHILD_P", parallelism.to_string())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            if kills < 4 {
+                std::thread::sleep(Duration::from_millis(150 + rng.below(400)));
+                if child.try_wait().unwrap().is_none() {
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                    kills += 1;
+                    continue;
+                }
+            }
+            let status = child.wait().unwrap();
+            assert!(status.success(), "the last run completes");
+            break;
+        }
+        assert!(
+            kills > 0,
+            "p={parallelism}: the job was killed at least once"
+        );
+        assert_eq!(
+            committed(&dir.path().join("out")),
+            expected(20_000),
+            "p={parallelism} after {kills} kills"
+        );
+    }
+}
+
+/// Runs the job until `stop_after`, stops it with a savepoint, and returns
+/// where the savepoint is.
+fn run_and_stop(job: &Job, config: EnvConfig, stop_after: Duration, savepoint: &Path) -> PathBuf {
+    let env = Env::with_config(config).unwrap();
+    job.build(&env);
+    let control = env.control();
+    let target = savepoint.to_path_buf();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(stop_after);
+        control.stop_with_savepoint(target)
+    });
+    let stats = env.execute("rescaled").unwrap();
+    let path = stopper.join().unwrap().expect("savepoint taken");
+    assert_eq!(
+        stats.stopped_with_savepoint.as_deref(),
+        Some(path.as_path())
+    );
+    path
+}
+
+#[test]
+fn stop_with_savepoint_then_restore_at_other_parallelism_and_key_groups_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = 24_000;
+    let job = Job {
+        events,
+        rate: Some(20_000.0),
+        faults: None,
+        out: dir.path().join("out"),
+    };
+    let chk = dir.path().join("chk");
+    // p=2 → stop → p=3 → stop → p=1 with a new max parallelism → end.
+    let first = run_and_stop(
+        &job,
+        config(2, &chk),
+        Duration::from_millis(300),
+        &dir.path().join("sp1"),
+    );
+    let partial = committed(&job.out);
+    assert!(!partial.is_empty() && partial.len() < expected(events).len());
+    let second = run_and_stop(
+        &job,
+        config(3, &chk).with_restore(&first),
+        Duration::from_millis(300),
+        &dir.path().join("sp2"),
+    );
+    let env = Env::with_config(
+        config(1, &chk)
+            .with_max_parallelism(32)
+            .with_restore(&second),
+    )
+    .unwrap();
+    job.build(&env);
+    env.execute("rescaled").unwrap();
+    assert_eq!(committed(&job.out), expected(events));
+}
+
+/// Counts records per key in a value state of type `S`.
+#[derive(Clone)]
+struct CountInto<S>(std::marker::PhantomData<fn() -> S>);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CountV1 {
+    count: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CountV2 {
+    count: u64,
+    #[serde(default)]
+    note: String,
+}
+
+trait Counter: Data {
+    fn bump(previous: Option<Self>) -> Self;
+    fn count(&self) -> u64;
+}
+
+impl Counter for CountV1 {
+    fn bump(previous: Option<Self>) -> Self {
+        CountV1 {
+            count: previous.map_or(0, |p| p.count) + 1,
+        }
+    }
+    fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+impl Counter for CountV2 {
+    fn bump(previous: Option<Self>) -> Self {
+        CountV2 {
+            count: previous.map_or(0, |p| p.count) + 1,
+            note: "v2".into(),
+        }
+    }
+    fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+impl<S: Counter> KeyedProcessFunction<u64, u64, (u64, u64)> for CountInto<S> {
+    fn process(
+        &mut self,
+        _value: u64,
+        ctx: &mut KeyedContext<'_, u64>,
+        out: &mut Collector<'_, (u64, u64)>,
+    ) -> UserResult {
+        let desc: ValueStateDesc<S> = ValueStateDesc::new("count");
+        let next = S::bump(ctx.state(&desc).get()?);
+        out.emit((*ctx.key(), next.count()));
+        ctx.state(&desc).set(next)?;
+        Ok(())
+    }
+}
+
+fn counting_job<S: Counter>(
+    env: &Env,
+    source_uid: &str,
+    values: Vec<u64>,
+) -> Collected<(u64, u64)> {
+    let (sink, collected) = CollectSink::new();
+    env.from_collection(values)
+        .uid(source_uid)
+        .key_by(|v| v % 5)
+        .process(CountInto::<S>(std::marker::PhantomData))
+        .uid("counter")
+        .sink(sink);
+    collected
+}
+
+#[test]
+fn state_that_gained_a_defaulted_field_restores_and_missing_uids_need_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let chk = dir.path().join("chk");
+    let cfg = || {
+        EnvConfig::default()
+            .with_parallelism(2)
+            .with_checkpoint_interval(Duration::from_secs(3600))
+            .with_checkpoint_dir(&chk)
+    };
+    let env = Env::with_config(cfg()).unwrap();
+    let _ = counting_job::<CountV1>(&env, "first-input", (0..50).collect());
+    env.execute("evolving").unwrap();
+    // The end-of-input checkpoint keeps the counters.
+    let saved = latest_checkpoint(&chk, "evolving").expect("end-of-input checkpoint");
+
+    // A new input (new source uid): the old source's state has no owner.
+    let env = Env::with_config(cfg().with_restore(&saved)).unwrap();
+    let _ = counting_job::<CountV2>(&env, "second-input", vec![0, 1]);
+    let err = env.execute("evolving").unwrap_err().to_string();
+    assert!(
+        err.contains("first-input") && err.contains("--allow-non-restored-state"),
+        "{err}"
+    );
+
+    let mut config = cfg().with_restore(&saved);
+    config.checkpoints.allow_non_restored_state = true;
+    let env = Env::with_config(config).unwrap();
+    let collected = counting_job::<CountV2>(&env, "second-input", vec![0, 1]);
+    env.execute("evolving").unwrap();
+    let mut got = collected.values();
+    got.sort_unstable();
+    assert_eq!(got, vec![(0, 11), (1, 11)], "10 each before, one more now");
+}
+
+#[test]
+fn damaged_checkpoints_are_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let chk = dir.path().join("chk");
+    let cfg = || {
+        EnvConfig::default()
+            .with_parallelism(1)
+            .with_checkpoint_interval(Duration::from_secs(3600))
+            .with_checkpoint_dir(&chk)
+    };
+    let env = Env::with_config(cfg()).unwrap();
+    let _ = counting_job::<CountV1>(&env, "input", (0..50).collect());
+    env.execute("damaged").unwrap();
+    let saved = latest_checkpoint(&chk, "damaged").unwrap();
+
+    let restore = |path: &Path| {
+        let env = Env::with_config(cfg().with_restore(path)).unwrap();
+        let _ = counting_job::<CountV1>(&env, "input", vec![1]);
+        env.execute("damaged").unwrap_err().to_string()
+    };
+    // A state file with one byte flipped.
+    let state_file = std::fs::read_dir(&saved)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.extension().is_some_and(|e| e == "state") && std::fs::metadata(p).unwrap().len() > 0
+        })
+        .unwrap();
+    let mut bytes = std::fs::read(&state_file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&state_file, bytes).unwrap();
+    let err = restore(&saved);
+    assert!(err.contains("damaged state file"), "{err}");
+    // Unreadable metadata.
+    std::fs::write(saved.join("_metadata"), b"{ not json").unwrap();
+    let err = restore(&saved);
+    assert!(err.contains("damaged metadata"), "{err}");
+    // Nothing there at all.
+    let err = restore(&dir.path().join("nowhere"));
+    assert!(err.contains("no complete checkpoint or savepoint"), "{err}");
+}
