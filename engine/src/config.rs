@@ -216,8 +216,8 @@ pub struct EnvArgs {
     /// Barrier alignment [default: exactly-once].
     #[arg(long, value_name = "MODE")]
     pub checkpointing_mode: Option<CheckpointingMode>,
-    /// Root directory of checkpoints; a job's go to DIR/<job name>
-    /// [default: <temp dir>/eddy-checkpoints].
+    /// Root directory of checkpoints; a job's go to DIR/JOB (the job name)
+    /// [default: TMPDIR/eddy-checkpoints].
     #[arg(long, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
     /// Abandon a checkpoint not complete after this long [default: 10min].

@@ -53,7 +53,7 @@ pub fn keyed_metrics<K: crate::element::Key, N: Namespace>(
 /// restored from a checkpoint or savepoint; call it from `Operator::open`.
 ///
 /// # Errors
-/// [`StateError::Incompatible`] when the timers do not decode (states are
+/// [`crate::error::StateError::Incompatible`] when the timers do not decode (states are
 /// decoded, and checked, when first used).
 pub fn restore_keyed<K: crate::element::Key, N: Namespace>(
     ctx: &crate::context::RuntimeContext,
@@ -71,7 +71,7 @@ pub fn restore_keyed<K: crate::element::Key, N: Namespace>(
 /// `Operator::snapshot_state`.
 ///
 /// # Errors
-/// [`StateError::Encode`] when a value cannot be encoded.
+/// [`crate::error::StateError::Encode`] when a value cannot be encoded.
 pub fn snapshot_keyed<K: crate::element::Key, N: Namespace>(
     out: &mut crate::checkpoint::StateSnapshot,
     backend: &KeyedStateBackend<K>,
