@@ -247,7 +247,7 @@ where
     fn snapshot_state(&mut self, out: &mut crate::checkpoint::StateSnapshot) -> UserResult {
         Ok(crate::state::snapshot_keyed(
             out,
-            &self.backend,
+            &mut self.backend,
             &self.timers,
         )?)
     }

@@ -40,24 +40,30 @@ trait AnyTable: Send {
     fn len(&self) -> usize;
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn snapshot(
-        &self,
+        &mut self,
         name: &str,
         type_name: &str,
         out: &mut StateSnapshot,
     ) -> Result<(), StateError>;
 }
 
-impl<K: Key, N: Namespace, S: Serialize + Send + 'static> AnyTable for StateTable<K, N, S> {
+impl<K: Key, N: Namespace, S: Serialize + DeserializeOwned + Send + 'static> AnyTable
+    for StateTable<K, N, S>
+{
     fn len(&self) -> usize {
         StateTable::len(self)
     }
 
     fn snapshot(
-        &self,
+        &mut self,
         name: &str,
         type_name: &str,
         out: &mut StateSnapshot,
     ) -> Result<(), StateError> {
+        #[cfg(feature = "rocksdb")]
+        if let Some(r) = self.rocks.as_mut() {
+            return r.snapshot(name, type_name, out);
+        }
         for (i, group) in self.groups.iter().enumerate() {
             let entries = group.iter().map(|((k, n), s)| (key_hash(k), (k, n, s)));
             out.keyed_group(name, type_name, self.start + i as KeyGroup, entries)?;
@@ -160,8 +166,8 @@ impl<K: Key> KeyedStateBackend<K> {
     ///
     /// # Errors
     /// [`StateError::Encode`] when a value cannot be encoded.
-    pub fn snapshot(&self, out: &mut StateSnapshot) -> Result<(), StateError> {
-        for t in &self.tables {
+    pub fn snapshot(&mut self, out: &mut StateSnapshot) -> Result<(), StateError> {
+        for t in &mut self.tables {
             t.table.snapshot(t.name, t.type_name, out)?;
         }
         for (name, state) in &self.pending {
@@ -183,7 +189,7 @@ impl<K: Key> KeyedStateBackend<K> {
     ///
     /// # Errors
     /// [`StateError::Encode`] when a value cannot be encoded.
-    pub fn snapshot_whole(&self) -> Result<Vec<u8>, StateError> {
+    pub fn snapshot_whole(&mut self) -> Result<Vec<u8>, StateError> {
         let mut out = StateSnapshot::new(CheckpointId(0), self.range.end as usize);
         self.snapshot(&mut out)?;
         bincode::serialize(&out.data.keyed).map_err(|e| StateError::Encode {
@@ -213,14 +219,20 @@ impl<K: Key> KeyedStateBackend<K> {
     }
 }
 
-/// Values of one state, per key group, keyed by (key, namespace).
+/// Values of one state, per key group, keyed by (key, namespace): in hash
+/// maps on the heap, or in a RocksDB column family behind a write-back cache.
+///
+/// Every access is fallible because a disk-based store can fail; on the heap
+/// nothing does.
 pub struct StateTable<K, N, S> {
     start: KeyGroup,
     groups: Vec<HashMap<(K, N), S>>,
+    #[cfg(feature = "rocksdb")]
+    rocks: Option<super::rocks::RocksTable<K, N, S>>,
 }
 
 /// Borrowed form of a (key, namespace) pair, so lookups need no clone.
-struct KeyRef<'a, K, N>(&'a K, &'a N);
+pub(crate) struct KeyRef<'a, K, N>(pub &'a K, pub &'a N);
 
 impl<K: Hash, N: Hash> Hash for KeyRef<'_, K, N> {
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -236,11 +248,22 @@ impl<K: Eq, N: Eq> Equivalent<(K, N)> for KeyRef<'_, K, N> {
     }
 }
 
-impl<K: Key, N: Namespace, S> StateTable<K, N, S> {
+impl<K: Key, N: Namespace, S: Serialize + DeserializeOwned> StateTable<K, N, S> {
     fn new(range: KeyGroupRange) -> Self {
         StateTable {
             start: range.start,
             groups: (0..range.len()).map(|_| HashMap::new()).collect(),
+            #[cfg(feature = "rocksdb")]
+            rocks: None,
+        }
+    }
+
+    #[cfg(feature = "rocksdb")]
+    fn in_rocks(rocks: super::rocks::RocksTable<K, N, S>) -> Self {
+        StateTable {
+            start: 0,
+            groups: Vec::new(),
+            rocks: Some(rocks),
         }
     }
 
@@ -255,29 +278,54 @@ impl<K: Key, N: Namespace, S> StateTable<K, N, S> {
     }
 
     /// The value for (key, ns), if any.
+    ///
+    /// # Errors
+    /// When the store fails.
     #[inline]
-    pub fn get(&self, kg: KeyGroup, key: &K, ns: &N) -> Option<&S> {
-        self.group(kg).get(&KeyRef(key, ns))
+    pub fn get(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<Option<&S>, StateError> {
+        #[cfg(feature = "rocksdb")]
+        if let Some(r) = self.rocks.as_mut() {
+            return r.get_mut(kg, key, ns, false).map(|v| v.map(|v| &*v));
+        }
+        Ok(self.group(kg).get(&KeyRef(key, ns)))
     }
 
     /// The value for (key, ns), mutably, if any.
+    ///
+    /// # Errors
+    /// When the store fails.
     #[inline]
-    pub fn get_mut(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Option<&mut S> {
-        self.group_mut(kg).get_mut(&KeyRef(key, ns))
+    pub fn get_mut(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<Option<&mut S>, StateError> {
+        #[cfg(feature = "rocksdb")]
+        if let Some(r) = self.rocks.as_mut() {
+            return r.get_mut(kg, key, ns, true);
+        }
+        Ok(self.group_mut(kg).get_mut(&KeyRef(key, ns)))
     }
 
     /// Sets the value for (key, ns).
+    ///
+    /// # Errors
+    /// When the store fails.
     #[inline]
-    pub fn insert(&mut self, kg: KeyGroup, key: &K, ns: &N, value: S) {
+    pub fn insert(&mut self, kg: KeyGroup, key: &K, ns: &N, value: S) -> Result<(), StateError> {
+        #[cfg(feature = "rocksdb")]
+        if let Some(r) = self.rocks.as_mut() {
+            return r.insert(kg, key, ns, value);
+        }
         let group = self.group_mut(kg);
         if let Some(slot) = group.get_mut(&KeyRef(key, ns)) {
             *slot = value;
         } else {
             group.insert((key.clone(), ns.clone()), value);
         }
+        Ok(())
     }
 
     /// The value for (key, ns), inserting `make()` first when absent.
+    ///
+    /// # Errors
+    /// When the store fails.
     #[inline]
     pub fn get_or_insert_with(
         &mut self,
@@ -285,52 +333,59 @@ impl<K: Key, N: Namespace, S> StateTable<K, N, S> {
         key: &K,
         ns: &N,
         make: impl FnOnce() -> S,
-    ) -> &mut S {
+    ) -> Result<&mut S, StateError> {
+        #[cfg(feature = "rocksdb")]
+        if let Some(r) = self.rocks.as_mut() {
+            return r.get_or_insert_with(kg, key, ns, make);
+        }
         let group = self.group_mut(kg);
         let probe = KeyRef(key, ns);
         if !group.contains_key(&probe) {
             group.insert((key.clone(), ns.clone()), make());
         }
-        group
+        Ok(group
             .get_mut(&probe)
-            .expect("the entry was present or has just been inserted")
+            .expect("the entry was present or has just been inserted"))
     }
 
     /// Removes and returns the value for (key, ns).
+    ///
+    /// # Errors
+    /// When the store fails.
     #[inline]
-    pub fn remove(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Option<S> {
-        self.group_mut(kg).remove(&KeyRef(key, ns))
+    pub fn remove(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<Option<S>, StateError> {
+        #[cfg(feature = "rocksdb")]
+        if let Some(r) = self.rocks.as_mut() {
+            return r.remove(kg, key, ns);
+        }
+        Ok(self.group_mut(kg).remove(&KeyRef(key, ns)))
     }
 
     /// Number of entries over all key groups.
     pub fn len(&self) -> usize {
+        #[cfg(feature = "rocksdb")]
+        if let Some(r) = self.rocks.as_ref() {
+            return r.len();
+        }
         self.groups.iter().map(HashMap::len).sum()
     }
 
     /// True when no entry is stored.
     pub fn is_empty(&self) -> bool {
-        self.groups.iter().all(HashMap::is_empty)
+        self.len() == 0
     }
 
     /// Inserts the restored entries of state `name`.
-    fn load(&mut self, name: &str, restored: &RestoredKeyed) -> Result<(), StateError>
-    where
-        S: DeserializeOwned,
-    {
+    fn load(&mut self, name: &str, restored: &RestoredKeyed) -> Result<(), StateError> {
         for (kg, bytes) in &restored.groups {
             for frame in frames(bytes) {
                 let (_, _, body) = frame.map_err(|()| {
                     incompatible::<S>(name, &restored.type_name, "truncated entry")
                 })?;
                 let (k, n, s): (K, N, S) = decode_value(name, &restored.type_name, body)?;
-                self.group_mut(*kg).insert((k, n), s);
+                self.insert(*kg, &k, &n, s)?;
             }
         }
         Ok(())
-    }
-
-    /// Every (key, namespace, value) of one key group.
-    pub fn iter_group(&self, kg: KeyGroup) -> impl Iterator<Item = (&K, &N, &S)> {
-        self.group(kg).iter().map(|((k, n), s)| (k, n, s))
     }
 }

@@ -73,19 +73,19 @@ macro_rules! ttl_builder {
 }
 
 /// Reads a live value out of a TTL-wrapped slot, dropping it if expired.
-fn live<K: Key, N: Namespace, V>(
+fn live<K: Key, N: Namespace, V: Data>(
     table: &mut StateTable<K, N, TtlValue<V>>,
     scope: (KeyGroup, &K, &N),
     now: Timestamp,
-) -> bool {
-    match table.get(scope.0, scope.1, scope.2) {
+) -> Result<bool, StateError> {
+    Ok(match table.get(scope.0, scope.1, scope.2)? {
         Some(v) if v.expired(now) => {
-            table.remove(scope.0, scope.1, scope.2);
+            table.remove(scope.0, scope.1, scope.2)?;
             false
         }
         Some(_) => true,
         None => false,
-    }
+    })
 }
 
 // ---------------------------------------------------------------- value
@@ -146,10 +146,10 @@ impl<K: Key, N: Namespace, V: Data> ValueState<'_, K, N, V> {
         let now = self.scope.now_if(self.ttl);
         let (kg, key, ns) = (self.scope.key_group, self.scope.key, self.scope.ns);
         let table = self.scope.table::<TtlValue<V>>(self.name)?;
-        if !live(table, (kg, key, ns), now) {
+        if !live(table, (kg, key, ns), now)? {
             return Ok(None);
         }
-        Ok(table.get(kg, key, ns).map(|v| v.value.clone()))
+        Ok(table.get(kg, key, ns)?.map(|v| v.value.clone()))
     }
 
     /// Sets the value.
@@ -160,8 +160,7 @@ impl<K: Key, N: Namespace, V: Data> ValueState<'_, K, N, V> {
         let expires = StateTtl::expiry(self.ttl, self.scope.now_if(self.ttl));
         let (kg, key, ns) = (self.scope.key_group, self.scope.key, self.scope.ns);
         let table = self.scope.table::<TtlValue<V>>(self.name)?;
-        table.insert(kg, key, ns, TtlValue { value, expires });
-        Ok(())
+        table.insert(kg, key, ns, TtlValue { value, expires })
     }
 
     /// Removes the value and returns it, if it was set and not expired.
@@ -173,7 +172,7 @@ impl<K: Key, N: Namespace, V: Data> ValueState<'_, K, N, V> {
         let (kg, key, ns) = (self.scope.key_group, self.scope.key, self.scope.ns);
         let table = self.scope.table::<TtlValue<V>>(self.name)?;
         Ok(table
-            .remove(kg, key, ns)
+            .remove(kg, key, ns)?
             .filter(|v| !v.expired(now))
             .map(|v| v.value))
     }
@@ -243,11 +242,11 @@ impl<K: Key, N: Namespace, V: Data> ListState<'_, K, N, V> {
         let expires = StateTtl::expiry(self.ttl, now);
         let (kg, key, ns) = (self.scope.key_group, self.scope.key, self.scope.ns);
         let table = self.scope.table::<TtlValue<Vec<V>>>(self.name)?;
-        live(table, (kg, key, ns), now);
+        live(table, (kg, key, ns), now)?;
         let slot = table.get_or_insert_with(kg, key, ns, || TtlValue {
             value: Vec::new(),
             expires,
-        });
+        })?;
         slot.expires = expires;
         Ok(slot)
     }
@@ -278,11 +277,11 @@ impl<K: Key, N: Namespace, V: Data> ListState<'_, K, N, V> {
         let now = self.scope.now_if(self.ttl);
         let (kg, key, ns) = (self.scope.key_group, self.scope.key, self.scope.ns);
         let table = self.scope.table::<TtlValue<Vec<V>>>(self.name)?;
-        if !live(table, (kg, key, ns), now) {
+        if !live(table, (kg, key, ns), now)? {
             return Ok(Vec::new());
         }
         Ok(table
-            .get(kg, key, ns)
+            .get(kg, key, ns)?
             .map(|v| v.value.clone())
             .unwrap_or_default())
     }
@@ -296,7 +295,7 @@ impl<K: Key, N: Namespace, V: Data> ListState<'_, K, N, V> {
         let (kg, key, ns) = (self.scope.key_group, self.scope.key, self.scope.ns);
         let table = self.scope.table::<TtlValue<Vec<V>>>(self.name)?;
         Ok(table
-            .remove(kg, key, ns)
+            .remove(kg, key, ns)?
             .filter(|v| !v.expired(now))
             .map(|v| v.value)
             .unwrap_or_default())
@@ -386,9 +385,9 @@ impl<K: Key, N: Namespace, UK: Data + Hash + Eq, UV: Data> MapState<'_, K, N, UK
         let (kg, key, ns) = (self.scope.key_group, self.scope.key, self.scope.ns);
         let table = self.scope.table::<MapSlot<UK, UV>>(self.name)?;
         let map = if create {
-            table.get_or_insert_with(kg, key, ns, HashMap::new)
+            table.get_or_insert_with(kg, key, ns, HashMap::new)?
         } else {
-            match table.get_mut(kg, key, ns) {
+            match table.get_mut(kg, key, ns)? {
                 Some(m) => m,
                 None => return Ok(None),
             }
@@ -398,7 +397,7 @@ impl<K: Key, N: Namespace, UK: Data + Hash + Eq, UV: Data> MapState<'_, K, N, UK
         }
         let r = f(map, now);
         if map.is_empty() {
-            table.remove(kg, key, ns);
+            table.remove(kg, key, ns)?;
         }
         Ok(Some(r))
     }
@@ -638,11 +637,11 @@ impl<K: Key, N: Namespace, A: AggregateFunction> AggregatingState<'_, K, N, A> {
         let (kg, key, ns) = (self.scope.key_group, self.scope.key, self.scope.ns);
         let agg = self.agg;
         let table = self.scope.table::<TtlValue<A::Acc>>(self.name)?;
-        live(table, (kg, key, ns), now);
+        live(table, (kg, key, ns), now)?;
         let slot = table.get_or_insert_with(kg, key, ns, || TtlValue {
             value: agg.create(),
             expires,
-        });
+        })?;
         agg.add(&mut slot.value, value);
         slot.expires = expires;
         Ok(())
@@ -657,10 +656,10 @@ impl<K: Key, N: Namespace, A: AggregateFunction> AggregatingState<'_, K, N, A> {
         let (kg, key, ns) = (self.scope.key_group, self.scope.key, self.scope.ns);
         let agg = self.agg;
         let table = self.scope.table::<TtlValue<A::Acc>>(self.name)?;
-        if !live(table, (kg, key, ns), now) {
+        if !live(table, (kg, key, ns), now)? {
             return Ok(None);
         }
-        Ok(table.get(kg, key, ns).map(|v| agg.result(&v.value)))
+        Ok(table.get(kg, key, ns)?.map(|v| agg.result(&v.value)))
     }
 
     /// Removes the accumulator.
@@ -671,7 +670,7 @@ impl<K: Key, N: Namespace, A: AggregateFunction> AggregatingState<'_, K, N, A> {
         let (kg, key, ns) = (self.scope.key_group, self.scope.key, self.scope.ns);
         self.scope
             .table::<TtlValue<A::Acc>>(self.name)?
-            .remove(kg, key, ns);
+            .remove(kg, key, ns)?;
         Ok(())
     }
 }

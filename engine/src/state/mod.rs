@@ -74,7 +74,7 @@ pub fn restore_keyed<K: crate::element::Key, N: Namespace>(
 /// [`crate::error::StateError::Encode`] when a value cannot be encoded.
 pub fn snapshot_keyed<K: crate::element::Key, N: Namespace>(
     out: &mut crate::checkpoint::StateSnapshot,
-    backend: &KeyedStateBackend<K>,
+    backend: &mut KeyedStateBackend<K>,
     timers: &TimerService<K, N>,
 ) -> Result<(), crate::error::StateError> {
     backend.snapshot(out)?;

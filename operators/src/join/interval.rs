@@ -161,7 +161,7 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
         match record.value {
             Either::Left(a) => {
                 let rights = self.backend.table::<(), Buffer<B>>(RIGHT)?;
-                if let Some(buffer) = rights.get(kg, &key, &()) {
+                if let Some(buffer) = rights.get(kg, &key, &())? {
                     for (bt, bs) in buffer.range(t.saturating_add(lower)..=t.saturating_add(upper))
                     {
                         out.set_timestamp(Timestamp(t.max(*bt)));
@@ -171,7 +171,7 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
                 let expires = Timestamp(t.saturating_add(upper));
                 self.backend
                     .table::<(), Buffer<A>>(LEFT)?
-                    .get_or_insert_with(kg, &key, &(), BTreeMap::new)
+                    .get_or_insert_with(kg, &key, &(), BTreeMap::new)?
                     .entry(t)
                     .or_default()
                     .push(a);
@@ -181,7 +181,7 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
             }
             Either::Right(b) => {
                 let lefts = self.backend.table::<(), Buffer<A>>(LEFT)?;
-                if let Some(buffer) = lefts.get(kg, &key, &()) {
+                if let Some(buffer) = lefts.get(kg, &key, &())? {
                     for (at, as_) in buffer.range(t.saturating_sub(upper)..=t.saturating_sub(lower))
                     {
                         out.set_timestamp(Timestamp(t.max(*at)));
@@ -191,7 +191,7 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
                 let expires = Timestamp(t.saturating_sub(lower));
                 self.backend
                     .table::<(), Buffer<B>>(RIGHT)?
-                    .get_or_insert_with(kg, &key, &(), BTreeMap::new)
+                    .get_or_insert_with(kg, &key, &(), BTreeMap::new)?
                     .entry(t)
                     .or_default()
                     .push(b);
@@ -206,10 +206,10 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
     fn expire<T: Data>(&mut self, name: &'static str, key: &K, t: i64) -> UserResult {
         let kg = key_group_of(key, self.max_parallelism);
         let table = self.backend.table::<(), Buffer<T>>(name)?;
-        if let Some(buffer) = table.get_mut(kg, key, &()) {
+        if let Some(buffer) = table.get_mut(kg, key, &())? {
             buffer.remove(&t);
             if buffer.is_empty() {
-                table.remove(kg, key, &());
+                table.remove(kg, key, &())?;
             }
         }
         Ok(())
@@ -233,7 +233,7 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
     fn snapshot_state(&mut self, out: &mut eddy_engine::checkpoint::StateSnapshot) -> UserResult {
         Ok(eddy_engine::state::snapshot_keyed(
             out,
-            &self.backend,
+            &mut self.backend,
             &self.timers,
         )?)
     }

@@ -168,7 +168,7 @@ where
             Either::Left(event) => {
                 self.backend
                     .table::<(), Waiting<A>>(WAITING)?
-                    .get_or_insert_with(kg, &key, &(), BTreeMap::new)
+                    .get_or_insert_with(kg, &key, &(), BTreeMap::new)?
                     .entry(t)
                     .or_default()
                     .push(event);
@@ -178,7 +178,7 @@ where
                 let row = (self.row)(&change);
                 self.backend
                     .table::<(), Versions<V>>(VERSIONS)?
-                    .get_or_insert_with(kg, &key, &(), BTreeMap::new)
+                    .get_or_insert_with(kg, &key, &(), BTreeMap::new)?
                     .insert(t, row);
                 self.timers.event.register(record.ts, key, Due::Version);
             }
@@ -197,11 +197,11 @@ where
         let t = at.millis();
         if due == Due::Events {
             let waiting = self.backend.table::<(), Waiting<A>>(WAITING)?;
-            let events = match waiting.get_mut(kg, &key, &()) {
+            let events = match waiting.get_mut(kg, &key, &())? {
                 Some(w) => {
                     let events = w.remove(&t).unwrap_or_default();
                     if w.is_empty() {
-                        waiting.remove(kg, &key, &());
+                        waiting.remove(kg, &key, &())?;
                     }
                     events
                 }
@@ -209,7 +209,7 @@ where
             };
             let versions = self.backend.table::<(), Versions<V>>(VERSIONS)?;
             let valid = versions
-                .get(kg, &key, &())
+                .get(kg, &key, &())?
                 .and_then(|v| v.range(..=t).next_back())
                 .and_then(|(_, row)| row.as_ref());
             out.set_timestamp(at);
@@ -221,7 +221,7 @@ where
         }
         // Versions before the one valid at `t` can no longer be asked for.
         let versions = self.backend.table::<(), Versions<V>>(VERSIONS)?;
-        if let Some(v) = versions.get_mut(kg, &key, &()) {
+        if let Some(v) = versions.get_mut(kg, &key, &())? {
             let newer = v.split_off(&(t + 1));
             let current = v.pop_last().filter(|(_, row)| row.is_some());
             *v = newer;
@@ -229,7 +229,7 @@ where
                 v.insert(ct, row);
             }
             if v.is_empty() {
-                versions.remove(kg, &key, &());
+                versions.remove(kg, &key, &())?;
             }
         }
         Ok(())
@@ -259,7 +259,7 @@ where
     fn snapshot_state(&mut self, out: &mut eddy_engine::checkpoint::StateSnapshot) -> UserResult {
         Ok(eddy_engine::state::snapshot_keyed(
             out,
-            &self.backend,
+            &mut self.backend,
             &self.timers,
         )?)
     }

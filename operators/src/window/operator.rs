@@ -252,7 +252,7 @@ where
                 let next_start = w.start.millis() + slide;
                 let agg = &self.agg;
                 let panes = self.backend.table::<(), Panes<A::Acc>>(PANES)?;
-                let Some(map) = panes.get(s.kg, s.key, &()) else {
+                let Some(map) = panes.get(s.kg, s.key, &())? else {
                     return Ok((None, None));
                 };
                 let mut merged: Option<A::Acc> = None;
@@ -270,11 +270,11 @@ where
                     return Ok((None, None));
                 };
                 Ok((
-                    self.contents()?.get(s.kg, s.key, &session.state).cloned(),
+                    self.contents()?.get(s.kg, s.key, &session.state)?.cloned(),
                     None,
                 ))
             }
-            Scheme::Global => Ok((self.contents()?.get(s.kg, s.key, w).cloned(), None)),
+            Scheme::Global => Ok((self.contents()?.get(s.kg, s.key, w)?.cloned(), None)),
         }
     }
 
@@ -316,22 +316,22 @@ where
         match &self.settings.spec.scheme {
             Scheme::Aligned { .. } => {
                 let panes = self.backend.table::<(), Panes<A::Acc>>(PANES)?;
-                if let Some(map) = panes.get_mut(s.kg, s.key, &()) {
+                if let Some(map) = panes.get_mut(s.kg, s.key, &())? {
                     let keep = map.split_off(&w.end.millis());
                     map.retain(|start, _| *start < w.start.millis());
                     map.extend(keep);
                     if map.is_empty() {
-                        panes.remove(s.kg, s.key, &());
+                        panes.remove(s.kg, s.key, &())?;
                     }
                 }
             }
             Scheme::Session(_) => {
                 if let Some(session) = self.session(s, w)? {
-                    self.contents()?.remove(s.kg, s.key, &session.state);
+                    self.contents()?.remove(s.kg, s.key, &session.state)?;
                 }
             }
             Scheme::Global => {
-                self.contents()?.remove(s.kg, s.key, w);
+                self.contents()?.remove(s.kg, s.key, w)?;
             }
         }
         Ok(())
@@ -346,7 +346,7 @@ where
         out: &mut Collector<'_, O>,
     ) -> UserResult {
         let counts = self.backend.table::<TimeWindow, u64>(COUNTS)?;
-        let c = counts.get_or_insert_with(s.kg, s.key, &w, || 0);
+        let c = counts.get_or_insert_with(s.kg, s.key, &w, || 0)?;
         *c += 1;
         let full = *c >= n;
         if *c == 1 {
@@ -355,7 +355,7 @@ where
         if full {
             self.backend
                 .table::<TimeWindow, u64>(COUNTS)?
-                .insert(s.kg, s.key, &w, 0);
+                .insert(s.kg, s.key, &w, 0)?;
             self.fire(s, w, out)?;
         }
         Ok(())
@@ -413,7 +413,7 @@ where
         }
         let agg = &self.agg;
         let panes = self.backend.table::<(), Panes<A::Acc>>(PANES)?;
-        let map = panes.get_or_insert_with(s.kg, s.key, &(), Panes::new);
+        let map = panes.get_or_insert_with(s.kg, s.key, &(), Panes::new)?;
         let mut created = false;
         let acc = map.entry(ps).or_insert_with(|| {
             created = true;
@@ -471,7 +471,7 @@ where
         let proto = TimeWindow::new(ts, ts.add_millis(gap_ms));
         let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
         let (mut merged, mut touching, mut first) = (proto, 0usize, None);
-        if let Some(list) = sessions.get(s.kg, s.key, &()) {
+        if let Some(list) = sessions.get(s.kg, s.key, &())? {
             for (i, x) in list
                 .iter()
                 .enumerate()
@@ -496,7 +496,7 @@ where
             let list = self
                 .backend
                 .table::<(), Vec<Session>>(SESSIONS)?
-                .get_or_insert_with(s.kg, s.key, &(), Vec::new);
+                .get_or_insert_with(s.kg, s.key, &(), Vec::new)?;
             match first {
                 Some((i, old)) => {
                     list[i].window = merged;
@@ -525,7 +525,7 @@ where
         let agg = &self.agg;
         let table = self.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
         agg.add(
-            table.get_or_insert_with(s.kg, s.key, &state, || agg.create()),
+            table.get_or_insert_with(s.kg, s.key, &state, || agg.create())?,
             record.value,
         );
         // Timers of a session that grew are not moved: when one fires at the
@@ -549,7 +549,7 @@ where
         state: TimeWindow,
     ) -> UserResult {
         let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
-        let list = sessions.get_or_insert_with(s.kg, s.key, &(), Vec::new);
+        let list = sessions.get_or_insert_with(s.kg, s.key, &(), Vec::new)?;
         let touching: Vec<Session> = list
             .iter()
             .filter(|x| x.window.intersects(proto))
@@ -563,11 +563,11 @@ where
         self.register_cleanup(s.key, TimerKind::CleanupPane(merged), &merged);
         for x in &touching {
             if x.state != state {
-                if let Some(acc) = self.contents()?.remove(s.kg, s.key, &x.state) {
+                if let Some(acc) = self.contents()?.remove(s.kg, s.key, &x.state)? {
                     let agg = &self.agg;
                     let table = self.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
                     agg.merge(
-                        table.get_or_insert_with(s.kg, s.key, &state, || agg.create()),
+                        table.get_or_insert_with(s.kg, s.key, &state, || agg.create())?,
                         acc,
                     );
                 }
@@ -583,8 +583,8 @@ where
             return Ok(());
         }
         let counts = self.backend.table::<TimeWindow, u64>(COUNTS)?;
-        if let Some(c) = counts.remove(s.kg, s.key, from) {
-            *counts.get_or_insert_with(s.kg, s.key, to, || 0) += c;
+        if let Some(c) = counts.remove(s.kg, s.key, from)? {
+            *counts.get_or_insert_with(s.kg, s.key, to, || 0)? += c;
         }
         Ok(())
     }
@@ -603,7 +603,7 @@ where
         let acc = table.get_or_insert_with(s.kg, s.key, &w, || {
             created = true;
             agg.create()
-        });
+        })?;
         agg.add(acc, record.value);
         if created {
             self.register_cleanup(s.key, TimerKind::CleanupPane(w), &w);
@@ -638,7 +638,7 @@ where
     fn session(&mut self, s: &Scope<'_, K>, w: &TimeWindow) -> UserResult<Option<Session>> {
         let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
         Ok(sessions
-            .get(s.kg, s.key, &())
+            .get(s.kg, s.key, &())?
             .and_then(|l| l.iter().find(|x| x.window == *w).copied()))
     }
 
@@ -655,7 +655,7 @@ where
         kind: fn(TimeWindow) -> TimerKind,
     ) -> UserResult<bool> {
         let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
-        let Some(x) = sessions.get(s.kg, s.key, &()).and_then(|l| {
+        let Some(x) = sessions.get(s.kg, s.key, &())?.and_then(|l| {
             l.iter()
                 .find(|x| x.window.start <= w.start && w.end <= x.window.end)
                 .copied()
@@ -706,10 +706,10 @@ where
             TimerKind::CleanupPane(p) => match self.settings.spec.scheme {
                 Scheme::Aligned { .. } => {
                     let panes = self.backend.table::<(), Panes<A::Acc>>(PANES)?;
-                    if let Some(map) = panes.get_mut(kg, &key, &()) {
+                    if let Some(map) = panes.get_mut(kg, &key, &())? {
                         map.remove(&p.start.millis());
                         if map.is_empty() {
-                            panes.remove(kg, &key, &());
+                            panes.remove(kg, &key, &())?;
                         }
                     }
                 }
@@ -720,18 +720,18 @@ where
                     let Some(x) = self.session(&s, &p)? else {
                         return Ok(());
                     };
-                    self.contents()?.remove(kg, &key, &x.state);
+                    self.contents()?.remove(kg, &key, &x.state)?;
                     let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
-                    if let Some(list) = sessions.get_mut(kg, &key, &()) {
+                    if let Some(list) = sessions.get_mut(kg, &key, &())? {
                         list.retain(|y| y.window != p);
                         if list.is_empty() {
-                            sessions.remove(kg, &key, &());
+                            sessions.remove(kg, &key, &())?;
                         }
                     }
                     self.clear_window(&s, p)?;
                 }
                 Scheme::Global => {
-                    self.contents()?.remove(kg, &key, &p);
+                    self.contents()?.remove(kg, &key, &p)?;
                     self.clear_window(&s, p)?;
                 }
             },
@@ -745,7 +745,7 @@ where
     fn clear_window(&mut self, s: &Scope<'_, K>, w: TimeWindow) -> UserResult {
         self.backend
             .table::<TimeWindow, u64>(COUNTS)?
-            .remove(s.kg, s.key, &w);
+            .remove(s.kg, s.key, &w)?;
         if !self.func.keeps_window_state() {
             return Ok(());
         }
@@ -805,7 +805,7 @@ where
     fn snapshot_state(&mut self, out: &mut eddy_engine::checkpoint::StateSnapshot) -> UserResult {
         Ok(eddy_engine::state::snapshot_keyed(
             out,
-            &self.backend,
+            &mut self.backend,
             &self.timers,
         )?)
     }
