@@ -13,6 +13,7 @@ use std::time::Duration;
 use eddy::connectors::datagen::{DataGen, SplitMix64};
 use eddy::connectors::file::TransactionalFileSink;
 use eddy::engine::checkpoint::latest_checkpoint;
+use eddy::engine::config::StateBackendKind;
 use eddy::engine::sink::Collected;
 use eddy::engine::state::ValueStateDesc;
 use eddy::operators::window::{Count, TimeWindow, TumblingEventTime, WindowExt};
@@ -144,6 +145,20 @@ fn committed(out: &Path) -> Vec<WindowCount> {
     all
 }
 
+/// The state backends to run with: the heap, and RocksDB when built in.
+fn backends() -> Vec<StateBackendKind> {
+    let mut all = vec![StateBackendKind::Heap];
+    if cfg!(feature = "rocksdb") {
+        all.push(StateBackendKind::Rocksdb);
+    }
+    all
+}
+
+/// RocksDB when it is built in, else the heap.
+fn rocksdb_if_built() -> StateBackendKind {
+    *backends().last().expect("the heap at least")
+}
+
 fn config(parallelism: usize, checkpoints: &Path) -> EnvConfig {
     EnvConfig::default()
         .with_parallelism(parallelism)
@@ -160,7 +175,10 @@ fn panics_at_random_points_leave_the_committed_output_exact() {
     let events = 12_000;
     let want = expected(events);
     let mut rng = SplitMix64::new(7);
-    for parallelism in [1, 3] {
+    for (parallelism, backend) in [1, 3]
+        .into_iter()
+        .flat_map(|p| backends().into_iter().map(move |b| (p, b)))
+    {
         for _ in 0..2 {
             let dir = tempfile::tempdir().unwrap();
             let mut at: Vec<u64> = (0..3).map(|_| rng.below(events)).collect();
@@ -174,10 +192,14 @@ fn panics_at_random_points_leave_the_committed_output_exact() {
                 })),
                 out: dir.path().join("out"),
             };
-            let env = Env::with_config(config(parallelism, &dir.path().join("chk"))).unwrap();
+            let config = config(parallelism, &dir.path().join("chk")).with_state_backend(backend);
+            let env = Env::with_config(config).unwrap();
             job.build(&env);
             let stats = env.execute("exactly-once").unwrap();
-            assert_eq!(stats.restarts, 3, "p={parallelism} failures at {at:?}");
+            assert_eq!(
+                stats.restarts, 3,
+                "p={parallelism} {backend:?} failures at {at:?}"
+            );
             assert!(
                 stats.checkpoints.len() > 1,
                 "p={parallelism}: periodic checkpoints were taken"
@@ -185,7 +207,7 @@ fn panics_at_random_points_leave_the_committed_output_exact() {
             assert_eq!(
                 committed(&job.out),
                 want,
-                "p={parallelism} failures at {at:?}"
+                "p={parallelism} {backend:?} failures at {at:?}"
             );
         }
     }
@@ -201,13 +223,17 @@ fn child_job_resuming_from_its_latest_checkpoint() {
     };
     let dir = PathBuf::from(dir);
     let parallelism: usize = std::env::var("EDDY_CHILD_P").unwrap().parse().unwrap();
+    let backend = match std::env::var("EDDY_CHILD_BACKEND").as_deref() {
+        Ok("rocksdb") => StateBackendKind::Rocksdb,
+        _ => StateBackendKind::Heap,
+    };
     let job = Job {
         events: 20_000,
         rate: Some(20_000.0),
         faults: None,
         out: dir.join("out"),
     };
-    let mut config = config(parallelism, &dir.join("chk"));
+    let mut config = config(parallelism, &dir.join("chk")).with_state_backend(backend);
     if let Some(latest) = latest_checkpoint(&dir.join("chk"), "killed") {
         config = config.with_restore(latest);
     }
@@ -219,7 +245,8 @@ fn child_job_resuming_from_its_latest_checkpoint() {
 #[test]
 fn a_killed_process_resumes_from_its_checkpoint_exactly() {
     let mut rng = SplitMix64::new(11);
-    for parallelism in [1, 3] {
+    // p=1 on the heap, p=3 on RocksDB when it is built in.
+    for (parallelism, backend) in [(1, StateBackendKind::Heap), (3, rocksdb_if_built())] {
         let dir = tempfile::tempdir().unwrap();
         let mut kills = 0;
         loop {
@@ -231,6 +258,14 @@ fn a_killed_process_resumes_from_its_checkpoint_exactly() {
                 ])
                 .env("EDDY_CHILD_DIR", dir.path())
                 .env("EDDY_CHILD_P", parallelism.to_string())
+                .env(
+                    "EDDY_CHILD_BACKEND",
+                    if backend == StateBackendKind::Rocksdb {
+                        "rocksdb"
+                    } else {
+                        "heap"
+                    },
+                )
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
@@ -291,7 +326,8 @@ fn stop_with_savepoint_then_restore_at_other_parallelism_and_key_groups_is_exact
         out: dir.path().join("out"),
     };
     let chk = dir.path().join("chk");
-    // p=2 → stop → p=3 → stop → p=1 with a new max parallelism → end.
+    // p=2 heap → stop → p=3 RocksDB (when built in) → stop → p=1 heap with a
+    // new max parallelism → end.
     let first = run_and_stop(
         &job,
         config(2, &chk),
@@ -302,7 +338,9 @@ fn stop_with_savepoint_then_restore_at_other_parallelism_and_key_groups_is_exact
     assert!(!partial.is_empty() && partial.len() < expected(events).len());
     let second = run_and_stop(
         &job,
-        config(3, &chk).with_restore(&first),
+        config(3, &chk)
+            .with_restore(&first)
+            .with_state_backend(rocksdb_if_built()),
         Duration::from_millis(300),
         &dir.path().join("sp2"),
     );

@@ -27,10 +27,26 @@ pub struct EnvConfig {
     pub watermark_interval: Duration,
     /// Whether operators are chained into tasks (default true).
     pub chaining: bool,
+    /// Where keyed state lives (default: the heap).
+    pub state_backend: StateBackendKind,
+    /// Working directory of disk-based state backends (default
+    /// `<temp dir>/eddy-state`); scratch space, not durable.
+    pub state_dir: PathBuf,
     /// Checkpoints, restarts and restore.
     pub checkpoints: CheckpointConfig,
     /// Instead of running the job: ask the running instance for a savepoint.
     pub control: Option<ControlAction>,
+}
+
+/// Where keyed state lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum StateBackendKind {
+    /// Typed values in hash maps: fastest; state must fit in memory.
+    #[default]
+    Heap,
+    /// One RocksDB instance per keyed operator subtask: state may exceed
+    /// memory (needs Eddy built with the `rocksdb` feature).
+    Rocksdb,
 }
 
 /// A request to a job that is already running (in another process), sent
@@ -55,6 +71,8 @@ impl Default for EnvConfig {
             channel_capacity: 8,
             watermark_interval: Duration::from_millis(200),
             chaining: true,
+            state_backend: StateBackendKind::Heap,
+            state_dir: std::env::temp_dir().join("eddy-state"),
             checkpoints: CheckpointConfig::default(),
             control: None,
         }
@@ -122,6 +140,12 @@ impl EnvConfig {
         self
     }
 
+    /// Chooses where keyed state lives.
+    pub fn with_state_backend(mut self, backend: StateBackendKind) -> Self {
+        self.state_backend = backend;
+        self
+    }
+
     /// Turns operator chaining off (every operator its own task).
     pub fn without_chaining(mut self) -> Self {
         self.chaining = false;
@@ -171,6 +195,13 @@ impl EnvConfig {
                 "must be positive, e.g. 200ms",
             ));
         }
+        if self.state_backend == StateBackendKind::Rocksdb && !cfg!(feature = "rocksdb") {
+            return Err(EngineError::config(
+                "--state-backend",
+                "rocksdb",
+                "this build has no RocksDB backend; build with `--features rocksdb` (apt libclang-dev needed)",
+            ));
+        }
         self.checkpoints.validate()
     }
 }
@@ -210,6 +241,12 @@ pub struct EnvArgs {
     /// Run every operator in its own task.
     #[arg(long)]
     pub disable_chaining: bool,
+    /// Where keyed state lives [default: heap].
+    #[arg(long, value_name = "BACKEND")]
+    pub state_backend: Option<StateBackendKind>,
+    /// Working directory of the RocksDB backend [default: TMPDIR/eddy-state].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Take a checkpoint this often, e.g. 1s [default: no checkpoints].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub checkpoint_interval: Option<Duration>,
@@ -309,6 +346,8 @@ impl EnvArgs {
             channel_capacity: self.channel_capacity.unwrap_or(d.channel_capacity),
             watermark_interval: self.watermark_interval.unwrap_or(d.watermark_interval),
             chaining: !self.disable_chaining,
+            state_backend: self.state_backend.unwrap_or(d.state_backend),
+            state_dir: self.state_dir.clone().unwrap_or(d.state_dir),
             checkpoints,
             control,
         };

@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use crate::checkpoint::RestoredState;
 use crate::clock::Clock;
+use crate::config::StateBackendKind;
 use crate::element::Timestamp;
 use crate::error::Location;
 use crate::keygroup::KeyGroupRange;
+use std::path::PathBuf;
 
 /// Information about the running subtask, handed to user code when it opens.
 #[derive(Clone, Debug)]
@@ -18,6 +20,8 @@ pub struct RuntimeContext {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) restored: Option<Arc<RestoredState>>,
     pub(crate) checkpointing: bool,
+    pub(crate) state_backend: StateBackendKind,
+    pub(crate) state_dir: PathBuf,
 }
 
 impl RuntimeContext {
@@ -41,7 +45,36 @@ impl RuntimeContext {
             clock,
             restored: None,
             checkpointing: false,
+            state_backend: StateBackendKind::Heap,
+            state_dir: std::env::temp_dir().join("eddy-state"),
         }
+    }
+
+    /// The same context with keyed state kept in `backend` (harnesses).
+    pub fn with_state_backend(mut self, backend: StateBackendKind) -> Self {
+        self.state_backend = backend;
+        self
+    }
+
+    /// Where keyed state lives.
+    pub fn state_backend(&self) -> StateBackendKind {
+        self.state_backend
+    }
+
+    /// A fresh working directory for this subtask's disk-based state.
+    pub fn state_dir_for_subtask(&self) -> PathBuf {
+        static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let uid: String = self
+            .uid()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        self.state_dir.join(format!(
+            "{uid}-{}-{}-{n}",
+            self.subtask(),
+            std::process::id()
+        ))
     }
 
     /// The same context with `state` to restore from (harnesses, tools).

@@ -187,6 +187,14 @@ pub enum StateError {
         /// The type saved, the type expected, and the decoder's message.
         reason: String,
     },
+    /// The state backend failed (a RocksDB read or write, its directory).
+    #[error("state '{name}': the state backend failed: {reason}")]
+    Backend {
+        /// State name (or the backend's directory).
+        name: String,
+        /// The backend's message.
+        reason: String,
+    },
     /// State was accessed outside of a keyed context.
     #[error("state '{name}' used without a current key")]
     NoCurrentKey {

@@ -240,7 +240,7 @@ where
     type Out = O;
 
     fn open(&mut self, ctx: &RuntimeContext) -> UserResult {
-        crate::state::restore_keyed(ctx, &mut self.backend, &mut self.timers)?;
+        crate::state::open_keyed(ctx, &mut self.backend, &mut self.timers)?;
         self.f.open(ctx)
     }
 

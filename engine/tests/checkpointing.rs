@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::CountingSource;
 use eddy_engine::checkpoint::{RestartStrategy, SnapshotKind};
-use eddy_engine::config::EnvConfig;
+use eddy_engine::config::{EnvConfig, StateBackendKind};
 use eddy_engine::context::RuntimeContext;
 use eddy_engine::dsl::Env;
 use eddy_engine::element::{CheckpointId, Record, Timestamp};
@@ -130,9 +130,14 @@ fn totals(committed: &Committed) -> BTreeMap<u64, u64> {
 /// snapshot).
 #[test]
 fn aligned_barriers_with_a_fast_and_a_slow_input_keep_counts_exact_across_a_restart() {
-    for parallelism in [1, 3] {
+    let mut runs = vec![(1, StateBackendKind::Heap), (3, StateBackendKind::Heap)];
+    if cfg!(feature = "rocksdb") {
+        runs.push((3, StateBackendKind::Rocksdb));
+    }
+    for (parallelism, backend) in runs {
         let dir = tempfile::tempdir().unwrap();
         let config = EnvConfig::default()
+            .with_state_backend(backend)
             .with_parallelism(parallelism)
             .with_batch_size(64)
             .with_checkpoint_interval(Duration::from_millis(20))
@@ -182,7 +187,7 @@ fn aligned_barriers_with_a_fast_and_a_slow_input_keep_counts_exact_across_a_rest
         for v in (0..200_000u64).chain(0..3_000) {
             *want.entry(v % 10).or_insert(0) += 1;
         }
-        assert_eq!(totals(&committed), want, "p={parallelism}");
+        assert_eq!(totals(&committed), want, "p={parallelism} {backend:?}");
     }
 }
 

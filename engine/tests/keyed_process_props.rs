@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use eddy_engine::config::EnvConfig;
+use eddy_engine::config::{EnvConfig, StateBackendKind};
 use eddy_engine::dsl::Env;
 use eddy_engine::element::Timestamp;
 use eddy_engine::error::UserResult;
@@ -99,8 +99,14 @@ fn reference(input: &[(u32, i64, i64)]) -> Vec<Out> {
     out
 }
 
-fn run(input: &[(u32, i64, i64)], parallelism: usize, batch_size: usize) -> Vec<Out> {
+fn run(
+    input: &[(u32, i64, i64)],
+    parallelism: usize,
+    batch_size: usize,
+    backend: StateBackendKind,
+) -> Vec<Out> {
     let config = EnvConfig::default()
+        .with_state_backend(backend)
         .with_parallelism(parallelism)
         .with_batch_size(batch_size)
         .with_buffer_timeout(Duration::ZERO);
@@ -148,7 +154,10 @@ proptest! {
         batch_size in 1usize..40,
     ) {
         let expected = reference(&input);
-        prop_assert_eq!(&run(&input, 1, batch_size), &expected);
-        prop_assert_eq!(&run(&input, 4, batch_size), &expected);
+        prop_assert_eq!(&run(&input, 1, batch_size, StateBackendKind::Heap), &expected);
+        prop_assert_eq!(&run(&input, 4, batch_size, StateBackendKind::Heap), &expected);
+        if cfg!(feature = "rocksdb") {
+            prop_assert_eq!(&run(&input, 4, batch_size, StateBackendKind::Rocksdb), &expected);
+        }
     }
 }

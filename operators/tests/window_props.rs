@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use eddy_engine::config::EnvConfig;
+use eddy_engine::config::{EnvConfig, StateBackendKind};
 use eddy_engine::dsl::{DataStream, Env};
 use eddy_engine::element::Timestamp;
 use eddy_engine::operator::OutputTag;
@@ -233,8 +233,9 @@ fn windowed(stream: &DataStream<In>, case: &Case) -> WindowedStream<u8, In> {
         .side_output_late_data(&LATE)
 }
 
-fn run_engine(case: &Case, parallelism: usize) -> (Vec<Out>, Vec<In>) {
+fn run_engine(case: &Case, parallelism: usize, backend: StateBackendKind) -> (Vec<Out>, Vec<In>) {
     let config = EnvConfig::default()
+        .with_state_backend(backend)
         .with_parallelism(parallelism)
         .with_batch_size(case.batch)
         .with_buffer_timeout(Duration::ZERO);
@@ -362,7 +363,10 @@ proptest! {
     #[test]
     fn windows_match_the_naive_reference_at_parallelism_1_and_4(case in case()) {
         let expected = Reference::run(&case);
-        prop_assert_eq!(&run_engine(&case, 1), &expected, "parallelism 1");
-        prop_assert_eq!(&run_engine(&case, 4), &expected, "parallelism 4");
+        prop_assert_eq!(&run_engine(&case, 1, StateBackendKind::Heap), &expected, "parallelism 1");
+        prop_assert_eq!(&run_engine(&case, 4, StateBackendKind::Heap), &expected, "parallelism 4");
+        if cfg!(feature = "rocksdb") {
+            prop_assert_eq!(&run_engine(&case, 4, StateBackendKind::Rocksdb), &expected, "RocksDB, parallelism 4");
+        }
     }
 }

@@ -54,6 +54,29 @@ impl RestoredState {
             .collect()
     }
 
+    /// The share of subtask `subtask` (of `parallelism`, with
+    /// `max_parallelism` key groups) of the state in `snapshots` — one
+    /// operator's snapshots from all its old subtasks. For harnesses and
+    /// tools; jobs restore through `run --restore`.
+    pub fn from_snapshots(
+        snapshots: Vec<crate::checkpoint::StateSnapshot>,
+        subtask: usize,
+        parallelism: usize,
+        max_parallelism: usize,
+    ) -> Self {
+        let job = RestoredJob {
+            id: CheckpointId(0),
+            path: PathBuf::new(),
+            operators: [(
+                String::new(),
+                snapshots.into_iter().map(|s| s.data).collect(),
+            )]
+            .into(),
+        };
+        job.for_subtask("", subtask, parallelism, max_parallelism)
+            .unwrap_or_default()
+    }
+
     /// State made of keyed blobs that all belong to the restoring subtask.
     pub(crate) fn from_blobs(blobs: Vec<KeyedBlob>) -> Self {
         let mut keyed: HashMap<String, RestoredKeyed> = HashMap::new();

@@ -127,6 +127,7 @@ pub(crate) fn frames(bytes: &[u8]) -> impl Iterator<Item = Result<(u64, &[u8], &
 /// Keyed operators hand it to their state backend and timer service
 /// (`KeyedStateBackend::snapshot`, `TimerService::snapshot`); sources and
 /// sinks write list state.
+#[derive(Clone)]
 pub struct StateSnapshot {
     pub(crate) checkpoint: CheckpointId,
     pub(crate) max_parallelism: usize,

@@ -249,6 +249,8 @@ impl Env {
             clock: Arc::clone(&self.inner.clock.borrow()),
             checkpoints: c.checkpoints.clone(),
             requests: self.inner.requests.1.clone(),
+            state_backend: c.state_backend,
+            state_dir: c.state_dir.clone(),
         };
         tracing::info!(job = job_name, tasks = job.vertices.len(), "job starting");
         let graph = self.inner.graph.borrow();

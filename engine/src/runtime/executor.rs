@@ -23,6 +23,7 @@ use crate::checkpoint::restore::RestoredJob;
 use crate::checkpoint::storage::{OperatorEntry, SnapshotKind};
 use crate::checkpoint::CheckpointConfig;
 use crate::clock::Clock;
+use crate::config::StateBackendKind;
 use crate::context::RuntimeContext;
 use crate::error::{panic_message, EngineError, Location};
 use crate::graph::erased::{SendAny, StageAny};
@@ -49,6 +50,8 @@ struct Plan {
     clock: Arc<dyn Clock>,
     restored: Option<Arc<RestoredJob>>,
     checkpointing: bool,
+    state_backend: StateBackendKind,
+    state_dir: PathBuf,
 }
 
 /// The channel ends one subtask owns.
@@ -81,6 +84,8 @@ impl Plan {
             clock: Arc::clone(&self.clock),
             restored,
             checkpointing: self.checkpointing,
+            state_backend: self.state_backend,
+            state_dir: self.state_dir.clone(),
         }
     }
 
@@ -99,6 +104,8 @@ pub(crate) struct RunSettings {
     pub clock: Arc<dyn Clock>,
     pub checkpoints: CheckpointConfig,
     pub requests: Receiver<SavepointRequest>,
+    pub state_backend: StateBackendKind,
+    pub state_dir: PathBuf,
 }
 
 /// Runs the job to its end, restarting it from its latest checkpoint after
@@ -146,6 +153,8 @@ pub(crate) fn execute(
             clock: Arc::clone(&run.clock),
             restored: restored.clone(),
             checkpointing: config.interval.is_some(),
+            state_backend: run.state_backend,
+            state_dir: run.state_dir.clone(),
         });
         let outcome = run_once(&plan, &run, &mut checkpoints);
         match outcome {

@@ -25,6 +25,10 @@ pub struct KeyedStateBackend<K> {
     /// Restored states not yet touched: decoded when first used, written
     /// back unchanged by snapshots until then.
     pending: std::collections::HashMap<String, RestoredKeyed>,
+    /// Set when the state lives in RocksDB (declared after `tables`, which
+    /// are dropped first).
+    #[cfg(feature = "rocksdb")]
+    rocks: Option<super::rocks::RocksInstance>,
     clock: Arc<dyn Clock>,
     _key: std::marker::PhantomData<fn() -> K>,
 }
@@ -83,6 +87,8 @@ impl<K: Key> KeyedStateBackend<K> {
             range,
             tables: Vec::new(),
             pending: Default::default(),
+            #[cfg(feature = "rocksdb")]
+            rocks: None,
             clock,
             _key: std::marker::PhantomData,
         }
@@ -122,7 +128,7 @@ impl<K: Key> KeyedStateBackend<K> {
         let idx = match self.tables.iter().position(|t| t.name == name) {
             Some(i) => i,
             None => {
-                let mut table = StateTable::<K, N, S>::new(self.range);
+                let mut table = self.new_table::<N, S>(name)?;
                 if let Some(restored) = self.pending.remove(name) {
                     table.load(name, &restored)?;
                 }
@@ -144,6 +150,37 @@ impl<K: Key> KeyedStateBackend<K> {
                 name: name.to_owned(),
                 existing,
             })
+    }
+
+    fn new_table<N: Namespace, S: Serialize + DeserializeOwned + Send + 'static>(
+        &self,
+        _name: &str,
+    ) -> Result<StateTable<K, N, S>, StateError> {
+        #[cfg(feature = "rocksdb")]
+        if let Some(rocks) = &self.rocks {
+            return Ok(StateTable::in_rocks(rocks.table(_name)?));
+        }
+        Ok(StateTable::new(self.range))
+    }
+
+    /// Keeps the state in a RocksDB instance in `dir` (a new directory,
+    /// deleted when the backend is dropped) instead of on the heap. Call
+    /// before any state is used.
+    ///
+    /// # Errors
+    /// [`StateError::Backend`] when RocksDB cannot be opened there, or when
+    /// Eddy was built without the `rocksdb` feature.
+    pub fn use_rocksdb(&mut self, dir: std::path::PathBuf) -> Result<(), StateError> {
+        #[cfg(feature = "rocksdb")]
+        {
+            self.rocks = Some(super::rocks::RocksInstance::open(dir)?);
+            Ok(())
+        }
+        #[cfg(not(feature = "rocksdb"))]
+        Err(StateError::Backend {
+            name: dir.display().to_string(),
+            reason: "this build has no RocksDB backend; build with `--features rocksdb`".into(),
+        })
     }
 
     /// Current processing time (for TTL).
@@ -215,7 +252,13 @@ impl<K: Key> KeyedStateBackend<K> {
 
     /// Total number of (key, namespace) entries over all states.
     pub fn entry_count(&self) -> usize {
-        self.tables.iter().map(|t| t.table.len()).sum()
+        let restored: usize = self
+            .pending
+            .values()
+            .flat_map(|state| &state.groups)
+            .map(|(_, bytes)| frames(bytes).count())
+            .sum();
+        self.tables.iter().map(|t| t.table.len()).sum::<usize>() + restored
     }
 }
 

@@ -17,6 +17,8 @@
 
 mod backend;
 mod handles;
+#[cfg(feature = "rocksdb")]
+mod rocks;
 mod timers;
 mod ttl;
 
@@ -49,17 +51,22 @@ pub fn keyed_metrics<K: crate::element::Key, N: Namespace>(
     ]
 }
 
-/// Restores a keyed operator's state and timers when its subtask was
-/// restored from a checkpoint or savepoint; call it from `Operator::open`.
+/// Opens a keyed operator's state: in RocksDB when the job says so, and
+/// restored (state and timers) when its subtask was restored from a
+/// checkpoint or savepoint. Call it from `Operator::open`.
 ///
 /// # Errors
-/// [`crate::error::StateError::Incompatible`] when the timers do not decode (states are
-/// decoded, and checked, when first used).
-pub fn restore_keyed<K: crate::element::Key, N: Namespace>(
+/// [`crate::error::StateError::Incompatible`] when the timers do not decode
+/// (states are decoded, and checked, when first used);
+/// [`crate::error::StateError::Backend`] when RocksDB cannot be opened.
+pub fn open_keyed<K: crate::element::Key, N: Namespace>(
     ctx: &crate::context::RuntimeContext,
     backend: &mut KeyedStateBackend<K>,
     timers: &mut TimerService<K, N>,
 ) -> Result<(), crate::error::StateError> {
+    if ctx.state_backend() == crate::config::StateBackendKind::Rocksdb {
+        backend.use_rocksdb(ctx.state_dir_for_subtask())?;
+    }
     if let Some(restored) = ctx.restored_state() {
         backend.restore(restored);
         timers.restore(restored)?;

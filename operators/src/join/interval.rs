@@ -223,7 +223,7 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
     type Out = O;
 
     fn open(&mut self, ctx: &eddy_engine::context::RuntimeContext) -> UserResult {
-        Ok(eddy_engine::state::restore_keyed(
+        Ok(eddy_engine::state::open_keyed(
             ctx,
             &mut self.backend,
             &mut self.timers,

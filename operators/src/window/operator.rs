@@ -795,7 +795,7 @@ where
     type Out = O;
 
     fn open(&mut self, ctx: &eddy_engine::context::RuntimeContext) -> UserResult {
-        Ok(eddy_engine::state::restore_keyed(
+        Ok(eddy_engine::state::open_keyed(
             ctx,
             &mut self.backend,
             &mut self.timers,
