@@ -126,6 +126,9 @@ pub struct Barrier {
     /// snapshot, wait for the savepoint to complete, and end without
     /// finishing their input.
     pub stop: bool,
+    /// A savepoint: state must be written in the canonical format (no
+    /// backend-specific incremental snapshot).
+    pub savepoint: bool,
 }
 
 /// Whether a channel currently carries data that should hold the watermark.

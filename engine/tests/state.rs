@@ -224,7 +224,7 @@ fn snapshots_restore_into_either_backend_at_another_parallelism() {
                     let ctx = RuntimeContext::standalone("restore", subtask, 2, 128, clock);
                     half.use_rocksdb(ctx.state_dir_for_subtask()).unwrap();
                 }
-                half.restore(&restored);
+                half.restore(&restored).unwrap();
                 for i in 0..KEYS {
                     let k = format!("key-{i}");
                     if !range.contains(kg(&k)) {

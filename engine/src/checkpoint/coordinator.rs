@@ -87,7 +87,25 @@ struct Pending {
     kind: SnapshotKind,
     acked: HashSet<usize>,
     files: Vec<FileEntry>,
+    /// Shared files the written task states refer to.
+    shared: HashSet<String>,
     request: Option<SavepointRequest>,
+}
+
+/// What was written for a checkpoint whose tasks have all acknowledged.
+struct Written {
+    kind: SnapshotKind,
+    files: Vec<FileEntry>,
+    shared: HashSet<String>,
+    started: Instant,
+}
+
+/// The shared files a task's state refers to.
+fn shared_ids(state: &TaskState) -> impl Iterator<Item = String> + '_ {
+    state
+        .iter()
+        .filter_map(|(_, s)| s.native.as_ref())
+        .flat_map(|n| n.shared.iter().map(|(_, id)| id.clone()))
 }
 
 /// What a completed stop-with-savepoint means for the job.
@@ -265,6 +283,7 @@ impl Coordinator {
             id,
             triggered_at: self.clock.now(),
             stop,
+            savepoint: kind == SnapshotKind::Savepoint,
         };
         tracing::debug!(checkpoint = id.0, ?kind, "triggering");
         self.pending.insert(
@@ -275,6 +294,7 @@ impl Coordinator {
                 kind,
                 acked: HashSet::new(),
                 files: Vec::new(),
+                shared: HashSet::new(),
                 request,
             },
         );
@@ -322,6 +342,7 @@ impl Coordinator {
             return Ok(Progress::Running); // abandoned meanwhile
         };
         let info = &self.tasks[task];
+        p.shared.extend(shared_ids(&state));
         match storage::write_task_file(&p.dir, info.vertex, info.subtask, &state) {
             Ok(file) => p.files.push(file),
             Err(e) => {
@@ -347,6 +368,7 @@ impl Coordinator {
         for (task, state) in &self.finished {
             if p.acked.insert(*task) {
                 let info = &self.tasks[*task];
+                p.shared.extend(shared_ids(state));
                 match storage::write_task_file(&p.dir, info.vertex, info.subtask, state) {
                     Ok(file) => p.files.push(file),
                     Err(e) => {
@@ -360,7 +382,13 @@ impl Coordinator {
         let p = self.pending.remove(&id).expect("present");
         let stop = p.request.as_ref().is_some_and(|r| r.stop);
         let dir = p.dir.clone();
-        match self.complete(id, id, p.kind, &p.dir, p.files, p.started) {
+        let written = Written {
+            kind: p.kind,
+            files: p.files,
+            shared: p.shared,
+            started: p.started,
+        };
+        match self.complete(id, id, &p.dir, written) {
             Ok(()) => {
                 if let Some(r) = p.request {
                     let _ = r.reply.send(Ok(dir.clone()));
@@ -389,13 +417,19 @@ impl Coordinator {
         &mut self,
         id: CheckpointId,
         notify: CheckpointId,
-        kind: SnapshotKind,
         dir: &Path,
-        files: Vec<FileEntry>,
-        started: Instant,
+        written: Written,
     ) -> Result<(), EngineError> {
+        let Written {
+            kind,
+            files,
+            shared,
+            started,
+        } = written;
         let mut metadata = Metadata::new(&self.job, id, kind, self.clock.now().millis());
         metadata.operators = self.operators.clone();
+        metadata.shared = shared.into_iter().collect();
+        metadata.shared.sort_unstable();
         let bytes = files.iter().map(|f| f.bytes).sum();
         metadata.files = files;
         storage::write_metadata(dir, &metadata)?;
@@ -418,7 +452,12 @@ impl Coordinator {
             let _ = t.commands.send(TaskCommand::Complete(notify));
         }
         if kind == SnapshotKind::Checkpoint {
-            storage::prune(&self.root, self.config.retained);
+            let in_flight: HashSet<String> = self
+                .pending
+                .values()
+                .flat_map(|p| p.shared.iter().cloned())
+                .collect();
+            storage::prune(&self.root, self.config.retained, &in_flight);
         }
         Ok(())
     }
@@ -431,8 +470,10 @@ impl Coordinator {
         std::fs::create_dir_all(&dir)
             .map_err(|e| EngineError::checkpoint(format!("creating {}", dir.display()), e))?;
         let mut files = Vec::new();
+        let mut shared = HashSet::new();
         for (task, state) in &self.finished {
             let info = &self.tasks[*task];
+            shared.extend(shared_ids(state));
             files.push(storage::write_task_file(
                 &dir,
                 info.vertex,
@@ -440,14 +481,13 @@ impl Coordinator {
                 state,
             )?);
         }
-        self.complete(
-            id,
-            CheckpointId::END,
-            SnapshotKind::Checkpoint,
-            &dir,
+        let written = Written {
+            kind: SnapshotKind::Checkpoint,
             files,
+            shared,
             started,
-        )
+        };
+        self.complete(id, CheckpointId::END, &dir, written)
     }
 
     fn abandon(&mut self, id: CheckpointId, reason: &str) {

@@ -8,17 +8,20 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use crate::checkpoint::snapshot::{
-    decode_value, frames, KeyedBlob, OperatorSnapshot, Redistribution,
+    decode_value, frames, KeyedBlob, NativeRocks, OperatorSnapshot, Redistribution,
 };
 use crate::checkpoint::storage::{self, Metadata};
 use crate::element::CheckpointId;
 use crate::error::{EngineError, StateError};
+use crate::graph::job::JobGraph;
 use crate::keygroup::{KeyGroup, KeyGroupRange};
 
 /// A complete checkpoint or savepoint, read into memory.
 pub(crate) struct RestoredJob {
     pub id: CheckpointId,
     pub path: PathBuf,
+    /// The job's shared storage (files of incremental checkpoints).
+    shared: PathBuf,
     /// Per operator uid: its snapshots, one per old subtask that wrote one.
     operators: HashMap<String, Vec<OperatorSnapshot>>,
 }
@@ -37,6 +40,9 @@ pub(crate) struct RestoredKeyed {
 pub struct RestoredState {
     pub(crate) keyed: HashMap<String, RestoredKeyed>,
     lists: HashMap<String, Vec<Vec<u8>>>,
+    /// An incremental RocksDB checkpoint of exactly this subtask's key
+    /// groups, and the shared storage its files are in.
+    pub(crate) native: Option<(NativeRocks, PathBuf)>,
 }
 
 impl RestoredState {
@@ -67,6 +73,7 @@ impl RestoredState {
         let job = RestoredJob {
             id: CheckpointId(0),
             path: PathBuf::new(),
+            shared: PathBuf::new(),
             operators: [(
                 String::new(),
                 snapshots.into_iter().map(|s| s.data).collect(),
@@ -88,6 +95,7 @@ impl RestoredState {
         RestoredState {
             keyed,
             lists: HashMap::new(),
+            native: None,
         }
     }
 
@@ -125,9 +133,43 @@ impl RestoredJob {
         }
         Ok(RestoredJob {
             id: CheckpointId(metadata.id),
+            shared: storage::shared_dir(dir.parent().unwrap_or(&dir)),
             path: dir,
             operators,
         })
+    }
+
+    /// Readies incremental RocksDB snapshots for `job`: kept as they are
+    /// where each matches one new subtask's key groups exactly and the job
+    /// keeps state in RocksDB (`rocks`); converted to the canonical format
+    /// otherwise (rescaling, or a restore onto the heap).
+    pub(crate) fn prepare(&mut self, job: &JobGraph, rocks: bool) -> Result<(), EngineError> {
+        for (uid, snapshots) in &mut self.operators {
+            let node = job.nodes.iter().find(|n| n.uid == *uid);
+            let fits = |n: &NativeRocks| {
+                node.is_some_and(|node| {
+                    n.max_parallelism as usize == node.max_parallelism
+                        && (0..node.parallelism).any(|s| {
+                            let r = KeyGroupRange::for_subtask(
+                                s,
+                                node.parallelism,
+                                node.max_parallelism,
+                            );
+                            (r.start, r.end) == n.key_groups
+                        })
+                })
+            };
+            let keep = rocks && snapshots.iter().filter_map(|s| s.native.as_ref()).all(fits);
+            if keep {
+                continue;
+            }
+            for snapshot in snapshots.iter_mut() {
+                if let Some(native) = snapshot.native.take() {
+                    snapshot.keyed.extend(convert(&native, &self.shared)?);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The uids that hold state in this snapshot.
@@ -146,6 +188,11 @@ impl RestoredJob {
     ) -> Option<RestoredState> {
         let snapshots = self.operators.get(uid)?;
         let range = KeyGroupRange::for_subtask(subtask, parallelism, max_parallelism);
+        let native = snapshots
+            .iter()
+            .filter_map(|s| s.native.as_ref())
+            .find(|n| n.key_groups == (range.start, range.end))
+            .map(|n| (n.clone(), self.shared.clone()));
         let mut keyed: HashMap<String, (String, BTreeMap<KeyGroup, Vec<u8>>)> = HashMap::new();
         let mut lists: HashMap<String, (Redistribution, Vec<&Vec<u8>>)> = HashMap::new();
         for snapshot in snapshots {
@@ -179,6 +226,7 @@ impl RestoredJob {
             }
         }
         Some(RestoredState {
+            native,
             keyed: keyed
                 .into_iter()
                 .map(|(name, (type_name, groups))| {
@@ -209,6 +257,26 @@ impl RestoredJob {
     }
 }
 
+/// An incremental RocksDB snapshot as canonical keyed blobs.
+fn convert(native: &NativeRocks, shared: &Path) -> Result<Vec<KeyedBlob>, EngineError> {
+    #[cfg(feature = "rocksdb")]
+    {
+        static CONVERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = CONVERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let scratch = std::env::temp_dir().join(format!("eddy-restore-{}-{n}", std::process::id()));
+        crate::state::native_to_canonical(native, shared, scratch)
+            .map_err(|e| EngineError::checkpoint(format!("restoring from {}", shared.display()), e))
+    }
+    #[cfg(not(feature = "rocksdb"))]
+    {
+        let _ = native;
+        Err(EngineError::checkpoint(
+            format!("restoring from {}", shared.display()),
+            "this checkpoint holds incremental RocksDB state; restore it with Eddy built with `--features rocksdb`, or restore from a savepoint",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +287,7 @@ mod tests {
         RestoredJob {
             id: CheckpointId(1),
             path: PathBuf::new(),
+            shared: PathBuf::new(),
             operators: [(
                 "op".to_owned(),
                 snapshots.into_iter().map(|s| s.data).collect(),

@@ -32,6 +32,37 @@ pub enum Redistribution {
 pub(crate) struct OperatorSnapshot {
     pub keyed: Vec<KeyedBlob>,
     pub lists: Vec<ListBlob>,
+    /// A RocksDB instance's own files (incremental checkpoints).
+    pub native: Option<NativeRocks>,
+    /// Files the coordinator copies into shared storage before the
+    /// snapshot counts as written (not stored).
+    #[serde(skip)]
+    pub uploads: Vec<Upload>,
+    /// A scratch directory to delete once the uploads are done.
+    #[serde(skip)]
+    pub scratch: Option<std::path::PathBuf>,
+}
+
+/// A RocksDB instance as an incremental checkpoint: its immutable SST files
+/// by reference to shared storage, its small private files inline.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct NativeRocks {
+    /// The key groups `[start, end)` it holds, of `max_parallelism`.
+    pub key_groups: (KeyGroup, KeyGroup),
+    pub max_parallelism: u32,
+    /// Column families: state name and recorded type name.
+    pub states: Vec<(String, String)>,
+    /// (file name in the instance, id in shared storage).
+    pub shared: Vec<(String, String)>,
+    /// (file name, contents) of the instance's small mutable files.
+    pub private: Vec<(String, Vec<u8>)>,
+}
+
+/// A file to copy into shared storage, then the scratch copy to delete.
+#[derive(Clone, Debug)]
+pub(crate) struct Upload {
+    pub from: std::path::PathBuf,
+    pub shared_id: String,
 }
 
 /// The entries of one keyed state in one key group.
@@ -132,6 +163,8 @@ pub struct StateSnapshot {
     pub(crate) checkpoint: CheckpointId,
     pub(crate) max_parallelism: usize,
     pub(crate) data: OperatorSnapshot,
+    /// Only the canonical format will do (savepoints).
+    pub(crate) canonical: bool,
 }
 
 impl StateSnapshot {
@@ -142,7 +175,16 @@ impl StateSnapshot {
             checkpoint,
             max_parallelism,
             data: OperatorSnapshot::default(),
+            canonical: true,
         }
+    }
+
+    /// The snapshot for `barrier`: backends may write their own incremental
+    /// format unless it is a savepoint.
+    pub(crate) fn for_barrier(barrier: &crate::element::Barrier, max_parallelism: usize) -> Self {
+        let mut snapshot = StateSnapshot::new(barrier.id, max_parallelism);
+        snapshot.canonical = barrier.savepoint;
+        snapshot
     }
 
     /// The checkpoint being taken.
@@ -157,7 +199,7 @@ impl StateSnapshot {
 
     /// True when nothing has been written.
     pub fn is_empty(&self) -> bool {
-        self.data.keyed.is_empty() && self.data.lists.is_empty()
+        self.data.keyed.is_empty() && self.data.lists.is_empty() && self.data.native.is_none()
     }
 
     /// Writes the entries of keyed state `state` in `key_group`: each entry

@@ -56,6 +56,10 @@ pub(crate) struct Metadata {
     pub taken_at_ms: i64,
     pub operators: Vec<OperatorEntry>,
     pub files: Vec<FileEntry>,
+    /// Files in the job's shared storage that this checkpoint needs
+    /// (incremental RocksDB checkpoints).
+    #[serde(default)]
+    pub shared: Vec<String>,
 }
 
 impl Metadata {
@@ -68,6 +72,7 @@ impl Metadata {
             taken_at_ms,
             operators: Vec::new(),
             files: Vec::new(),
+            shared: Vec::new(),
         }
     }
 }
@@ -81,13 +86,51 @@ pub(crate) fn checkpoint_dir(root: &Path, id: CheckpointId) -> PathBuf {
     root.join(format!("chk-{}", id.0))
 }
 
-/// Writes one task's state file into `dir`; returns its metadata entry.
+/// The directory of files shared by the checkpoints of a job.
+pub(crate) fn shared_dir(root: &Path) -> PathBuf {
+    root.join("shared")
+}
+
+/// Copies the files a task's snapshots refer to into shared storage (only
+/// those not there yet: an SST file never changes under its name), then
+/// deletes the task's scratch copies.
+fn upload(shared: &Path, operators: &[(String, OperatorSnapshot)]) -> Result<(), EngineError> {
+    for (_, snapshot) in operators {
+        if !snapshot.uploads.is_empty() {
+            fs::create_dir_all(shared)
+                .map_err(|e| io_error(format!("creating {}", shared.display()), e))?;
+        }
+        for u in &snapshot.uploads {
+            let to = shared.join(&u.shared_id);
+            if to.exists() {
+                continue;
+            }
+            let context = || format!("uploading {} to {}", u.from.display(), to.display());
+            // A hard link is an upload for free when both are on one disk.
+            if fs::hard_link(&u.from, &to).is_err() {
+                let tmp = to.with_extension("uploading");
+                fs::copy(&u.from, &tmp).map_err(|e| io_error(context(), e))?;
+                fs::rename(&tmp, &to).map_err(|e| io_error(context(), e))?;
+            }
+        }
+        if let Some(scratch) = &snapshot.scratch {
+            let _ = fs::remove_dir_all(scratch);
+        }
+    }
+    Ok(())
+}
+
+/// Writes one task's state file into `dir`, after uploading the shared
+/// files it refers to; returns its metadata entry.
 pub(crate) fn write_task_file(
     dir: &Path,
     vertex: usize,
     subtask: usize,
     operators: &[(String, OperatorSnapshot)],
 ) -> Result<FileEntry, EngineError> {
+    if let Some(root) = dir.parent() {
+        upload(&shared_dir(root), operators)?;
+    }
     let name = format!("{vertex}-{subtask}.state");
     let path = dir.join(&name);
     let bytes = bincode::serialize(operators)
@@ -198,9 +241,10 @@ pub(crate) fn next_id(root: &Path) -> CheckpointId {
     CheckpointId(checkpoint_ids(root).last().map_or(1, |(id, _)| id + 1))
 }
 
-/// Deletes all but the newest `keep` complete checkpoints, and incomplete
-/// ones older than the newest complete one.
-pub(crate) fn prune(root: &Path, keep: usize) {
+/// Deletes all but the newest `keep` complete checkpoints, incomplete ones
+/// older than the newest complete one, and shared files that neither a
+/// remaining checkpoint nor one in flight (`in_flight`) refers to.
+pub(crate) fn prune(root: &Path, keep: usize, in_flight: &std::collections::HashSet<String>) {
     let ids = checkpoint_ids(root);
     let complete: Vec<u64> = ids.iter().filter(|(_, c)| *c).map(|(id, _)| *id).collect();
     let Some(&newest) = complete.last() else {
@@ -213,6 +257,23 @@ pub(crate) fn prune(root: &Path, keep: usize) {
             if let Err(e) = fs::remove_dir_all(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot delete an old checkpoint");
             }
+        }
+    }
+    let Ok(files) = fs::read_dir(shared_dir(root)) else {
+        return;
+    };
+    let mut needed = in_flight.clone();
+    for id in kept {
+        match read_metadata(&checkpoint_dir(root, CheckpointId(*id))) {
+            Ok(m) => needed.extend(m.shared),
+            // Unsure what is needed: delete nothing.
+            Err(_) => return,
+        }
+    }
+    for file in files.filter_map(Result::ok) {
+        let name = file.file_name().to_string_lossy().into_owned();
+        if !needed.contains(&name) {
+            let _ = fs::remove_file(file.path());
         }
     }
 }

@@ -191,7 +191,7 @@ impl<Op: Operator> Control for OperatorStage<Op> {
     }
 
     fn on_barrier(&mut self, barrier: Barrier, out: &mut TaskState) -> Result<(), EngineError> {
-        let mut snapshot = StateSnapshot::new(barrier.id, self.max_parallelism);
+        let mut snapshot = StateSnapshot::for_barrier(&barrier, self.max_parallelism);
         let op = &mut self.op;
         guarded(&self.location, user_error, || {
             op.snapshot_state(&mut snapshot)

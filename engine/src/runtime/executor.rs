@@ -120,8 +120,9 @@ pub(crate) fn execute(
     let config = &run.checkpoints;
     let mut restored = match &config.restore {
         Some(path) => {
-            let r = RestoredJob::load(path)?;
+            let mut r = RestoredJob::load(path)?;
             check_restored_uids(&r, &job, config.allow_non_restored_state)?;
+            r.prepare(&job, run.state_backend == StateBackendKind::Rocksdb)?;
             tracing::info!(from = %r.path.display(), checkpoint = r.id.0, "restoring");
             Some(Arc::new(r))
         }
@@ -181,7 +182,9 @@ pub(crate) fn execute(
                 );
                 std::thread::sleep(delay);
                 if let Some(c) = from {
-                    restored = Some(Arc::new(RestoredJob::load(&c.path)?));
+                    let mut r = RestoredJob::load(&c.path)?;
+                    r.prepare(&job, run.state_backend == StateBackendKind::Rocksdb)?;
+                    restored = Some(Arc::new(r));
                 }
             }
             Err(e) => return Err(e),

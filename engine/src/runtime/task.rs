@@ -128,6 +128,7 @@ pub(crate) fn end_of_input_snapshot(
         id: CheckpointId::END,
         triggered_at: env.clock.now(),
         stop: false,
+        savepoint: false,
     };
     chain.on_barrier(barrier, &mut state)?;
     env.link.report(TaskReport::Finished {
@@ -304,6 +305,7 @@ mod tests {
             id: CheckpointId(id),
             triggered_at: Timestamp(0),
             stop: false,
+            savepoint: false,
         }
     }
 

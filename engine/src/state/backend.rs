@@ -49,6 +49,9 @@ trait AnyTable: Send {
         type_name: &str,
         out: &mut StateSnapshot,
     ) -> Result<(), StateError>;
+    /// Writes cached changes to a disk-based store.
+    #[cfg(feature = "rocksdb")]
+    fn write_back(&mut self) -> Result<(), StateError>;
 }
 
 impl<K: Key, N: Namespace, S: Serialize + DeserializeOwned + Send + 'static> AnyTable
@@ -64,10 +67,6 @@ impl<K: Key, N: Namespace, S: Serialize + DeserializeOwned + Send + 'static> Any
         type_name: &str,
         out: &mut StateSnapshot,
     ) -> Result<(), StateError> {
-        #[cfg(feature = "rocksdb")]
-        if let Some(r) = self.rocks.as_mut() {
-            return r.snapshot(name, type_name, out);
-        }
         for (i, group) in self.groups.iter().enumerate() {
             let entries = group.iter().map(|((k, n), s)| (key_hash(k), (k, n, s)));
             out.keyed_group(name, type_name, self.start + i as KeyGroup, entries)?;
@@ -77,6 +76,14 @@ impl<K: Key, N: Namespace, S: Serialize + DeserializeOwned + Send + 'static> Any
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
+    }
+
+    #[cfg(feature = "rocksdb")]
+    fn write_back(&mut self) -> Result<(), StateError> {
+        match self.rocks.as_mut() {
+            Some(r) => r.write_back(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -158,7 +165,8 @@ impl<K: Key> KeyedStateBackend<K> {
     ) -> Result<StateTable<K, N, S>, StateError> {
         #[cfg(feature = "rocksdb")]
         if let Some(rocks) = &self.rocks {
-            return Ok(StateTable::in_rocks(rocks.table(_name)?));
+            let type_name = type_name::<StateTable<K, N, S>>();
+            return Ok(StateTable::in_rocks(rocks.table(_name, type_name)?));
         }
         Ok(StateTable::new(self.range))
     }
@@ -190,13 +198,36 @@ impl<K: Key> KeyedStateBackend<K> {
 
     /// Takes this subtask's share of restored keyed state. Each state is
     /// decoded when the operator first uses it (its type is known then).
-    pub fn restore(&mut self, restored: &RestoredState) {
+    ///
+    /// # Errors
+    /// [`StateError::Backend`] when an incremental RocksDB checkpoint
+    /// cannot be opened.
+    pub fn restore(&mut self, restored: &RestoredState) -> Result<(), StateError> {
+        if let Some((_native, _shared)) = &restored.native {
+            #[cfg(feature = "rocksdb")]
+            if let Some(old) = self.rocks.take() {
+                let dir = old.dir().to_path_buf();
+                drop(old);
+                self.rocks = Some(super::rocks::RocksInstance::restore(dir, _native, _shared)?);
+            }
+            #[cfg(feature = "rocksdb")]
+            let restored_into_rocks = self.rocks.is_some();
+            #[cfg(not(feature = "rocksdb"))]
+            let restored_into_rocks = false;
+            if !restored_into_rocks {
+                return Err(StateError::Backend {
+                    name: "(restore)".into(),
+                    reason: "an incremental RocksDB snapshot reached a heap backend".into(),
+                });
+            }
+        }
         self.pending = restored
             .keyed
             .iter()
             .filter(|(name, _)| !name.starts_with('@'))
             .map(|(name, state)| (name.clone(), state.clone()))
             .collect();
+        Ok(())
     }
 
     /// Writes every state, per key group, into `out`.
@@ -204,9 +235,28 @@ impl<K: Key> KeyedStateBackend<K> {
     /// # Errors
     /// [`StateError::Encode`] when a value cannot be encoded.
     pub fn snapshot(&mut self, out: &mut StateSnapshot) -> Result<(), StateError> {
+        #[cfg(feature = "rocksdb")]
+        if let Some(rocks) = &self.rocks {
+            for t in &mut self.tables {
+                t.table.write_back()?;
+            }
+            if out.canonical {
+                rocks.snapshot_canonical(out)?;
+            } else {
+                rocks.snapshot_native((self.range.start, self.range.end), out)?;
+            }
+            self.snapshot_pending(out);
+            return Ok(());
+        }
         for t in &mut self.tables {
             t.table.snapshot(t.name, t.type_name, out)?;
         }
+        self.snapshot_pending(out);
+        Ok(())
+    }
+
+    /// Restored states not used yet go back unchanged.
+    fn snapshot_pending(&self, out: &mut StateSnapshot) {
         for (name, state) in &self.pending {
             for (kg, entries) in &state.groups {
                 out.push_keyed(KeyedBlob {
@@ -218,7 +268,6 @@ impl<K: Key> KeyedStateBackend<K> {
                 });
             }
         }
-        Ok(())
     }
 
     /// Encodes every state as one blob: for state that is the same on every
@@ -246,8 +295,7 @@ impl<K: Key> KeyedStateBackend<K> {
                 name: "(whole backend)".into(),
                 reason: format!("is damaged: {e}"),
             })?;
-        self.restore(&RestoredState::from_blobs(blobs));
-        Ok(())
+        self.restore(&RestoredState::from_blobs(blobs))
     }
 
     /// Total number of (key, namespace) entries over all states.

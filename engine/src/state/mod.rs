@@ -19,6 +19,8 @@ mod backend;
 mod handles;
 #[cfg(feature = "rocksdb")]
 mod rocks;
+#[cfg(feature = "rocksdb")]
+pub(crate) use rocks::native_to_canonical;
 mod timers;
 mod ttl;
 
@@ -68,7 +70,7 @@ pub fn open_keyed<K: crate::element::Key, N: Namespace>(
         backend.use_rocksdb(ctx.state_dir_for_subtask())?;
     }
     if let Some(restored) = ctx.restored_state() {
-        backend.restore(restored);
+        backend.restore(restored)?;
         timers.restore(restored)?;
     }
     Ok(())

@@ -13,10 +13,11 @@
 //! is full and before every snapshot. Memory is bounded by the cache size, not
 //! the state size. Timers stay on the heap (as Flink's `HEAP` timer option).
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use hashbrown::HashMap;
+use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{
     ColumnFamilyDescriptor, DBWithThreadMode, IteratorMode, MultiThreaded, Options, WriteBatch,
     WriteOptions,
@@ -25,7 +26,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::checkpoint::snapshot::{
-    decode_value, encode_value, frames, incompatible, push_frame, KeyedBlob, StateSnapshot,
+    decode_value, encode_value, frames, incompatible, push_frame, KeyedBlob, NativeRocks,
+    StateSnapshot, Upload,
 };
 use crate::element::Key;
 use crate::error::StateError;
@@ -53,39 +55,184 @@ fn options() -> Options {
 }
 
 /// The RocksDB instance of one operator subtask, in its own directory,
-/// deleted when the instance is dropped.
+/// deleted (with its checkpoint scratch space) when the instance is dropped.
 pub(crate) struct RocksInstance {
     db: Arc<Db>,
     dir: PathBuf,
+    /// Names this instance's SST files in shared storage.
+    token: String,
+    /// Column families: state name and recorded type name.
+    states: Mutex<Vec<(String, String)>>,
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> StateError {
+    db_error(&path.display().to_string(), e)
 }
 
 impl RocksInstance {
     /// Opens a fresh instance in `dir` (which must not exist yet).
     pub(crate) fn open(dir: PathBuf) -> Result<Self, StateError> {
+        Self::open_with(dir, Vec::new())
+    }
+
+    fn open_with(dir: PathBuf, states: Vec<(String, String)>) -> Result<Self, StateError> {
         let context = format!("RocksDB in {}", dir.display());
         std::fs::create_dir_all(&dir).map_err(|e| db_error(&context, e))?;
-        let db = Db::open_cf_descriptors(&options(), &dir, Vec::<ColumnFamilyDescriptor>::new())
+        let families = states
+            .iter()
+            .map(|(name, _)| ColumnFamilyDescriptor::new(name, options()));
+        let db = Db::open_cf_descriptors(&options(), &dir, families)
             .map_err(|e| db_error(&context, e))?;
+        let token = format!(
+            "{:x}{:x}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        );
         Ok(RocksInstance {
             db: Arc::new(db),
             dir,
+            token,
+            states: Mutex::new(states),
         })
     }
 
+    /// Opens the instance that an incremental checkpoint describes, in
+    /// `dir`, from the files in `shared`.
+    pub(crate) fn restore(
+        dir: PathBuf,
+        native: &NativeRocks,
+        shared: &Path,
+    ) -> Result<Self, StateError> {
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        for (name, id) in &native.shared {
+            let (from, to) = (shared.join(id), dir.join(name));
+            if std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to).map_err(|e| io_error(&from, e))?;
+            }
+        }
+        for (name, bytes) in &native.private {
+            let to = dir.join(name);
+            std::fs::write(&to, bytes).map_err(|e| io_error(&to, e))?;
+        }
+        Self::open_with(dir, native.states.clone())
+    }
+
     /// The table of state `name`, with its column family created if needed.
-    pub(crate) fn table<K, N, S>(&self, name: &str) -> Result<RocksTable<K, N, S>, StateError> {
-        if self.db.cf_handle(name).is_none() {
+    pub(crate) fn table<K, N, S>(
+        &self,
+        name: &str,
+        type_name: &str,
+    ) -> Result<RocksTable<K, N, S>, StateError> {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let len = if states.iter().any(|(n, _)| n == name) {
+            // Restored: count what is there.
+            let cf = self
+                .db
+                .cf_handle(name)
+                .ok_or_else(|| db_error(name, "column family missing"))?;
+            let mut n = 0;
+            for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
+                item.map_err(|e| db_error(name, e))?;
+                n += 1;
+            }
+            n
+        } else {
             self.db
                 .create_cf(name, &options())
                 .map_err(|e| db_error(name, e))?;
-        }
+            states.push((name.to_owned(), type_name.to_owned()));
+            0
+        };
         Ok(RocksTable {
             db: Arc::clone(&self.db),
             name: name.to_owned(),
             cache: HashMap::new(),
-            len: 0,
+            len,
             key: Vec::new(),
         })
+    }
+
+    /// Where the instance keeps its files.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn scratch_root(&self) -> PathBuf {
+        let mut name = self.dir.file_name().unwrap_or_default().to_os_string();
+        name.push("-checkpoints");
+        self.dir.with_file_name(name)
+    }
+
+    /// Writes every column family, per key group, in the canonical format
+    /// (savepoints, and conversions of incremental checkpoints).
+    pub(crate) fn snapshot_canonical(&self, out: &mut StateSnapshot) -> Result<(), StateError> {
+        let states = self
+            .states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for (name, type_name) in &states {
+            scan(&self.db, name, type_name, out)?;
+        }
+        Ok(())
+    }
+
+    /// An incremental checkpoint: a RocksDB checkpoint (hard links, taken on
+    /// the task thread after the caches were written back), whose SST files
+    /// the coordinator copies to shared storage unless they are there from an
+    /// earlier checkpoint.
+    pub(crate) fn snapshot_native(
+        &self,
+        key_groups: (KeyGroup, KeyGroup),
+        out: &mut StateSnapshot,
+    ) -> Result<(), StateError> {
+        let scratch = self
+            .scratch_root()
+            .join(format!("chk-{}", out.checkpoint_id().0));
+        let _ = std::fs::remove_dir_all(&scratch);
+        if let Some(parent) = scratch.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+        }
+        Checkpoint::new(&*self.db)
+            .and_then(|c| c.create_checkpoint(&scratch))
+            .map_err(|e| db_error(&scratch.display().to_string(), e))?;
+        let mut native = NativeRocks {
+            key_groups,
+            max_parallelism: out.max_parallelism() as u32,
+            states: self
+                .states
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            shared: Vec::new(),
+            private: Vec::new(),
+        };
+        let entries = std::fs::read_dir(&scratch).map_err(|e| io_error(&scratch, e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| io_error(&scratch, e))?.path();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if name.ends_with(".sst") {
+                let shared_id = format!("{}-{name}", self.token);
+                native.shared.push((name, shared_id.clone()));
+                out.data.uploads.push(Upload {
+                    from: path,
+                    shared_id,
+                });
+            } else {
+                let bytes = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
+                native.private.push((name, bytes));
+            }
+        }
+        out.data.native = Some(native);
+        out.data.scratch = Some(scratch);
+        Ok(())
     }
 }
 
@@ -93,7 +240,61 @@ impl Drop for RocksInstance {
     fn drop(&mut self) {
         // Files of a dropped instance are scratch: state lives in checkpoints.
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(self.scratch_root());
     }
+}
+
+/// Converts an incremental checkpoint into canonical keyed blobs (to
+/// restore at another parallelism or onto the heap), opening it in
+/// `scratch`, which is deleted afterwards.
+pub(crate) fn native_to_canonical(
+    native: &NativeRocks,
+    shared: &Path,
+    scratch: PathBuf,
+) -> Result<Vec<KeyedBlob>, StateError> {
+    let instance = RocksInstance::restore(scratch, native, shared)?;
+    let mut out = StateSnapshot::new(
+        crate::element::CheckpointId(0),
+        native.max_parallelism as usize,
+    );
+    instance.snapshot_canonical(&mut out)?;
+    Ok(out.data.keyed)
+}
+
+/// Appends column family `name`, per key group, to `out`: the stored
+/// values are the snapshot entries, so this copies bytes.
+fn scan(db: &Db, name: &str, type_name: &str, out: &mut StateSnapshot) -> Result<(), StateError> {
+    let cf = db
+        .cf_handle(name)
+        .ok_or_else(|| db_error(name, "column family missing"))?;
+    let max_parallelism = out.max_parallelism() as u32;
+    let mut current: Option<(KeyGroup, Vec<u8>)> = None;
+    let mut emit = |out: &mut StateSnapshot, (key_group, entries): (KeyGroup, Vec<u8>)| {
+        out.push_keyed(KeyedBlob {
+            state: name.to_owned(),
+            type_name: type_name.to_owned(),
+            max_parallelism,
+            key_group,
+            entries,
+        })
+    };
+    for item in db.iterator_cf(&cf, IteratorMode::Start) {
+        let (key, value) = item.map_err(|e| db_error(name, e))?;
+        let kg = KeyGroup::from_be_bytes([key[0], key[1]]);
+        match current.as_mut() {
+            Some((g, entries)) if *g == kg => entries.extend_from_slice(&value),
+            _ => {
+                if let Some(done) = current.take() {
+                    emit(out, done);
+                }
+                current = Some((kg, value.to_vec()));
+            }
+        }
+    }
+    if let Some(done) = current {
+        emit(out, done);
+    }
+    Ok(())
 }
 
 /// A cached entry: what is known about one (key, namespace).
@@ -152,7 +353,7 @@ impl<K: Key, N: Namespace, S: Serialize + DeserializeOwned> RocksTable<K, N, S> 
     fn slot(&mut self, kg: KeyGroup, key: &K, ns: &N) -> Result<&mut Slot<S>, StateError> {
         if !self.cache.contains_key(&KeyRef(key, ns)) {
             if self.cache.len() >= CACHE_ENTRIES {
-                self.flush()?;
+                self.write_back()?;
             }
             let slot = match self.read(kg, key, ns)? {
                 Some(v) => Slot::Clean(v),
@@ -247,8 +448,9 @@ impl<K: Key, N: Namespace, S: Serialize + DeserializeOwned> RocksTable<K, N, S> 
         self.len
     }
 
-    /// Writes every changed entry back in one batch and empties the cache.
-    fn flush(&mut self) -> Result<(), StateError> {
+    /// Writes every changed entry back in one batch and empties the cache
+    /// (when full, and before a snapshot scans the store).
+    pub(crate) fn write_back(&mut self) -> Result<(), StateError> {
         let cf = self
             .db
             .cf_handle(&self.name)
@@ -282,47 +484,5 @@ impl<K: Key, N: Namespace, S: Serialize + DeserializeOwned> RocksTable<K, N, S> 
         self.db
             .write_opt(batch, &write)
             .map_err(|e| db_error(&self.name, e))
-    }
-
-    /// Writes the state, per key group, into `out` (a scan copying bytes).
-    pub(crate) fn snapshot(
-        &mut self,
-        name: &str,
-        type_name: &str,
-        out: &mut StateSnapshot,
-    ) -> Result<(), StateError> {
-        self.flush()?;
-        let cf = self
-            .db
-            .cf_handle(&self.name)
-            .ok_or_else(|| db_error(&self.name, "column family missing"))?;
-        let mut current: Option<(KeyGroup, Vec<u8>)> = None;
-        let max_parallelism = out.max_parallelism() as u32;
-        let mut emit = |out: &mut StateSnapshot, (kg, entries): (KeyGroup, Vec<u8>)| {
-            out.push_keyed(KeyedBlob {
-                state: name.to_owned(),
-                type_name: type_name.to_owned(),
-                max_parallelism,
-                key_group: kg,
-                entries,
-            })
-        };
-        for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
-            let (key, value) = item.map_err(|e| db_error(&self.name, e))?;
-            let kg = KeyGroup::from_be_bytes([key[0], key[1]]);
-            match current.as_mut() {
-                Some((g, entries)) if *g == kg => entries.extend_from_slice(&value),
-                _ => {
-                    if let Some(done) = current.take() {
-                        emit(out, done);
-                    }
-                    current = Some((kg, value.to_vec()));
-                }
-            }
-        }
-        if let Some(done) = current {
-            emit(out, done);
-        }
-        Ok(())
     }
 }
