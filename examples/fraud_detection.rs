@@ -39,6 +39,10 @@ struct Cli {
     /// How many alerts to print (all are counted).
     #[arg(long, default_value_t = 10)]
     show: u64,
+    /// Generate at most this many payments per second (to watch
+    /// checkpoints, savepoints and restores at work) [default: no limit].
+    #[arg(long)]
+    rate: Option<f64>,
     #[command(flatten)]
     env: EnvArgs,
 }
@@ -48,11 +52,13 @@ fn main() -> anyhow::Result<()> {
     let env = Env::with_config(cli.env.to_config()?)?;
     let cards = cli.cards.max(1);
 
+    let mut payments =
+        DataGen::new(move |i, rng: &mut SplitMix64| payment(i, rng, cards)).with_count(cli.events);
+    if let Some(rate) = cli.rate {
+        payments = payments.with_rate(rate);
+    }
     let alerts = env
-        .source(
-            DataGen::new(move |i, rng: &mut SplitMix64| payment(i, rng, cards))
-                .with_count(cli.events),
-        )
+        .source(payments)
         .uid("payments")
         .assign_timestamps(fraud::watermarks())
         .key_by(|p| p.card)
@@ -72,6 +78,10 @@ fn main() -> anyhow::Result<()> {
 
     println!("{}", env.explain()?.text);
     let stats = env.execute("fraud-detection")?;
+    if let Some(savepoint) = &stats.stopped_with_savepoint {
+        println!("savepoint in {}", savepoint.display());
+        return Ok(());
+    }
     let alerts = stats.operator("alerts").map_or(0, |o| o.records_in);
     let secs = stats.duration.as_secs_f64();
     println!("{stats}");

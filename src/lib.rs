@@ -32,7 +32,7 @@ pub use eddy_operators as operators;
 pub mod prelude {
     pub use eddy_engine::checkpoint::{CheckpointingMode, RestartStrategy};
     pub use eddy_engine::clock::{Clock, ManualClock, SystemClock};
-    pub use eddy_engine::config::{EnvArgs, EnvConfig};
+    pub use eddy_engine::config::{EnvArgs, EnvConfig, StateBackendKind};
     pub use eddy_engine::context::RuntimeContext;
     pub use eddy_engine::dsl::{DataStream, Env, KeyedStream, StreamSink};
     pub use eddy_engine::element::{Data, Key, Record, Timestamp};

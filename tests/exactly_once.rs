@@ -506,3 +506,50 @@ fn damaged_checkpoints_are_refused_with_a_clear_error() {
     let err = restore(&dir.path().join("nowhere"));
     assert!(err.contains("no complete checkpoint or savepoint"), "{err}");
 }
+
+/// A job that fails for good (no restart strategy) leaves its checkpoints;
+/// restoring the newest one — incremental when the state is in RocksDB — at
+/// another parallelism, and onto the heap, finishes the output exactly.
+#[test]
+fn a_failed_jobs_checkpoint_restores_at_other_parallelism_and_backend() {
+    let events = 12_000;
+    for (restore_p, restore_backend) in [(3, rocksdb_if_built()), (1, StateBackendKind::Heap)] {
+        let dir = tempfile::tempdir().unwrap();
+        let chk = dir.path().join("chk");
+        let job = Job {
+            events,
+            rate: Some(30_000.0),
+            faults: Some(Arc::new(Faults {
+                seen: AtomicU64::new(0),
+                at: vec![events * 2 / 3],
+            })),
+            out: dir.path().join("out"),
+        };
+        let failing = config(2, &chk)
+            .with_state_backend(rocksdb_if_built())
+            .with_restart_strategy(RestartStrategy::None);
+        let env = Env::with_config(failing).unwrap();
+        job.build(&env);
+        let err = env.execute("fails").unwrap_err().to_string();
+        assert!(err.contains("injected failure"), "{err}");
+        let latest = latest_checkpoint(&chk, "fails").expect("checkpoints were taken");
+
+        let resumed = Job {
+            faults: None,
+            ..job
+        };
+        let env = Env::with_config(
+            config(restore_p, &chk)
+                .with_state_backend(restore_backend)
+                .with_restore(&latest),
+        )
+        .unwrap();
+        resumed.build(&env);
+        env.execute("fails").unwrap();
+        assert_eq!(
+            committed(&resumed.out),
+            expected(events),
+            "restored at p={restore_p} on {restore_backend:?}"
+        );
+    }
+}

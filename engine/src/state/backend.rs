@@ -359,11 +359,6 @@ impl<K: Key, N: Namespace, S: Serialize + DeserializeOwned> StateTable<K, N, S> 
     }
 
     #[inline]
-    fn group(&self, kg: KeyGroup) -> &HashMap<(K, N), S> {
-        &self.groups[(kg - self.start) as usize]
-    }
-
-    #[inline]
     fn group_mut(&mut self, kg: KeyGroup) -> &mut HashMap<(K, N), S> {
         &mut self.groups[(kg - self.start) as usize]
     }
@@ -378,7 +373,7 @@ impl<K: Key, N: Namespace, S: Serialize + DeserializeOwned> StateTable<K, N, S> 
         if let Some(r) = self.rocks.as_mut() {
             return r.get_mut(kg, key, ns, false).map(|v| v.map(|v| &*v));
         }
-        Ok(self.group(kg).get(&KeyRef(key, ns)))
+        Ok(self.groups[(kg - self.start) as usize].get(&KeyRef(key, ns)))
     }
 
     /// The value for (key, ns), mutably, if any.
@@ -391,7 +386,7 @@ impl<K: Key, N: Namespace, S: Serialize + DeserializeOwned> StateTable<K, N, S> 
         if let Some(r) = self.rocks.as_mut() {
             return r.get_mut(kg, key, ns, true);
         }
-        Ok(self.group_mut(kg).get_mut(&KeyRef(key, ns)))
+        Ok(self.groups[(kg - self.start) as usize].get_mut(&KeyRef(key, ns)))
     }
 
     /// Sets the value for (key, ns).
@@ -429,7 +424,7 @@ impl<K: Key, N: Namespace, S: Serialize + DeserializeOwned> StateTable<K, N, S> 
         if let Some(r) = self.rocks.as_mut() {
             return r.get_or_insert_with(kg, key, ns, make);
         }
-        let group = self.group_mut(kg);
+        let group = &mut self.groups[(kg - self.start) as usize];
         let probe = KeyRef(key, ns);
         if !group.contains_key(&probe) {
             group.insert((key.clone(), ns.clone()), make());

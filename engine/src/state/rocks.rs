@@ -269,7 +269,7 @@ fn scan(db: &Db, name: &str, type_name: &str, out: &mut StateSnapshot) -> Result
         .ok_or_else(|| db_error(name, "column family missing"))?;
     let max_parallelism = out.max_parallelism() as u32;
     let mut current: Option<(KeyGroup, Vec<u8>)> = None;
-    let mut emit = |out: &mut StateSnapshot, (key_group, entries): (KeyGroup, Vec<u8>)| {
+    let emit = |out: &mut StateSnapshot, (key_group, entries): (KeyGroup, Vec<u8>)| {
         out.push_keyed(KeyedBlob {
             state: name.to_owned(),
             type_name: type_name.to_owned(),
@@ -411,14 +411,14 @@ impl<K: Key, N: Namespace, S: Serialize + DeserializeOwned> RocksTable<K, N, S> 
         ns: &N,
         make: impl FnOnce() -> S,
     ) -> Result<&mut S, StateError> {
+        let fresh = matches!(self.slot(kg, key, ns)?, Slot::Absent | Slot::Deleted);
+        self.len += usize::from(fresh);
         let slot = self.slot(kg, key, ns)?;
-        let fresh = matches!(slot, Slot::Absent | Slot::Deleted);
         let value = match std::mem::replace(slot, Slot::Absent) {
             Slot::Clean(v) | Slot::Dirty(v) => v,
             Slot::Absent | Slot::Deleted => make(),
         };
         *slot = Slot::Dirty(value);
-        self.len += usize::from(fresh);
         match slot {
             Slot::Dirty(v) => Ok(v),
             _ => unreachable!("set to Dirty just now"),
