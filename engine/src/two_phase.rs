@@ -142,11 +142,13 @@ impl<S: TwoPhaseCommitSink> SinkWriter for ExactlyOnceWriter<S> {
 
     fn finish(&mut self) -> Result<(), BoxError> {
         // With checkpoints, the end-of-input checkpoint prepares and commits
-        // the rest; without, the end of the input is the commit point.
+        // the rest; without, the end of the input is the commit point (for
+        // what savepoints prepared too).
         if !self.checkpointing {
             if let Some(committable) = self.writer.prepare(CheckpointId::END)? {
-                self.sink.commit(committable)?;
+                self.pending.push((CheckpointId::END, committable));
             }
+            self.notify_checkpoint_complete(CheckpointId::END)?;
         }
         Ok(())
     }

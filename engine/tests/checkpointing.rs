@@ -6,77 +6,19 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::CountingSource;
+use common::{all_committed, memory_sink, Committed, CountingSource};
 use eddy_engine::checkpoint::{RestartStrategy, SnapshotKind};
 use eddy_engine::config::{EnvConfig, StateBackendKind};
-use eddy_engine::context::RuntimeContext;
 use eddy_engine::dsl::Env;
-use eddy_engine::element::{CheckpointId, Record, Timestamp};
-use eddy_engine::error::{BoxError, UserResult};
+use eddy_engine::element::Timestamp;
+use eddy_engine::error::UserResult;
 use eddy_engine::operator::Collector;
 use eddy_engine::process::{KeyedContext, KeyedProcessFunction};
 use eddy_engine::state::ValueStateDesc;
 use eddy_engine::time::WatermarkStrategy;
-use eddy_engine::two_phase::{ExactlyOnce, TwoPhaseCommitSink, TwoPhaseCommitWriter};
-
-/// Committed transactions by id: committing one twice changes nothing.
-type Committed = Arc<Mutex<BTreeMap<String, Vec<(u64, u64)>>>>;
-
-/// An in-memory two-phase-commit sink: a transaction is the records
-/// written since the last checkpoint, carried in the committable itself.
-struct MemoryTxnSink {
-    committed: Committed,
-}
-
-struct MemoryTxnWriter {
-    name: String,
-    sequence: u64,
-    open: Vec<(u64, u64)>,
-}
-
-static WRITERS: AtomicU64 = AtomicU64::new(0);
-
-impl TwoPhaseCommitSink for MemoryTxnSink {
-    type In = (u64, u64);
-    type Committable = (String, Vec<(u64, u64)>);
-    type Writer = MemoryTxnWriter;
-
-    fn create_writer(&self, ctx: &RuntimeContext) -> Result<MemoryTxnWriter, BoxError> {
-        let n = WRITERS.fetch_add(1, Ordering::SeqCst);
-        Ok(MemoryTxnWriter {
-            name: format!("w{n}-{}", ctx.subtask()),
-            sequence: 0,
-            open: Vec::new(),
-        })
-    }
-
-    fn commit(&self, (id, records): (String, Vec<(u64, u64)>)) -> Result<(), BoxError> {
-        self.committed.lock().unwrap().entry(id).or_insert(records);
-        Ok(())
-    }
-}
-
-impl TwoPhaseCommitWriter for MemoryTxnWriter {
-    type In = (u64, u64);
-    type Committable = (String, Vec<(u64, u64)>);
-
-    fn write(&mut self, batch: &mut Vec<Record<(u64, u64)>>) -> Result<(), BoxError> {
-        self.open.extend(batch.drain(..).map(|r| r.value));
-        Ok(())
-    }
-
-    fn prepare(&mut self, _id: CheckpointId) -> Result<Option<Self::Committable>, BoxError> {
-        if self.open.is_empty() {
-            return Ok(None);
-        }
-        self.sequence += 1;
-        let id = format!("{}-{}", self.name, self.sequence);
-        Ok(Some((id, std::mem::take(&mut self.open))))
-    }
-}
 
 const COUNT: ValueStateDesc<u64> = ValueStateDesc::new("count");
 
@@ -116,10 +58,10 @@ fn counting(count: u64) -> CountingSource {
     }
 }
 
-fn totals(committed: &Committed) -> BTreeMap<u64, u64> {
+fn totals(committed: &Committed<(u64, u64)>) -> BTreeMap<u64, u64> {
     let mut out = BTreeMap::new();
-    for (key, n) in committed.lock().unwrap().values().flatten() {
-        assert!(out.insert(*key, *n).is_none(), "key {key} committed twice");
+    for (key, n) in all_committed(committed) {
+        assert!(out.insert(key, n).is_none(), "key {key} committed twice");
     }
     out
 }
@@ -167,14 +109,12 @@ fn aligned_barriers_with_a_fast_and_a_slow_input_keep_counts_exact_across_a_rest
                 v
             })
             .uid("slow-map");
-        let committed: Committed = Default::default();
+        let committed: Committed<(u64, u64)> = Default::default();
         fast.union(&[&slow])
             .key_by(|v| v % 10)
             .process(FinalCount)
             .uid("count")
-            .sink(ExactlyOnce::new(MemoryTxnSink {
-                committed: Arc::clone(&committed),
-            }))
+            .sink(memory_sink(&committed))
             .uid("sink");
         let stats = env.execute("aligned").unwrap();
         assert_eq!(stats.restarts, 1);
@@ -204,7 +144,7 @@ fn timed_out_checkpoints_are_abandoned_without_harming_the_job() {
         .with_checkpoint_dir(dir.path());
     config.checkpoints.timeout = Duration::from_millis(5);
     let env = Env::with_config(config).unwrap();
-    let committed: Committed = Default::default();
+    let committed: Committed<(u64, u64)> = Default::default();
     // Behind a network edge with full channels, every barrier waits for
     // several slow batches: longer than the timeout.
     env.source(counting(1_200))
@@ -216,9 +156,7 @@ fn timed_out_checkpoints_are_abandoned_without_harming_the_job() {
         })
         .key_by(|v| v % 3)
         .process(FinalCount)
-        .sink(ExactlyOnce::new(MemoryTxnSink {
-            committed: Arc::clone(&committed),
-        }));
+        .sink(memory_sink(&committed));
     let stats = env.execute("slow").unwrap();
     // About one checkpoint every 15 ms was triggered; a barrier needs far
     // longer than 5 ms to pass the slow map, so nearly all were abandoned

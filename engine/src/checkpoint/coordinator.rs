@@ -29,7 +29,12 @@ pub(crate) enum TaskCommand {
     /// (Sources only) snapshot and emit this barrier.
     Trigger(Barrier),
     /// Checkpoint `id` is complete: commit what was prepared for it.
+    /// `Complete(END)` tells a finished task that a completed checkpoint
+    /// holds its end-of-input state: it commits everything and ends.
     Complete(CheckpointId),
+    /// Checkpoint or savepoint `id` was abandoned (a task waiting for a
+    /// stop-with-savepoint goes on).
+    Abort(CheckpointId),
 }
 
 /// The state of the operators of one task's chain, by uid.
@@ -54,12 +59,28 @@ pub(crate) struct CheckpointLink {
     pub task: usize,
     pub commands: Receiver<TaskCommand>,
     pub reports: Sender<TaskReport>,
-    /// False when the job takes no checkpoints: tasks then end without an
-    /// end-of-input snapshot.
+    /// False when the job takes no checkpoints: tasks then end without
+    /// waiting for an end-of-input checkpoint.
     pub enabled: bool,
+    /// The newest abandoned checkpoint this task heard of (its barrier may
+    /// arrive after the notice).
+    pub aborted: std::cell::Cell<Option<CheckpointId>>,
 }
 
 impl CheckpointLink {
+    /// Takes note of a command the task read; returns it.
+    pub(crate) fn heard(&self, command: TaskCommand) -> TaskCommand {
+        if let TaskCommand::Abort(id) = command {
+            self.aborted.set(self.aborted.get().max(Some(id)));
+        }
+        command
+    }
+
+    /// True when the coordinator abandoned checkpoint `id`.
+    pub(crate) fn was_aborted(&self, id: CheckpointId) -> bool {
+        self.aborted.get() == Some(id)
+    }
+
     /// Sends a report; a coordinator that is gone means the job is ending.
     pub(crate) fn report(&self, report: TaskReport) {
         let _ = self.reports.send(report);
@@ -95,9 +116,13 @@ struct Pending {
 /// What was written for a checkpoint whose tasks have all acknowledged.
 struct Written {
     kind: SnapshotKind,
+    /// A stop-with-savepoint.
+    stop: bool,
     files: Vec<FileEntry>,
     shared: HashSet<String>,
     started: Instant,
+    /// Finished tasks whose end-of-input state stood in for them.
+    stand_ins: Vec<usize>,
 }
 
 /// The shared files a task's state refers to.
@@ -146,6 +171,8 @@ pub struct CompletedCheckpoint {
     pub bytes: u64,
     /// From trigger to complete metadata.
     pub duration: Duration,
+    /// The job stopped with it (stop-with-savepoint).
+    pub stop: bool,
 }
 
 impl Coordinator {
@@ -181,7 +208,11 @@ impl Coordinator {
         let timeouts = self
             .pending
             .values()
-            .map(|p| p.started + self.config.timeout)
+            .map(|p| {
+                p.started
+                    .checked_add(self.config.timeout)
+                    .unwrap_or_else(far_future)
+            })
             .min()
             .unwrap_or_else(far_future);
         self.next_trigger.min(timeouts)
@@ -206,12 +237,6 @@ impl Coordinator {
                 id,
                 &format!("timed out after {}", humantime::format_duration(timeout)),
             );
-            if self.stopping {
-                return Err(EngineError::checkpoint(
-                    "stopping the job with a savepoint",
-                    "the savepoint timed out; the job was cancelled instead",
-                ));
-            }
         }
         if now >= self.next_trigger {
             let interval = self.config.interval.unwrap_or(Duration::MAX);
@@ -221,12 +246,7 @@ impl Coordinator {
                 .values()
                 .filter(|p| p.kind == SnapshotKind::Checkpoint)
                 .count();
-            let sources_running = self
-                .tasks
-                .iter()
-                .enumerate()
-                .any(|(t, info)| info.is_source && !self.finished.contains_key(&t));
-            if periodic < self.config.max_concurrent && sources_running && !self.stopping {
+            if periodic < self.config.max_concurrent && self.sources_running() && !self.stopping {
                 let dir = storage::checkpoint_dir(&self.root, self.next_id);
                 self.trigger(dir, SnapshotKind::Checkpoint, None)?;
             }
@@ -234,11 +254,27 @@ impl Coordinator {
         Ok(())
     }
 
+    /// The next checkpoint id, recorded so that no later run reuses it.
+    fn take_id(&mut self) -> CheckpointId {
+        let id = self.next_id;
+        self.next_id = CheckpointId(id.0 + 1);
+        storage::record_next_id(&self.root, self.next_id);
+        id
+    }
+
+    /// True while a source task has not finished (barriers can still flow).
+    fn sources_running(&self) -> bool {
+        self.tasks
+            .iter()
+            .enumerate()
+            .any(|(t, info)| info.is_source && !self.finished.contains_key(&t))
+    }
+
     /// Starts a savepoint.
     pub(crate) fn savepoint(&mut self, request: SavepointRequest) {
-        if !self.finished.is_empty() || self.stopping {
+        if self.stopping || !self.sources_running() {
             let _ = request.reply.send(Err(
-                "the job is finishing or stopping; no savepoint taken".into()
+                "the job is stopping, or all its sources have finished; no savepoint taken".into(),
             ));
             return;
         }
@@ -269,8 +305,7 @@ impl Coordinator {
         kind: SnapshotKind,
         request: Option<SavepointRequest>,
     ) -> Result<(), EngineError> {
-        let id = self.next_id;
-        self.next_id = CheckpointId(id.0 + 1);
+        let id = self.take_id();
         if let Err(e) = std::fs::create_dir_all(&dir) {
             let error = EngineError::checkpoint(format!("creating {}", dir.display()), e);
             if let Some(r) = request {
@@ -317,7 +352,9 @@ impl Coordinator {
                 self.finished.insert(task, state);
                 if self.finished.len() == self.tasks.len() {
                     self.abort_all("the job finished first");
-                    self.complete_end_of_input()?;
+                    if self.config.interval.is_some() {
+                        self.complete_end_of_input()?;
+                    }
                     return Ok(Progress::Running);
                 }
                 let ids: Vec<CheckpointId> = self.pending.keys().copied().collect();
@@ -365,8 +402,10 @@ impl Coordinator {
         if waiting {
             return Ok(Progress::Running);
         }
+        let mut stand_ins = Vec::new();
         for (task, state) in &self.finished {
             if p.acked.insert(*task) {
+                stand_ins.push(*task);
                 let info = &self.tasks[*task];
                 p.shared.extend(shared_ids(state));
                 match storage::write_task_file(&p.dir, info.vertex, info.subtask, state) {
@@ -384,9 +423,11 @@ impl Coordinator {
         let dir = p.dir.clone();
         let written = Written {
             kind: p.kind,
+            stop,
             files: p.files,
             shared: p.shared,
             started: p.started,
+            stand_ins,
         };
         match self.complete(id, id, &p.dir, written) {
             Ok(()) => {
@@ -422,9 +463,11 @@ impl Coordinator {
     ) -> Result<(), EngineError> {
         let Written {
             kind,
+            stop,
             files,
             shared,
             started,
+            stand_ins,
         } = written;
         let mut metadata = Metadata::new(&self.job, id, kind, self.clock.now().millis());
         metadata.operators = self.operators.clone();
@@ -447,9 +490,21 @@ impl Coordinator {
             path: dir.to_path_buf(),
             bytes,
             duration,
+            stop,
         });
-        for t in &self.tasks {
-            let _ = t.commands.send(TaskCommand::Complete(notify));
+        // An intermediate savepoint commits nothing (as in Flink): a restart
+        // goes back to the last checkpoint, which must not find its output
+        // committed. Its transactions are committed with the next checkpoint.
+        if kind == SnapshotKind::Checkpoint || stop {
+            for t in &self.tasks {
+                let _ = t.commands.send(TaskCommand::Complete(notify));
+            }
+            // Finished tasks whose final state this holds commit and end.
+            for t in stand_ins {
+                let _ = self.tasks[t]
+                    .commands
+                    .send(TaskCommand::Complete(CheckpointId::END));
+            }
         }
         if kind == SnapshotKind::Checkpoint {
             let in_flight: HashSet<String> = self
@@ -464,8 +519,7 @@ impl Coordinator {
 
     fn complete_end_of_input(&mut self) -> Result<(), EngineError> {
         let started = Instant::now();
-        let id = self.next_id;
-        self.next_id = CheckpointId(id.0 + 1);
+        let id = self.take_id();
         let dir = storage::checkpoint_dir(&self.root, id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| EngineError::checkpoint(format!("creating {}", dir.display()), e))?;
@@ -483,9 +537,11 @@ impl Coordinator {
         }
         let written = Written {
             kind: SnapshotKind::Checkpoint,
+            stop: false,
             files,
             shared,
             started,
+            stand_ins: Vec::new(),
         };
         self.complete(id, CheckpointId::END, &dir, written)
     }
@@ -494,6 +550,13 @@ impl Coordinator {
         let Some(p) = self.pending.remove(&id) else {
             return;
         };
+        // Tasks waiting for a stop-with-savepoint go on: the job resumes.
+        if p.request.as_ref().is_some_and(|r| r.stop) {
+            self.stopping = false;
+        }
+        for t in &self.tasks {
+            let _ = t.commands.send(TaskCommand::Abort(id));
+        }
         match p.kind {
             SnapshotKind::Checkpoint => storage::discard(&self.root, id),
             SnapshotKind::Savepoint => {

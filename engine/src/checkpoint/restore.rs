@@ -121,11 +121,9 @@ impl RestoredJob {
             })?
         };
         let metadata: Metadata = storage::read_metadata(&dir)?;
-        let mut operators: HashMap<String, Vec<OperatorSnapshot>> = metadata
-            .operators
-            .iter()
-            .map(|o| (o.uid.clone(), Vec::new()))
-            .collect();
+        // Only operators that wrote state count (a stateless operator may
+        // leave the job).
+        let mut operators: HashMap<String, Vec<OperatorSnapshot>> = HashMap::new();
         for file in &metadata.files {
             for (uid, snapshot) in storage::read_task_file(&dir, file)? {
                 operators.entry(uid).or_default().push(snapshot);

@@ -235,10 +235,33 @@ pub(crate) fn latest_complete(root: &Path) -> Option<PathBuf> {
         .map(|(id, _)| checkpoint_dir(root, CheckpointId(id)))
 }
 
-/// The id after every checkpoint ever started under `root`, so ids (and the
-/// files sinks name after them) never repeat across restarts.
+/// Where the next checkpoint id is recorded.
+fn next_id_file(root: &Path) -> PathBuf {
+    root.join("next-checkpoint-id")
+}
+
+/// The id after every checkpoint and savepoint ever started for the job
+/// under `root`, so ids (which sinks may name transactions after) never
+/// repeat across restarts.
 pub(crate) fn next_id(root: &Path) -> CheckpointId {
-    CheckpointId(checkpoint_ids(root).last().map_or(1, |(id, _)| id + 1))
+    let scanned = checkpoint_ids(root).last().map_or(1, |(id, _)| id + 1);
+    let recorded = fs::read_to_string(next_id_file(root))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1);
+    CheckpointId(scanned.max(recorded))
+}
+
+/// Records that ids below `next` are taken.
+pub(crate) fn record_next_id(root: &Path, next: CheckpointId) {
+    let path = next_id_file(root);
+    let tmp = path.with_extension("tmp");
+    let written = fs::create_dir_all(root)
+        .and_then(|()| fs::write(&tmp, next.0.to_string()))
+        .and_then(|()| fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "cannot record the next checkpoint id");
+    }
 }
 
 /// Deletes all but the newest `keep` complete checkpoints, incomplete ones

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::checkpoint::coordinator::{job_root, SavepointRequest};
 use crate::checkpoint::requests::request_savepoint;
@@ -40,6 +41,7 @@ struct EnvInner {
     graph: RefCell<StreamGraph>,
     clock: RefCell<Arc<dyn Clock>>,
     requests: (Sender<SavepointRequest>, Receiver<SavepointRequest>),
+    running: Arc<AtomicBool>,
 }
 
 /// Asks a job that runs in this process (on another thread) for savepoints.
@@ -47,6 +49,7 @@ struct EnvInner {
 #[derive(Clone)]
 pub struct JobControl {
     requests: Sender<SavepointRequest>,
+    running: Arc<AtomicBool>,
 }
 
 impl JobControl {
@@ -71,14 +74,27 @@ impl JobControl {
 
     fn request(&self, dir: PathBuf, stop: bool) -> Result<PathBuf, EngineError> {
         let context = format!("savepoint into {}", dir.display());
+        let not_running = || EngineError::checkpoint(&context, "the job is not running");
+        if !self.running.load(Ordering::SeqCst) {
+            return Err(not_running());
+        }
         let (reply, answer) = crossbeam_channel::bounded(1);
         self.requests
             .send(SavepointRequest { dir, stop, reply })
-            .map_err(|_| EngineError::checkpoint(&context, "the job is not running"))?;
-        answer
-            .recv()
-            .map_err(|_| EngineError::checkpoint(&context, "the job ended first"))?
-            .map_err(|reason| EngineError::checkpoint(&context, reason))
+            .map_err(|_| not_running())?;
+        loop {
+            match answer.recv_timeout(Duration::from_millis(100)) {
+                Ok(result) => {
+                    return result.map_err(|reason| EngineError::checkpoint(&context, reason))
+                }
+                Err(RecvTimeoutError::Disconnected) => return Err(not_running()),
+                // The job may have ended without reading the request.
+                Err(RecvTimeoutError::Timeout) if !self.running.load(Ordering::SeqCst) => {
+                    return Err(not_running())
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
     }
 }
 
@@ -143,6 +159,7 @@ impl Env {
                 graph: RefCell::new(StreamGraph::default()),
                 clock: RefCell::new(Arc::new(SystemClock)),
                 requests: crossbeam_channel::unbounded(),
+                running: Arc::new(AtomicBool::new(false)),
             }),
         }
     }
@@ -151,6 +168,7 @@ impl Env {
     pub fn control(&self) -> JobControl {
         JobControl {
             requests: self.inner.requests.0.clone(),
+            running: Arc::clone(&self.inner.running),
         }
     }
 
@@ -254,7 +272,14 @@ impl Env {
         };
         tracing::info!(job = job_name, tasks = job.vertices.len(), "job starting");
         let graph = self.inner.graph.borrow();
-        let stats = executor::execute(job_name, &graph, job, run)?;
+        // Requests left over from an earlier run are not for this one.
+        while let Ok(stale) = self.inner.requests.1.try_recv() {
+            let _ = stale.reply.send(Err("the job was not running".into()));
+        }
+        self.inner.running.store(true, Ordering::SeqCst);
+        let result = executor::execute(job_name, &graph, job, run);
+        self.inner.running.store(false, Ordering::SeqCst);
+        let stats = result?;
         tracing::info!(
             job = job_name,
             duration_ms = stats.duration.as_millis() as u64,

@@ -5,6 +5,6 @@ mod env;
 mod keyed;
 mod stream;
 
-pub use env::Env;
+pub use env::{Env, JobControl};
 pub use keyed::KeyedStream;
 pub use stream::{DataStream, StreamSink, DEAD_LETTERS};

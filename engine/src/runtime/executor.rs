@@ -170,10 +170,12 @@ pub(crate) fn execute(
                 let Some(delay) = policy.on_failure(Instant::now()) else {
                     return Err(e);
                 };
+                // The newest restore point: a checkpoint, or a completed
+                // stop-with-savepoint (its output is committed).
                 let from = checkpoints
                     .iter()
                     .rev()
-                    .find(|c: &&CompletedCheckpoint| c.kind == SnapshotKind::Checkpoint);
+                    .find(|c: &&CompletedCheckpoint| c.kind == SnapshotKind::Checkpoint || c.stop);
                 tracing::warn!(
                     error = %e,
                     ?delay,
@@ -246,6 +248,7 @@ fn run_once(
                 commands: rx,
                 reports: report_tx.clone(),
                 enabled: plan.checkpointing,
+                aborted: Default::default(),
             });
             tasks.push(TaskInfo {
                 vertex: v,

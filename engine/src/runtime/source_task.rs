@@ -106,7 +106,7 @@ fn serve_commands<R: SourceReader>(
     ctx: &RuntimeContext,
     env: &TaskEnv,
 ) -> Result<bool, EngineError> {
-    while let Ok(command) = env.link.commands.try_recv() {
+    while let Ok(command) = env.link.commands.try_recv().map(|c| env.link.heard(c)) {
         match command {
             TaskCommand::Trigger(barrier) => {
                 let splits = guarded(ctx.location(), connector_error, || {
@@ -118,6 +118,7 @@ fn serve_commands<R: SourceReader>(
                 }
             }
             TaskCommand::Complete(id) => chain.on_checkpoint_complete(id)?,
+            TaskCommand::Abort(_) => {}
         }
     }
     Ok(false)

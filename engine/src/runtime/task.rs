@@ -94,7 +94,8 @@ fn apply_valve(chain: &mut dyn Control, out: ValveOutput) -> Result<(), EngineEr
 
 /// Snapshots the chain for `barrier` (which also sends it on) and reports
 /// the state to the coordinator. A stop-with-savepoint barrier then waits
-/// for the savepoint to complete; returns true when the task must end.
+/// for the savepoint: returns true when it completed and the task must end,
+/// false when it failed and the job goes on.
 pub(crate) fn snapshot_chain(
     chain: &mut dyn Control,
     barrier: Barrier,
@@ -108,22 +109,20 @@ pub(crate) fn snapshot_chain(
         state,
     });
     if barrier.stop {
-        await_completion(chain, env, barrier.id)?;
+        return await_completion(chain, env, barrier.id);
     }
-    Ok(barrier.stop)
+    Ok(false)
 }
 
 /// After the input has ended: takes the end-of-input snapshot (two-phase
-/// sinks prepare their last output), reports it, and waits until the
-/// coordinator has completed the end-of-input checkpoint.
+/// sinks prepare their last output) and reports it. With checkpoints, then
+/// waits until a completed checkpoint includes that state (sinks commit);
+/// without, the state only stands in for the task in savepoints.
 pub(crate) fn end_of_input_snapshot(
     chain: &mut dyn Control,
     mut state: TaskState,
     env: &TaskEnv,
 ) -> Result<(), EngineError> {
-    if !env.link.enabled {
-        return Ok(());
-    }
     let barrier = Barrier {
         id: CheckpointId::END,
         triggered_at: env.clock.now(),
@@ -135,28 +134,39 @@ pub(crate) fn end_of_input_snapshot(
         task: env.link.task,
         state,
     });
-    await_completion(chain, env, CheckpointId::END)
+    if env.link.enabled {
+        await_completion(chain, env, CheckpointId::END)?;
+    }
+    Ok(())
 }
 
-/// Waits for the notice that checkpoint `id` is complete, passing on the
-/// notices of earlier ones.
+/// Waits for the notice that checkpoint `id` is complete (true), passing on
+/// the notices of earlier ones, or that it was abandoned (false).
 fn await_completion(
     chain: &mut dyn Control,
     env: &TaskEnv,
     id: CheckpointId,
-) -> Result<(), EngineError> {
+) -> Result<bool, EngineError> {
     loop {
         if env.cancelled() {
             return Err(EngineError::Cancelled);
         }
-        match env.link.commands.recv_timeout(MAX_WAIT) {
+        if env.link.was_aborted(id) {
+            return Ok(false);
+        }
+        match env
+            .link
+            .commands
+            .recv_timeout(MAX_WAIT)
+            .map(|c| env.link.heard(c))
+        {
             Ok(TaskCommand::Complete(done)) => {
                 chain.on_checkpoint_complete(done)?;
                 if done >= id {
-                    return Ok(());
+                    return Ok(true);
                 }
             }
-            Ok(TaskCommand::Trigger(_)) | Err(_) => {}
+            Ok(TaskCommand::Trigger(_) | TaskCommand::Abort(_)) | Err(_) => {}
         }
     }
 }
@@ -255,9 +265,9 @@ pub(crate) fn run_input_task<T: Data>(
             continue;
         };
         let Some(&ch) = order.get(op.index()) else {
-            match op.recv(&env.link.commands) {
+            match op.recv(&env.link.commands).map(|c| env.link.heard(c)) {
                 Ok(TaskCommand::Complete(id)) => head.on_checkpoint_complete(id)?,
-                Ok(TaskCommand::Trigger(_)) => {}
+                Ok(TaskCommand::Trigger(_) | TaskCommand::Abort(_)) => {}
                 Err(_) => return Err(EngineError::Cancelled),
             }
             continue;

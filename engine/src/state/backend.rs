@@ -134,6 +134,13 @@ impl<K: Key> KeyedStateBackend<K> {
     ) -> Result<&mut StateTable<K, N, S>, StateError> {
         let idx = match self.tables.iter().position(|t| t.name == name) {
             Some(i) => i,
+            None if name.starts_with('@') => {
+                return Err(StateError::Backend {
+                    name: name.to_owned(),
+                    reason: "names starting with '@' are reserved for Eddy's own state; rename it"
+                        .into(),
+                })
+            }
             None => {
                 let mut table = self.new_table::<N, S>(name)?;
                 if let Some(restored) = self.pending.remove(name) {

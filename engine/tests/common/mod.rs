@@ -1,13 +1,15 @@
 //! Test sources shared by the engine's integration tests.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use eddy_engine::context::RuntimeContext;
-use eddy_engine::element::Timestamp;
+use eddy_engine::element::{CheckpointId, Data, Record, Timestamp};
 use eddy_engine::error::BoxError;
 use eddy_engine::source::{Boundedness, ReadStatus, Source, SourceOutput, SourceReader, Split};
+use eddy_engine::two_phase::{ExactlyOnce, TwoPhaseCommitSink, TwoPhaseCommitWriter};
 use serde::{Deserialize, Serialize};
 
 /// `count` records `0..count` (or endless), produced lazily, counted in
@@ -188,3 +190,85 @@ impl SourceReader for ScriptedReader {
 
 /// How many 1 ms polls a scripted source waits for something before giving up.
 pub const POLL_DEADLINE: u64 = 10_000;
+
+/// Committed transactions by id: committing one twice changes nothing.
+pub type Committed<T> = Arc<Mutex<BTreeMap<String, Vec<T>>>>;
+
+/// Called in `prepare`, to inject faults at a barrier.
+pub type OnPrepare = Arc<dyn Fn(CheckpointId) + Send + Sync>;
+
+/// An in-memory two-phase-commit sink: a transaction is the records
+/// written since the last barrier, carried in the committable itself.
+pub struct MemoryTxnSink<T> {
+    pub committed: Committed<T>,
+    pub on_prepare: OnPrepare,
+}
+
+/// An exactly-once sink committing into `committed`.
+pub fn memory_sink<T: Data + Sync>(committed: &Committed<T>) -> ExactlyOnce<MemoryTxnSink<T>> {
+    ExactlyOnce::new(MemoryTxnSink {
+        committed: Arc::clone(committed),
+        on_prepare: Arc::new(|_| {}),
+    })
+}
+
+/// Every committed record, over all transactions.
+pub fn all_committed<T: Clone>(committed: &Committed<T>) -> Vec<T> {
+    committed
+        .lock()
+        .unwrap()
+        .values()
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+pub struct MemoryTxnWriter<T> {
+    name: String,
+    sequence: u64,
+    open: Vec<T>,
+    on_prepare: OnPrepare,
+}
+
+static WRITERS: AtomicU64 = AtomicU64::new(0);
+
+impl<T: Data + Sync> TwoPhaseCommitSink for MemoryTxnSink<T> {
+    type In = T;
+    type Committable = (String, Vec<T>);
+    type Writer = MemoryTxnWriter<T>;
+
+    fn create_writer(&self, ctx: &RuntimeContext) -> Result<MemoryTxnWriter<T>, BoxError> {
+        let n = WRITERS.fetch_add(1, Ordering::SeqCst);
+        Ok(MemoryTxnWriter {
+            name: format!("w{n}-{}", ctx.subtask()),
+            sequence: 0,
+            open: Vec::new(),
+            on_prepare: Arc::clone(&self.on_prepare),
+        })
+    }
+
+    fn commit(&self, (id, records): (String, Vec<T>)) -> Result<(), BoxError> {
+        self.committed.lock().unwrap().entry(id).or_insert(records);
+        Ok(())
+    }
+}
+
+impl<T: Data> TwoPhaseCommitWriter for MemoryTxnWriter<T> {
+    type In = T;
+    type Committable = (String, Vec<T>);
+
+    fn write(&mut self, batch: &mut Vec<Record<T>>) -> Result<(), BoxError> {
+        self.open.extend(batch.drain(..).map(|r| r.value));
+        Ok(())
+    }
+
+    fn prepare(&mut self, id: CheckpointId) -> Result<Option<Self::Committable>, BoxError> {
+        (self.on_prepare)(id);
+        if self.open.is_empty() {
+            return Ok(None);
+        }
+        self.sequence += 1;
+        let id = format!("{}-{}", self.name, self.sequence);
+        Ok(Some((id, std::mem::take(&mut self.open))))
+    }
+}
