@@ -4,8 +4,16 @@
 #
 # Later issues add real servers (Kafka, Redis, ClickHouse); this script will
 # install and start them on loopback, and stop them at the end.
+#
+# Everything is built once, with the RocksDB backend (feature `rocksdb`), so
+# every state test runs on both backends. Clippy and the tests select the
+# same packages and features, so RocksDB (slow to build) is compiled once;
+# the docs do not need it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+scripts/install-build-deps.sh
+FEATURES=(--workspace --features rocksdb)
 
 echo "== crate dependency rules"
 scripts/check-deps.sh
@@ -14,7 +22,7 @@ echo "== rustfmt"
 cargo fmt --all -- --check
 
 echo "== clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy "${FEATURES[@]}" --all-targets --locked -- -D warnings
 
 echo "== docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
@@ -22,7 +30,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 echo "== tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace --locked 2>&1 | tee "$log"
+cargo test "${FEATURES[@]}" --locked 2>&1 | tee "$log"
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
