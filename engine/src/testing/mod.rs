@@ -18,8 +18,10 @@
 
 use std::sync::Arc;
 
+use crate::checkpoint::{RestoredState, StateSnapshot};
 use crate::clock::{Clock, ManualClock};
 use crate::context::RuntimeContext;
+use crate::element::CheckpointId;
 use crate::element::{Data, Key, Record, Timestamp};
 use crate::error::{BoxError, EngineError, Location};
 use crate::operator::{Collector, Operator, OutputTag, SideOutputs};
@@ -44,8 +46,30 @@ impl<Op: Operator> Harness<Op> {
     /// # Errors
     /// When the operator fails to open.
     pub fn new(make: impl FnOnce(&RuntimeContext) -> Op) -> Result<Self, EngineError> {
+        Self::open(make, None)
+    }
+
+    /// Like [`Harness::new`], with the operator restored from `snapshot`
+    /// (from [`Harness::snapshot`] of another harness), as after a restart.
+    ///
+    /// # Errors
+    /// When the operator fails to open (e.g. the state does not decode).
+    pub fn restored(
+        make: impl FnOnce(&RuntimeContext) -> Op,
+        snapshot: StateSnapshot,
+    ) -> Result<Self, EngineError> {
+        Self::open(make, Some(snapshot))
+    }
+
+    fn open(
+        make: impl FnOnce(&RuntimeContext) -> Op,
+        snapshot: Option<StateSnapshot>,
+    ) -> Result<Self, EngineError> {
         let clock = ManualClock::new(Timestamp(0));
-        let ctx = RuntimeContext::standalone("harness", 0, 1, 128, Arc::new(clock.clone()));
+        let mut ctx = RuntimeContext::standalone("harness", 0, 1, 128, Arc::new(clock.clone()));
+        if let Some(snapshot) = snapshot {
+            ctx = ctx.with_restored_state(RestoredState::from_snapshots(vec![snapshot], 0, 1, 128));
+        }
         let mut op = make(&ctx);
         let location = ctx.location().clone();
         guarded(&location, user_error, || op.open(&ctx))?;
@@ -129,6 +153,20 @@ impl<Op: Operator> Harness<Op> {
     /// The operator, e.g. to inspect its metrics.
     pub fn operator(&self) -> &Op {
         &self.op
+    }
+
+    /// The operator's state as a checkpoint barrier would capture it (in the
+    /// canonical format), to hand to [`Harness::restored`].
+    ///
+    /// # Errors
+    /// The operator's error or panic.
+    pub fn snapshot(&mut self) -> Result<StateSnapshot, EngineError> {
+        let mut snapshot = StateSnapshot::new(CheckpointId(1), 128);
+        let op = &mut self.op;
+        guarded(&self.location, user_error, || {
+            op.snapshot_state(&mut snapshot)
+        })?;
+        Ok(snapshot)
     }
 }
 
