@@ -245,8 +245,10 @@ fn child_job_resuming_from_its_latest_checkpoint() {
 #[test]
 fn a_killed_process_resumes_from_its_checkpoint_exactly() {
     let mut rng = SplitMix64::new(11);
-    // p=1 on the heap, p=3 on RocksDB when it is built in.
-    for (parallelism, backend) in [(1, StateBackendKind::Heap), (3, rocksdb_if_built())] {
+    for (parallelism, backend) in [1, 3]
+        .into_iter()
+        .flat_map(|p| backends().into_iter().map(move |b| (p, b)))
+    {
         let dir = tempfile::tempdir().unwrap();
         let mut kills = 0;
         loop {
@@ -290,7 +292,7 @@ fn a_killed_process_resumes_from_its_checkpoint_exactly() {
         assert_eq!(
             committed(&dir.path().join("out")),
             expected(20_000),
-            "p={parallelism} after {kills} kills"
+            "p={parallelism} {backend:?} after {kills} kills"
         );
     }
 }

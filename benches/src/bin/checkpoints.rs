@@ -27,6 +27,10 @@ struct Cli {
     /// Also measure the restore of the final checkpoint.
     #[arg(long)]
     recovery: bool,
+    /// Take a savepoint (a full snapshot in the canonical format) this many
+    /// seconds into the run, into a temporary directory.
+    #[arg(long, value_name = "SECS")]
+    savepoint_after: Option<f64>,
     #[command(flatten)]
     env: EnvArgs,
 }
@@ -65,8 +69,23 @@ fn main() -> anyhow::Result<()> {
     let config = cli.env.to_config()?;
     let env = Env::with_config(config.clone())?;
     build(&env, "numbers", cli.events, cli.keys);
+    let savepoint_dir = std::env::temp_dir().join(format!("eddy-bench-sp-{}", std::process::id()));
+    let taker = cli.savepoint_after.map(|secs| {
+        let control = env.control();
+        let dir = savepoint_dir.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+            if let Err(e) = control.savepoint(dir) {
+                eprintln!("savepoint failed: {e}");
+            }
+        })
+    });
     let started = Instant::now();
     let stats = env.execute("checkpoint-bench")?;
+    if let Some(taker) = taker {
+        let _ = taker.join();
+        let _ = std::fs::remove_dir_all(&savepoint_dir);
+    }
     let secs = started.elapsed().as_secs_f64();
     println!(
         "{} events over {} keys, parallelism {}: {:.0} events/s ({secs:.3} s)",
@@ -76,11 +95,15 @@ fn main() -> anyhow::Result<()> {
         cli.events as f64 / secs
     );
     for c in &stats.checkpoints {
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
         println!(
-            "checkpoint {:>4}  {:>8.1} ms  {:>10.1} MiB",
+            "{:<10} {:>4}  {:>8.1} ms  {:>8.1} MiB state files  {:>8.1} MiB uploaded  {:>8.1} MiB shared",
+            format!("{:?}", c.kind).to_lowercase(),
             c.id.0,
             c.duration.as_secs_f64() * 1e3,
-            c.bytes as f64 / (1 << 20) as f64
+            mib(c.bytes),
+            mib(c.uploaded_bytes),
+            mib(c.shared_bytes),
         );
     }
     if cli.recovery {

@@ -167,8 +167,13 @@ pub struct CompletedCheckpoint {
     pub kind: SnapshotKind,
     /// Where it is stored.
     pub path: PathBuf,
-    /// Bytes of state written.
+    /// Bytes of state files written (for incremental checkpoints: without
+    /// the shared files).
     pub bytes: u64,
+    /// Bytes of new files put into shared storage by this checkpoint.
+    pub uploaded_bytes: u64,
+    /// Bytes of all shared files this checkpoint refers to.
+    pub shared_bytes: u64,
     /// From trigger to complete metadata.
     pub duration: Duration,
     /// The job stopped with it (stop-with-savepoint).
@@ -474,6 +479,8 @@ impl Coordinator {
         metadata.shared = shared.into_iter().collect();
         metadata.shared.sort_unstable();
         let bytes = files.iter().map(|f| f.bytes).sum();
+        let uploaded_bytes = files.iter().map(|f| f.uploaded).sum();
+        let shared_bytes = storage::shared_size(&self.root, &metadata.shared);
         metadata.files = files;
         storage::write_metadata(dir, &metadata)?;
         let duration = started.elapsed();
@@ -489,6 +496,8 @@ impl Coordinator {
             kind,
             path: dir.to_path_buf(),
             bytes,
+            uploaded_bytes,
+            shared_bytes,
             duration,
             stop,
         });

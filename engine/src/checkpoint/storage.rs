@@ -36,6 +36,9 @@ pub(crate) struct FileEntry {
     pub name: String,
     pub bytes: u64,
     pub xxh3: u64,
+    /// Bytes of new files this task put into shared storage.
+    #[serde(default)]
+    pub uploaded: u64,
 }
 
 /// Parallelism and key groups of one operator when it was snapshotted.
@@ -94,7 +97,8 @@ pub(crate) fn shared_dir(root: &Path) -> PathBuf {
 /// Copies the files a task's snapshots refer to into shared storage (only
 /// those not there yet: an SST file never changes under its name), then
 /// deletes the task's scratch copies.
-fn upload(shared: &Path, operators: &[(String, OperatorSnapshot)]) -> Result<(), EngineError> {
+fn upload(shared: &Path, operators: &[(String, OperatorSnapshot)]) -> Result<u64, EngineError> {
+    let mut uploaded = 0;
     for (_, snapshot) in operators {
         if !snapshot.uploads.is_empty() {
             fs::create_dir_all(shared)
@@ -112,12 +116,22 @@ fn upload(shared: &Path, operators: &[(String, OperatorSnapshot)]) -> Result<(),
                 fs::copy(&u.from, &tmp).map_err(|e| io_error(context(), e))?;
                 fs::rename(&tmp, &to).map_err(|e| io_error(context(), e))?;
             }
+            uploaded += fs::metadata(&to).map_or(0, |m| m.len());
         }
         if let Some(scratch) = &snapshot.scratch {
             let _ = fs::remove_dir_all(scratch);
         }
     }
-    Ok(())
+    Ok(uploaded)
+}
+
+/// Total size of the shared files `ids` under a job's checkpoint root.
+pub(crate) fn shared_size(root: &Path, ids: &[String]) -> u64 {
+    let shared = shared_dir(root);
+    ids.iter()
+        .filter_map(|id| fs::metadata(shared.join(id)).ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Writes one task's state file into `dir`, after uploading the shared
@@ -128,9 +142,10 @@ pub(crate) fn write_task_file(
     subtask: usize,
     operators: &[(String, OperatorSnapshot)],
 ) -> Result<FileEntry, EngineError> {
-    if let Some(root) = dir.parent() {
-        upload(&shared_dir(root), operators)?;
-    }
+    let uploaded = match dir.parent() {
+        Some(root) => upload(&shared_dir(root), operators)?,
+        None => 0,
+    };
     let name = format!("{vertex}-{subtask}.state");
     let path = dir.join(&name);
     let bytes = bincode::serialize(operators)
@@ -140,6 +155,7 @@ pub(crate) fn write_task_file(
         name,
         bytes: bytes.len() as u64,
         xxh3: xxhash_rust::xxh3::xxh3_64(&bytes),
+        uploaded,
     })
 }
 
