@@ -76,7 +76,9 @@ fn main() -> anyhow::Result<()> {
         .sink(PrintSink::with_prefix("alert"))
         .uid("print-alerts");
 
-    println!("{}", env.explain()?.text);
+    if env.config().control.is_none() {
+        println!("{}", env.explain()?.text);
+    }
     let stats = env.execute("fraud-detection")?;
     if let Some(savepoint) = &stats.stopped_with_savepoint {
         println!("savepoint in {}", savepoint.display());

@@ -82,6 +82,10 @@ fn main() -> anyhow::Result<()> {
         .sink(PrintSink::new())
         .uid("print");
     let stats = env.execute("word-count")?;
+    if let Some(savepoint) = &stats.stopped_with_savepoint {
+        println!("savepoint in {}", savepoint.display());
+        return Ok(());
+    }
     println!("{stats}");
     Ok(())
 }

@@ -14,6 +14,8 @@ use crate::checkpoint::coordinator::SavepointRequest;
 use crate::error::EngineError;
 
 const POLL_EVERY: Duration = Duration::from_millis(100);
+/// How long a request may wait for a running job to pick it up.
+const PICKUP: Duration = Duration::from_secs(5);
 
 #[derive(Serialize, Deserialize)]
 struct RequestFile {
@@ -137,6 +139,21 @@ pub(crate) fn request_savepoint(
         .and_then(|()| fs::rename(&tmp, &request))
         .map_err(|e| EngineError::checkpoint(&context, e))?;
     let answer = request.with_extension("answer");
+    // A running job picks a request up within its polling interval.
+    let pickup = Instant::now() + PICKUP;
+    while request.exists() {
+        if Instant::now() >= pickup {
+            let _ = fs::remove_file(&request);
+            return Err(EngineError::checkpoint(
+                context,
+                format!(
+                    "no running job picked the request up within {}; is the job running, with the same --checkpoint-dir and job name?",
+                    humantime::format_duration(PICKUP)
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if let Ok(bytes) = fs::read(&answer) {
