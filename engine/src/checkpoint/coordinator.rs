@@ -50,6 +50,9 @@ pub(crate) enum TaskReport {
     },
     /// The task has finished its input and taken its end-of-input snapshot.
     Finished { task: usize, state: TaskState },
+    /// The task will never snapshot checkpoint `id` (a newer barrier
+    /// overtook it without alignment).
+    Decline { task: usize, id: CheckpointId },
 }
 
 /// A task's line to the coordinator.
@@ -350,6 +353,11 @@ impl Coordinator {
     pub(crate) fn on_report(&mut self, report: TaskReport) -> Result<Progress, EngineError> {
         match report {
             TaskReport::Ack { task, id, state } => self.on_ack(task, id, state),
+            TaskReport::Decline { task, id } => {
+                tracing::debug!(checkpoint = id.0, task, "checkpoint declined");
+                self.abandon(id, "a task declined it (overtaken by a newer one)");
+                Ok(Progress::Running)
+            }
             TaskReport::Finished { task, state } => {
                 // A finished task acknowledges nothing any more: its
                 // end-of-input state stands in for it (all its inputs have

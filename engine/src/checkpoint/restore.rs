@@ -141,9 +141,27 @@ impl RestoredJob {
     /// where each matches one new subtask's key groups exactly and the job
     /// keeps state in RocksDB (`rocks`); converted to the canonical format
     /// otherwise (rescaling, or a restore onto the heap).
+    ///
+    /// Also checks the entries that will move to other key groups (a changed
+    /// `max_parallelism`): moving them reads their frames.
     pub(crate) fn prepare(&mut self, job: &JobGraph, rocks: bool) -> Result<(), EngineError> {
         for (uid, snapshots) in &mut self.operators {
             let node = job.nodes.iter().find(|n| n.uid == *uid);
+            let moved = snapshots
+                .iter()
+                .flat_map(|s| &s.keyed)
+                .filter(|b| node.is_some_and(|n| b.max_parallelism as usize != n.max_parallelism));
+            for blob in moved {
+                if frames(&blob.entries).any(|f| f.is_err()) {
+                    return Err(EngineError::checkpoint(
+                        format!("restoring from {}", self.path.display()),
+                        format!(
+                            "damaged state: operator '{uid}', state '{}', key group {} has a truncated entry",
+                            blob.state, blob.key_group
+                        ),
+                    ));
+                }
+            }
             let fits = |n: &NativeRocks| {
                 node.is_some_and(|node| {
                     n.max_parallelism as usize == node.max_parallelism

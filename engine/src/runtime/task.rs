@@ -193,21 +193,22 @@ impl Alignment {
         self.mode == CheckpointingMode::ExactlyOnce && self.arrived[ch]
     }
 
-    /// Records `barrier` on input `ch`.
-    fn on_barrier(&mut self, ch: usize, barrier: Barrier) {
+    /// Records `barrier` on input `ch`; returns the checkpoint it overtook,
+    /// which this task will never snapshot (possible without alignment).
+    fn on_barrier(&mut self, ch: usize, barrier: Barrier) -> Option<CheckpointId> {
+        let mut overtaken = None;
         match self.current {
             Some(current) if current.id == barrier.id => {}
-            Some(current) if current.id > barrier.id => return, // already abandoned
+            Some(current) if current.id > barrier.id => return None, // already declined
             Some(current) => {
-                // A newer checkpoint overtook one this task never completed
-                // (possible without alignment): the old one is abandoned.
-                tracing::debug!(old = current.id.0, new = barrier.id.0, "barrier overtaken");
                 self.arrived.iter_mut().for_each(|a| *a = false);
                 self.current = Some(barrier);
+                overtaken = Some(current.id);
             }
             None => self.current = Some(barrier),
         }
         self.arrived[ch] = true;
+        overtaken
     }
 
     /// The barrier whose alignment is complete, given which inputs ended.
@@ -280,7 +281,12 @@ pub(crate) fn run_input_task<T: Data>(
             Element::Watermark(wm) => apply_valve(head.as_mut(), valve.on_watermark(ch, wm))?,
             Element::Status(status) => apply_valve(head.as_mut(), valve.on_status(ch, status))?,
             Element::Barrier(barrier) => {
-                alignment.on_barrier(ch, barrier);
+                if let Some(declined) = alignment.on_barrier(ch, barrier) {
+                    env.link.report(TaskReport::Decline {
+                        task: env.link.task,
+                        id: declined,
+                    });
+                }
                 rebuild = alignment.holds(ch);
             }
             Element::EndOfInput => {
@@ -334,10 +340,14 @@ mod tests {
     #[test]
     fn at_least_once_counts_barriers_without_holding_inputs() {
         let mut a = Alignment::new(2, CheckpointingMode::AtLeastOnce);
-        a.on_barrier(1, barrier(4));
+        assert_eq!(a.on_barrier(1, barrier(4)), None);
         assert!(!a.holds(1));
         assert_eq!(a.complete(&[false, false]), None);
-        a.on_barrier(0, barrier(5));
+        assert_eq!(
+            a.on_barrier(0, barrier(5)),
+            Some(CheckpointId(4)),
+            "4 is declined"
+        );
         assert_eq!(a.complete(&[false, false]), None, "4 was overtaken by 5");
         a.on_barrier(1, barrier(5));
         assert_eq!(
