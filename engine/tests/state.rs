@@ -49,19 +49,34 @@ const AVG: AggregatingStateDesc<Average> = AggregatingStateDesc::new("avg", Aver
 /// The backends every state test runs against: the heap, and RocksDB when
 /// it is built in.
 fn backends() -> Vec<(KeyedStateBackend<String>, ManualClock)> {
-    let mut all = vec![backend_in(None)];
+    kinds().into_iter().map(|k| backend_in(k, 0, 1)).collect()
+}
+
+fn kinds() -> Vec<StateBackendKind> {
+    let mut all = vec![StateBackendKind::Heap];
     if cfg!(feature = "rocksdb") {
-        all.push(backend_in(Some(StateBackendKind::Rocksdb)));
+        all.push(StateBackendKind::Rocksdb);
     }
     all
 }
 
-fn backend_in(kind: Option<StateBackendKind>) -> (KeyedStateBackend<String>, ManualClock) {
+/// A `kind` backend for subtask `subtask` of `parallelism` (128 key groups).
+fn backend_in(
+    kind: StateBackendKind,
+    subtask: usize,
+    parallelism: usize,
+) -> (KeyedStateBackend<String>, ManualClock) {
     let clock = ManualClock::new(Timestamp(0));
-    let range = KeyGroupRange::for_subtask(0, 1, 128);
+    let range = KeyGroupRange::for_subtask(subtask, parallelism, 128);
     let mut backend = KeyedStateBackend::new(range, Arc::new(clock.clone()));
-    if kind == Some(StateBackendKind::Rocksdb) {
-        let ctx = RuntimeContext::standalone("state-test", 0, 1, 128, Arc::new(clock.clone()));
+    if kind == StateBackendKind::Rocksdb {
+        let ctx = RuntimeContext::standalone(
+            "state-test",
+            subtask,
+            parallelism,
+            128,
+            Arc::new(clock.clone()),
+        );
         backend
             .use_rocksdb(ctx.state_dir_for_subtask())
             .expect("RocksDB opens");
@@ -179,14 +194,6 @@ fn one_name_with_two_types_is_an_error_naming_the_state() {
     }
 }
 
-fn kinds() -> Vec<Option<StateBackendKind>> {
-    let mut all = vec![None];
-    if cfg!(feature = "rocksdb") {
-        all.push(Some(StateBackendKind::Rocksdb));
-    }
-    all
-}
-
 /// State written into one backend, snapshotted, and restored into the
 /// other (and the same) — at parallelism 2, so each half takes its key
 /// groups — holds the same values. More keys than RocksDB's write-back cache
@@ -196,7 +203,7 @@ fn snapshots_restore_into_either_backend_at_another_parallelism() {
     const KEYS: u64 = 40_000;
     for from in kinds() {
         for into in kinds() {
-            let (mut b, _) = backend_in(from);
+            let (mut b, _) = backend_in(from, 0, 1);
             for i in 0..KEYS {
                 let k = format!("key-{i}");
                 b.state(&COUNT, &k, kg(&k), &()).set(i).unwrap();
@@ -218,12 +225,7 @@ fn snapshots_restore_into_either_backend_at_another_parallelism() {
                 let restored =
                     RestoredState::from_snapshots(vec![snapshot.clone()], subtask, 2, 128);
                 let range = KeyGroupRange::for_subtask(subtask, 2, 128);
-                let clock = Arc::new(ManualClock::new(Timestamp(0)));
-                let mut half = KeyedStateBackend::<String>::new(range, clock.clone());
-                if into == Some(StateBackendKind::Rocksdb) {
-                    let ctx = RuntimeContext::standalone("restore", subtask, 2, 128, clock);
-                    half.use_rocksdb(ctx.state_dir_for_subtask()).unwrap();
-                }
+                let (mut half, _) = backend_in(into, subtask, 2);
                 half.restore(&restored).unwrap();
                 for i in 0..KEYS {
                     let k = format!("key-{i}");

@@ -116,6 +116,28 @@ struct Pending {
     request: Option<SavepointRequest>,
 }
 
+impl Pending {
+    fn new(dir: PathBuf, kind: SnapshotKind, request: Option<SavepointRequest>) -> Self {
+        Pending {
+            started: Instant::now(),
+            dir,
+            kind,
+            acked: HashSet::new(),
+            files: Vec::new(),
+            shared: HashSet::new(),
+            request,
+        }
+    }
+
+    /// Writes one task's state (and uploads the shared files it needs).
+    fn write(&mut self, task: &TaskInfo, state: &TaskState) -> Result<(), EngineError> {
+        self.shared.extend(shared_ids(state));
+        let file = storage::write_task_file(&self.dir, task.vertex, task.subtask, state)?;
+        self.files.push(file);
+        Ok(())
+    }
+}
+
 /// What was written for a checkpoint whose tasks have all acknowledged.
 struct Written {
     kind: SnapshotKind,
@@ -329,18 +351,7 @@ impl Coordinator {
             savepoint: kind == SnapshotKind::Savepoint,
         };
         tracing::debug!(checkpoint = id.0, ?kind, "triggering");
-        self.pending.insert(
-            id,
-            Pending {
-                started: Instant::now(),
-                dir,
-                kind,
-                acked: HashSet::new(),
-                files: Vec::new(),
-                shared: HashSet::new(),
-                request,
-            },
-        );
+        self.pending.insert(id, Pending::new(dir, kind, request));
         for (t, info) in self.tasks.iter().enumerate() {
             if info.is_source && !self.finished.contains_key(&t) {
                 let _ = info.commands.send(TaskCommand::Trigger(barrier));
@@ -391,15 +402,10 @@ impl Coordinator {
         let Some(p) = self.pending.get_mut(&id) else {
             return Ok(Progress::Running); // abandoned meanwhile
         };
-        let info = &self.tasks[task];
-        p.shared.extend(shared_ids(&state));
-        match storage::write_task_file(&p.dir, info.vertex, info.subtask, &state) {
-            Ok(file) => p.files.push(file),
-            Err(e) => {
-                tracing::warn!(checkpoint = id.0, error = %e, "checkpoint failed");
-                self.abandon(id, &e.to_string());
-                return Ok(Progress::Running);
-            }
+        if let Err(e) = p.write(&self.tasks[task], &state) {
+            tracing::warn!(checkpoint = id.0, error = %e, "checkpoint failed");
+            self.abandon(id, &e.to_string());
+            return Ok(Progress::Running);
         }
         p.acked.insert(task);
         self.try_complete(id)
@@ -419,15 +425,10 @@ impl Coordinator {
         for (task, state) in &self.finished {
             if p.acked.insert(*task) {
                 stand_ins.push(*task);
-                let info = &self.tasks[*task];
-                p.shared.extend(shared_ids(state));
-                match storage::write_task_file(&p.dir, info.vertex, info.subtask, state) {
-                    Ok(file) => p.files.push(file),
-                    Err(e) => {
-                        tracing::warn!(checkpoint = id.0, error = %e, "checkpoint failed");
-                        self.abandon(id, &e.to_string());
-                        return Ok(Progress::Running);
-                    }
+                if let Err(e) = p.write(&self.tasks[*task], state) {
+                    tracing::warn!(checkpoint = id.0, error = %e, "checkpoint failed");
+                    self.abandon(id, &e.to_string());
+                    return Ok(Progress::Running);
                 }
             }
         }
@@ -535,32 +536,23 @@ impl Coordinator {
     }
 
     fn complete_end_of_input(&mut self) -> Result<(), EngineError> {
-        let started = Instant::now();
         let id = self.take_id();
         let dir = storage::checkpoint_dir(&self.root, id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| EngineError::checkpoint(format!("creating {}", dir.display()), e))?;
-        let mut files = Vec::new();
-        let mut shared = HashSet::new();
+        let mut p = Pending::new(dir, SnapshotKind::Checkpoint, None);
         for (task, state) in &self.finished {
-            let info = &self.tasks[*task];
-            shared.extend(shared_ids(state));
-            files.push(storage::write_task_file(
-                &dir,
-                info.vertex,
-                info.subtask,
-                state,
-            )?);
+            p.write(&self.tasks[*task], state)?;
         }
         let written = Written {
             kind: SnapshotKind::Checkpoint,
             stop: false,
-            files,
-            shared,
-            started,
+            files: p.files,
+            shared: p.shared,
+            started: p.started,
             stand_ins: Vec::new(),
         };
-        self.complete(id, CheckpointId::END, &dir, written)
+        self.complete(id, CheckpointId::END, &p.dir, written)
     }
 
     fn abandon(&mut self, id: CheckpointId, reason: &str) {

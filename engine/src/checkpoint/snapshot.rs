@@ -120,14 +120,20 @@ pub(crate) fn incompatible<T>(
     }
 }
 
-/// Appends one framed entry.
-pub(crate) fn push_frame(out: &mut Vec<u8>, hash: u64, encode: impl FnOnce(&mut Vec<u8>)) {
+/// Appends one framed entry: the key's hash and `entry` encoded.
+pub(crate) fn push_entry<E: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    name: &str,
+    hash: u64,
+    entry: &E,
+) -> Result<(), StateError> {
     out.extend_from_slice(&hash.to_le_bytes());
     let len_at = out.len();
     out.extend_from_slice(&0u32.to_le_bytes());
-    encode(out);
+    encode_value(name, entry, out)?;
     let len = (out.len() - len_at - 4) as u32;
     out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
 }
 
 /// Iterates the framed entries of `bytes`: `(key hash, whole frame, body)`.
@@ -216,16 +222,8 @@ impl StateSnapshot {
         entries: impl IntoIterator<Item = (u64, E)>,
     ) -> Result<(), StateError> {
         let mut bytes = Vec::new();
-        let mut failure = None;
         for (hash, entry) in entries {
-            push_frame(&mut bytes, hash, |out| {
-                if let Err(e) = encode_value(state, &entry, out) {
-                    failure.get_or_insert(e);
-                }
-            });
-        }
-        if let Some(e) = failure {
-            return Err(e);
+            push_entry(&mut bytes, state, hash, &entry)?;
         }
         if !bytes.is_empty() {
             self.push_keyed(KeyedBlob {
@@ -277,10 +275,15 @@ mod tests {
     #[test]
     fn frames_round_trip_and_report_truncation() {
         let mut bytes = Vec::new();
-        push_frame(&mut bytes, 7, |o| o.extend_from_slice(b"abc"));
-        push_frame(&mut bytes, 9, |o| o.extend_from_slice(b""));
-        let read: Vec<_> = frames(&bytes).map(|f| f.map(|(h, _, b)| (h, b))).collect();
-        assert_eq!(read, vec![Ok((7, &b"abc"[..])), Ok((9, &b""[..]))]);
+        push_entry(&mut bytes, "s", 7, "abc").unwrap();
+        push_entry(&mut bytes, "s", 9, "").unwrap();
+        let read: Vec<_> = frames(&bytes)
+            .map(|f| f.map(|(h, _, b)| (h, decode_value::<String>("s", "str", b).unwrap())))
+            .collect();
+        assert_eq!(
+            read,
+            vec![Ok((7, "abc".to_owned())), Ok((9, String::new()))]
+        );
         let cut = &bytes[..bytes.len() - 1];
         assert_eq!(frames(cut).last(), Some(Err(())));
     }

@@ -120,9 +120,8 @@ pub(crate) fn execute(
     let config = &run.checkpoints;
     let mut restored = match &config.restore {
         Some(path) => {
-            let mut r = RestoredJob::load(path)?;
+            let r = load_restore_point(path, &job, &run)?;
             check_restored_uids(&r, &job, config.allow_non_restored_state)?;
-            r.prepare(&job, run.state_backend == StateBackendKind::Rocksdb)?;
             tracing::info!(from = %r.path.display(), checkpoint = r.id.0, "restoring");
             Some(Arc::new(r))
         }
@@ -184,14 +183,23 @@ pub(crate) fn execute(
                 );
                 std::thread::sleep(delay);
                 if let Some(c) = from {
-                    let mut r = RestoredJob::load(&c.path)?;
-                    r.prepare(&job, run.state_backend == StateBackendKind::Rocksdb)?;
-                    restored = Some(Arc::new(r));
+                    restored = Some(Arc::new(load_restore_point(&c.path, &job, &run)?));
                 }
             }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Reads a checkpoint or savepoint and readies it for `job`.
+fn load_restore_point(
+    path: &std::path::Path,
+    job: &JobGraph,
+    run: &RunSettings,
+) -> Result<RestoredJob, EngineError> {
+    let mut restored = RestoredJob::load(path)?;
+    restored.prepare(job, run.state_backend == StateBackendKind::Rocksdb)?;
+    Ok(restored)
 }
 
 fn restartable(e: &EngineError) -> bool {
@@ -281,11 +289,12 @@ fn run_once(
     let (done_tx, done_rx) = crossbeam_channel::unbounded();
     let mut handles = Vec::new();
     let mut links = links.into_iter();
+    let settings = Arc::new(run.settings.clone());
     for (v, subtasks) in io.iter_mut().enumerate() {
         for (s, task_io) in subtasks.iter_mut().enumerate() {
             let task_io = std::mem::take(task_io);
             let env = TaskEnv {
-                settings: Arc::new(run.settings.clone()),
+                settings: Arc::clone(&settings),
                 clock: Arc::clone(&run.clock),
                 cancel: Arc::clone(&cancel),
                 link: links.next().expect("one link per task"),

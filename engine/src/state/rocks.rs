@@ -26,8 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::checkpoint::snapshot::{
-    decode_value, encode_value, frames, incompatible, push_frame, KeyedBlob, NativeRocks,
-    StateSnapshot, Upload,
+    decode_value, frames, incompatible, push_entry, KeyedBlob, NativeRocks, StateSnapshot, Upload,
 };
 use crate::element::Key;
 use crate::error::StateError;
@@ -464,13 +463,7 @@ impl<K: Key, N: Namespace, S: Serialize + DeserializeOwned> RocksTable<K, N, S> 
             let value = match slot {
                 Slot::Dirty(s) => {
                     let mut value = Vec::new();
-                    let mut failure = None;
-                    push_frame(&mut value, key_hash(&k), |out| {
-                        failure = encode_value(&self.name, &(&k, &n, &s), out).err();
-                    });
-                    if let Some(e) = failure {
-                        return Err(e);
-                    }
+                    push_entry(&mut value, &self.name, key_hash(&k), &(&k, &n, &s))?;
                     Some(value)
                 }
                 Slot::Deleted => None,
