@@ -2,8 +2,9 @@
 # Runs the whole test suite exactly as CI does: formatting, lints, the crate
 # dependency rules, and every test of every crate.
 #
-# Later issues add real servers (Kafka, Redis, ClickHouse); this script will
-# install and start them on loopback, and stop them at the end.
+# Tests that need a real server start their own on a free loopback port
+# through scripts/services/ and stop it when they end; this script installs
+# the servers first (Kafka-compatible broker: Tansu).
 #
 # Everything is built once, with the RocksDB backend (feature `rocksdb`), so
 # every state test runs on both backends. Clippy and the tests select the
@@ -13,6 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-build-deps.sh
+echo "== test servers"
+bash scripts/services/kafka.sh install
 FEATURES=(--workspace --features rocksdb)
 
 echo "== crate dependency rules"

@@ -76,6 +76,14 @@ pub enum ConnectorError {
         /// What is wrong and what would be right.
         reason: String,
     },
+    /// Kafka could not be reached, or refused a request.
+    #[error("Kafka at {bootstrap}: {reason}")]
+    Kafka {
+        /// The bootstrap servers as configured.
+        bootstrap: String,
+        /// What failed, and what to check.
+        reason: String,
+    },
     /// Writing to standard output failed (e.g. the reading end of a pipe closed).
     #[error("print sink: cannot write to stdout: {source}")]
     Stdout {
@@ -93,7 +101,9 @@ impl ConnectorError {
             | ConnectorError::Encode { .. }
             | ConnectorError::InvalidConfig { .. }
             | ConnectorError::PathUnreadable { .. } => ErrorKind::User,
-            ConnectorError::Io { .. } | ConnectorError::Stdout { .. } => ErrorKind::External,
+            ConnectorError::Io { .. }
+            | ConnectorError::Kafka { .. }
+            | ConnectorError::Stdout { .. } => ErrorKind::External,
         }
     }
 

@@ -12,6 +12,10 @@
 //! - [`file`](mod@file) — [`FileSource`] (JSON lines or CSV, bounded, undecodable
 //!   records to the dead-letter stream), [`JsonLinesSink`] and the
 //!   exactly-once [`TransactionalFileSink`].
+//! - [`kafka`] — [`KafkaSource`] (partitions as splits, offsets in
+//!   checkpoints, discovery, bounded mode) and the at-least-once [`KafkaSink`].
+//! - [`format`](mod@format) — the decoders files and Kafka share: JSON, CSV, raw text,
+//!   Debezium.
 //! - [`print`](mod@print) — [`PrintSink`], Flink's `print()`.
 //! - [`discard`] — [`DiscardSink`], which drops everything (for benchmarks).
 //! - [`error`] — [`ConnectorError`], the one error type of this crate.
@@ -39,6 +43,7 @@ pub mod discard;
 pub mod error;
 pub mod file;
 pub mod format;
+pub mod kafka;
 pub mod nexmark;
 pub mod print;
 
@@ -46,5 +51,6 @@ pub use datagen::{DataGen, SplitMix64};
 pub use discard::DiscardSink;
 pub use error::ConnectorError;
 pub use file::{FileSource, JsonLinesSink, TransactionalFileSink};
+pub use kafka::{KafkaSink, KafkaSource};
 pub use nexmark::{Event, NexmarkConfig, NexmarkGenerator, NexmarkSource};
 pub use print::PrintSink;

@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::context::RuntimeContext;
 use crate::element::Data;
 use crate::error::BoxError;
-use crate::source::{Boundedness, ReadStatus, Source, SourceOutput, SourceReader, Split};
+use crate::source::{
+    Boundedness, FixedSplits, ReadStatus, Source, SourceOutput, SourceReader, Split,
+    SplitEnumerator,
+};
 
 /// A source reading a shared vector.
 pub struct CollectionSource<T> {
@@ -51,15 +54,20 @@ impl<T: Data + Sync> Source for CollectionSource<T> {
         Boundedness::Bounded
     }
 
-    fn splits(&self, parallelism: usize) -> Result<Vec<CollectionSplit>, BoxError> {
+    fn create_enumerator(
+        &self,
+        parallelism: usize,
+    ) -> Result<Box<dyn SplitEnumerator<CollectionSplit>>, BoxError> {
         let n = parallelism.max(1);
-        Ok((0..n)
-            .map(|index| CollectionSplit {
-                next: index,
-                stride: n,
-                index,
-            })
-            .collect())
+        Ok(FixedSplits::boxed(
+            (0..n)
+                .map(|index| CollectionSplit {
+                    next: index,
+                    stride: n,
+                    index,
+                })
+                .collect(),
+        ))
     }
 
     fn create_reader(&self, _ctx: &RuntimeContext) -> Result<CollectionReader<T>, BoxError> {
@@ -152,7 +160,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::element::Timestamp;
-    use crate::testing::{assert_resumes_exactly, read_resumed, read_source};
+    use crate::testing::{assert_resumes_exactly, initial_splits, read_resumed, read_source};
 
     #[test]
     fn every_item_is_read_once_at_any_parallelism() -> Result<(), BoxError> {
@@ -181,8 +189,11 @@ mod tests {
             Boundedness::Bounded
         }
 
-        fn splits(&self, _parallelism: usize) -> Result<Vec<CollectionSplit>, BoxError> {
-            Ok(self.1.clone())
+        fn create_enumerator(
+            &self,
+            _parallelism: usize,
+        ) -> Result<Box<dyn SplitEnumerator<CollectionSplit>>, BoxError> {
+            Ok(FixedSplits::boxed(self.1.clone()))
         }
 
         fn create_reader(&self, ctx: &RuntimeContext) -> Result<CollectionReader<u32>, BoxError> {
@@ -218,7 +229,7 @@ mod tests {
     fn a_split_without_items_is_finished_and_never_snapshotted() -> Result<(), BoxError> {
         let source = CollectionSource::new(vec![1u32]);
         let clock = ManualClock::new(Timestamp(0));
-        let mut splits = source.splits(3)?;
+        let mut splits = initial_splits(&source, 3)?;
         splits.rotate_left(1); // the empty splits first
         let source = WithSplits(source, splits);
         let resumed = read_resumed(&source, 10, 1, &clock)?;

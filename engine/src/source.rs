@@ -1,9 +1,13 @@
 //! Split-based sources (in the style of Flink's FLIP-27).
 //!
 //! A [`Source`] is a factory that lives in the job graph. When the job starts,
-//! the runtime asks it once for its [`Split`]s (files, partitions, index
-//! ranges) and assigns them round-robin to the source's subtasks. Each subtask
-//! then creates one [`SourceReader`] on its own thread and polls it for
+//! the runtime creates its [`SplitEnumerator`] once (not per subtask), on the
+//! thread that coordinates the job. The enumerator discovers the source's
+//! [`Split`]s (files, partitions, index ranges) and the runtime assigns them
+//! to the source's subtasks: at the first start, after a restore (restored
+//! splits keep their positions; new ones are added) and, for sources that
+//! discover continuously, every [`SplitEnumerator::discovery_interval`]. Each
+//! subtask creates one [`SourceReader`] on its own thread and polls it for
 //! records. The reader emits into a [`SourceOutput`], which assigns event time
 //! and tracks one watermark per split, so a slow split holds the watermark back
 //! and an idle one does not.
@@ -13,12 +17,13 @@
 //! source's dead-letter stream (`DataStream::dead_letters`).
 
 use std::fmt::Debug;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::context::RuntimeContext;
-use crate::element::{Data, Record, Timestamp};
+use crate::element::{CheckpointId, Data, Record, Timestamp};
 use crate::error::BoxError;
 use crate::time::SplitWatermarks;
 
@@ -50,18 +55,77 @@ pub trait Source: Send + Sync + 'static {
     /// Whether the source ends by itself.
     fn boundedness(&self) -> Boundedness;
 
-    /// Discovers the splits, once, when the job starts; `parallelism` is the
-    /// number of reader subtasks (a hint: sources may return more or fewer).
+    /// Creates the enumerator that discovers this source's splits; called
+    /// once per run of the job, on the coordinating thread. `parallelism` is
+    /// the number of reader subtasks (a hint: sources may make more or fewer
+    /// splits).
     ///
     /// # Errors
-    /// When the input cannot be listed (missing file, unreachable server).
-    fn splits(&self, parallelism: usize) -> Result<Vec<Self::Split>, BoxError>;
+    /// When the enumerator cannot be set up (e.g. a bad configuration).
+    fn create_enumerator(
+        &self,
+        parallelism: usize,
+    ) -> Result<Box<dyn SplitEnumerator<Self::Split>>, BoxError>;
 
     /// Creates the reader for one subtask, on that subtask's thread.
     ///
     /// # Errors
     /// When the reader cannot be set up.
     fn create_reader(&self, ctx: &RuntimeContext) -> Result<Self::Reader, BoxError>;
+}
+
+/// Discovers a source's splits. Runs once per source, on the thread that
+/// coordinates the job, never on a reader's thread.
+///
+/// The runtime remembers the id of every split it has assigned (also across
+/// restores, finished splits included) and ignores discovered splits whose
+/// id it knows, so `discover` may simply list every split it sees.
+pub trait SplitEnumerator<S: Split>: Send {
+    /// The splits that exist now.
+    ///
+    /// A source without [`discovery_interval`](Self::discovery_interval) is
+    /// asked once, at the job's first start; a restored job resumes the
+    /// splits its readers snapshotted. A source with one is asked at every
+    /// start, restored or not, and then every interval.
+    ///
+    /// # Errors
+    /// When the input cannot be listed (missing file, unreachable server).
+    /// At start this fails the job; during periodic discovery it is logged
+    /// and discovery is tried again at the next interval.
+    fn discover(&mut self) -> Result<Vec<S>, BoxError>;
+
+    /// How often to look for new splits while the job runs; `None` (the
+    /// default): the splits found at the first start are all there will be,
+    /// and readers end when they are done with them.
+    fn discovery_interval(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// An enumerator for a fixed set of splits known when the job starts (files
+/// listed at start, generator ranges).
+#[derive(Debug)]
+pub struct FixedSplits<S>(Option<Vec<S>>);
+
+impl<S> FixedSplits<S> {
+    /// Enumerates exactly `splits`.
+    pub fn new(splits: Vec<S>) -> Self {
+        FixedSplits(Some(splits))
+    }
+
+    /// The enumerator, boxed as [`Source::create_enumerator`] returns it.
+    pub fn boxed(splits: Vec<S>) -> Box<dyn SplitEnumerator<S>>
+    where
+        S: Split,
+    {
+        Box::new(FixedSplits::new(splits))
+    }
+}
+
+impl<S: Split> SplitEnumerator<S> for FixedSplits<S> {
+    fn discover(&mut self) -> Result<Vec<S>, BoxError> {
+        Ok(self.0.take().unwrap_or_default())
+    }
 }
 
 /// What a reader reports after a poll.
@@ -72,7 +136,9 @@ pub enum ReadStatus {
     /// Nothing right now (e.g. rate limit, empty partition): the runtime waits
     /// briefly before polling again.
     NothingAvailable,
-    /// Every split assigned to this reader is exhausted.
+    /// Every split assigned to this reader is exhausted. The subtask ends
+    /// once the enumerator has no more splits for it; until then it is idle
+    /// and polled again now and then.
     Finished,
 }
 
@@ -93,7 +159,10 @@ pub trait SourceReader: 'static {
     fn add_splits(&mut self, splits: Vec<Self::Split>) -> Result<(), BoxError>;
 
     /// Emits up to [`SourceOutput::room`] records (more is allowed, but keeps
-    /// batches large) and says whether more are ready.
+    /// batches large) and says whether more are ready. Must return promptly
+    /// (a reader with nothing to read returns [`ReadStatus::NothingAvailable`]
+    /// at once): barriers, savepoint requests and new splits are served
+    /// between polls.
     ///
     /// # Errors
     /// A read failure that the reader cannot recover from; it fails the job.
@@ -104,6 +173,17 @@ pub trait SourceReader: 'static {
     /// The current position of every unfinished split, as splits that resume
     /// where the reader is now. Used by checkpoints (issue #5).
     fn snapshot_splits(&self) -> Vec<Self::Split>;
+
+    /// Checkpoint `id` is complete: everything read up to its barrier is
+    /// safely in the job's state (e.g. commit consumer offsets for
+    /// monitoring). Default: nothing.
+    ///
+    /// # Errors
+    /// A failure that must fail the job.
+    fn notify_checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), BoxError> {
+        let _ = id;
+        Ok(())
+    }
 }
 
 /// A record that a source could not decode, with where it came from and why.

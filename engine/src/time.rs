@@ -124,6 +124,7 @@ pub struct SplitWatermarks<T> {
     splits: Vec<SplitClock>,
     emitted: Timestamp,
     status: StreamStatus,
+    awaiting_splits: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -152,7 +153,15 @@ impl<T> SplitWatermarks<T> {
             splits: Vec::new(),
             emitted: Timestamp::MIN,
             status: StreamStatus::Active,
+            awaiting_splits: false,
         }
+    }
+
+    /// Whether the enumerator may still send splits: while it may, a
+    /// subtask whose splits are all finished is idle (it must not hold the
+    /// watermark back) rather than about to end.
+    pub fn set_awaiting_splits(&mut self, awaiting: bool) {
+        self.awaiting_splits = awaiting;
     }
 
     /// Registers a new split (it starts active at processing time `now`).
@@ -221,9 +230,10 @@ impl<T> SplitWatermarks<T> {
         let live = self.splits.iter().filter(|s| !s.finished && !s.idle);
         let min_max_ts = live.map(|s| s.max_ts).min();
         let any_unfinished = self.splits.iter().any(|s| !s.finished);
-        let status = if min_max_ts.is_none() && (any_unfinished || self.splits.is_empty()) {
-            // Only idle splits (or none at all): stop holding downstream back.
-            if idleness.is_some() || self.splits.is_empty() {
+        let waiting = !any_unfinished && (self.awaiting_splits || self.splits.is_empty());
+        let status = if min_max_ts.is_none() && (any_unfinished || waiting) {
+            // Only idle splits (or none left): stop holding downstream back.
+            if idleness.is_some() || waiting {
                 StreamStatus::Idle
             } else {
                 StreamStatus::Active

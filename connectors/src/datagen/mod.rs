@@ -41,7 +41,9 @@ use std::sync::Arc;
 use eddy_engine::context::RuntimeContext;
 use eddy_engine::element::Data;
 use eddy_engine::error::BoxError;
-use eddy_engine::source::{Boundedness, ReadStatus, Source, SourceOutput, SourceReader};
+use eddy_engine::source::{
+    Boundedness, FixedSplits, ReadStatus, Source, SourceOutput, SourceReader, SplitEnumerator,
+};
 
 pub(crate) use driver::IndexDriver;
 pub use rng::SplitMix64;
@@ -162,10 +164,13 @@ where
         }
     }
 
-    fn splits(&self, parallelism: usize) -> Result<Vec<IndexSplit>, BoxError> {
+    fn create_enumerator(
+        &self,
+        parallelism: usize,
+    ) -> Result<Box<dyn SplitEnumerator<IndexSplit>>, BoxError> {
         self.validate()?;
         let n = self.splits.unwrap_or(parallelism).max(1);
-        Ok(IndexSplit::all(n as u64))
+        Ok(FixedSplits::boxed(IndexSplit::all(n as u64)))
     }
 
     fn create_reader(&self, ctx: &RuntimeContext) -> Result<Self::Reader, BoxError> {
@@ -221,6 +226,8 @@ pub fn generate_at<T>(seed: u64, index: u64, generate: impl Fn(u64, &mut SplitMi
 
 #[cfg(test)]
 mod tests {
+    use eddy_engine::testing::initial_splits;
+
     use super::*;
 
     type Pairs = DataGen<(u64, u64), fn(u64, &mut SplitMix64) -> (u64, u64)>;
@@ -254,25 +261,23 @@ mod tests {
 
     #[test]
     fn there_is_one_split_per_subtask_unless_told_otherwise() {
-        assert_eq!(source().splits(3).map(|s| s.len()).ok(), Some(3));
+        assert_eq!(initial_splits(&source(), 3).map(|s| s.len()).ok(), Some(3));
         assert_eq!(
-            source().with_splits(8).splits(3).map(|s| s.len()).ok(),
+            initial_splits(&source().with_splits(8), 3)
+                .map(|s| s.len())
+                .ok(),
             Some(8)
         );
     }
 
     #[test]
     fn zero_splits_and_bad_rates_are_rejected_with_the_option_name() {
-        let e = source()
-            .with_splits(0)
-            .splits(1)
+        let e = initial_splits(&source().with_splits(0), 1)
             .err()
             .map(|e| e.to_string());
         assert!(e.is_some_and(|m| m.contains("DataGen::with_splits")));
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            let e = source()
-                .with_rate(bad)
-                .splits(1)
+            let e = initial_splits(&source().with_rate(bad), 1)
                 .err()
                 .map(|e| e.to_string());
             assert!(e.is_some_and(|m| m.contains("DataGen::with_rate")), "{bad}");

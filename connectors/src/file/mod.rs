@@ -24,7 +24,6 @@
 //! ```
 
 mod csv_records;
-mod decode;
 mod reader;
 mod sink;
 mod split;
@@ -37,7 +36,7 @@ use std::path::{Path, PathBuf};
 use eddy_engine::context::RuntimeContext;
 use eddy_engine::element::Data;
 use eddy_engine::error::BoxError;
-use eddy_engine::source::{Boundedness, Source};
+use eddy_engine::source::{Boundedness, FixedSplits, Source, SplitEnumerator};
 
 pub use reader::FileReader;
 pub use sink::{JsonLinesSink, JsonLinesWriter};
@@ -139,13 +138,17 @@ impl<T: Data> Source for FileSource<T> {
         Boundedness::Bounded
     }
 
-    /// One split per file, whatever the parallelism.
-    fn splits(&self, _parallelism: usize) -> Result<Vec<FileSplit>, BoxError> {
+    /// One split per file, whatever the parallelism, listed when the job
+    /// first starts.
+    fn create_enumerator(
+        &self,
+        _parallelism: usize,
+    ) -> Result<Box<dyn SplitEnumerator<FileSplit>>, BoxError> {
         let splits = split::list_splits(&self.path)?;
         if splits.is_empty() {
             tracing::warn!(path = %self.path.display(), "file source: directory has no files to read");
         }
-        Ok(splits)
+        Ok(FixedSplits::boxed(splits))
     }
 
     fn create_reader(&self, _ctx: &RuntimeContext) -> Result<FileReader<T>, BoxError> {

@@ -21,10 +21,10 @@ use eddy_engine::source::{ReadStatus, SourceOutput, SourceReader};
 use tracing::debug;
 
 use super::csv_records::CsvRecords;
-use super::decode::{decode_csv_record, decode_json_line, raw_line, raw_record, Decoded};
 use super::split::FileSplit;
 use super::{FileFormat, OnDecodeError};
 use crate::error::ConnectorError;
+use crate::format::decode::{decode_csv_record, decode_json_line, raw_line, raw_record, Decoded};
 
 /// A file being read.
 enum OpenFile {

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use eddy_engine::context::RuntimeContext;
 use eddy_engine::error::BoxError;
-use eddy_engine::source::{Boundedness, ReadStatus, Source, SourceOutput, SourceReader};
+use eddy_engine::source::{
+    Boundedness, FixedSplits, ReadStatus, Source, SourceOutput, SourceReader, SplitEnumerator,
+};
 use eddy_engine::time::WatermarkStrategy;
 
 use super::config::NexmarkConfig;
@@ -114,10 +116,13 @@ impl Source for NexmarkSource {
         }
     }
 
-    fn splits(&self, parallelism: usize) -> Result<Vec<IndexSplit>, BoxError> {
+    fn create_enumerator(
+        &self,
+        parallelism: usize,
+    ) -> Result<Box<dyn SplitEnumerator<IndexSplit>>, BoxError> {
         self.validate()?;
         let n = self.splits.unwrap_or(parallelism).max(1);
-        Ok(IndexSplit::all(n as u64))
+        Ok(FixedSplits::boxed(IndexSplit::all(n as u64)))
     }
 
     fn create_reader(&self, ctx: &RuntimeContext) -> Result<NexmarkReader, BoxError> {
@@ -161,7 +166,7 @@ impl SourceReader for NexmarkReader {
 
 #[cfg(test)]
 mod tests {
-    use eddy_engine::testing::assert_resumes_exactly;
+    use eddy_engine::testing::{assert_resumes_exactly, initial_splits};
 
     use super::*;
 
@@ -214,7 +219,9 @@ mod tests {
         let e = NexmarkSource::new(bad).err().map(|e| e.to_string());
         assert!(e.is_some_and(|m| m.contains("events_per_second")));
         let s = NexmarkSource::new(NexmarkConfig::default()).expect("valid");
-        let e = s.with_rate(-5.0).splits(2).err().map(|e| e.to_string());
+        let e = initial_splits(&s.with_rate(-5.0), 2)
+            .err()
+            .map(|e| e.to_string());
         assert!(e.is_some_and(|m| m.contains("NexmarkSource::with_rate")));
     }
 }

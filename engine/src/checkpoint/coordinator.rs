@@ -24,7 +24,7 @@ use crate::element::{Barrier, CheckpointId};
 use crate::error::EngineError;
 
 /// What a task is told by the coordinator.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub(crate) enum TaskCommand {
     /// (Sources only) snapshot and emit this barrier.
     Trigger(Barrier),
@@ -35,6 +35,22 @@ pub(crate) enum TaskCommand {
     /// Checkpoint or savepoint `id` was abandoned (a task waiting for a
     /// stop-with-savepoint goes on).
     Abort(CheckpointId),
+    /// (Sources only) new splits from the enumerator: a `Vec` of the
+    /// source's split type. Sent on the same channel as triggers, so a
+    /// barrier after it covers them.
+    AddSplits(SplitBatch),
+    /// (Sources only) the enumerator will send no more splits: a reader done
+    /// with its splits ends.
+    NoMoreSplits,
+}
+
+/// A batch of splits of a source's own type, on its way to a reader.
+pub(crate) struct SplitBatch(pub Box<dyn std::any::Any + Send>);
+
+impl std::fmt::Debug for SplitBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SplitBatch")
+    }
 }
 
 /// The state of the operators of one task's chain, by uid.
@@ -73,7 +89,8 @@ pub(crate) struct CheckpointLink {
 impl CheckpointLink {
     /// Takes note of a command the task read; returns it.
     pub(crate) fn heard(&self, command: TaskCommand) -> TaskCommand {
-        if let TaskCommand::Abort(id) = command {
+        if let TaskCommand::Abort(id) = &command {
+            let id = *id;
             self.aborted.set(self.aborted.get().max(Some(id)));
         }
         command

@@ -20,15 +20,18 @@ use crate::operator::{Operator, SideChannel, SideOutputs, TypedSide};
 use crate::runtime::chain::{
     connector_error, guarded, Control, Downstream, FanOut, OperatorStage, SinkStage,
 };
+use crate::runtime::enumerator::{Assigner, SplitAssigner};
 use crate::runtime::network::{KeyHasher, NetworkOutput, Partitioner};
-use crate::runtime::source_task::{run_source_task, SourceChain};
+use crate::runtime::source_task::{
+    run_source_task, SourceChain, FINISHED_SPLITS_STATE, SPLITS_STATE,
+};
 use crate::runtime::stats::StageStats;
 use crate::runtime::task::{run_input_task, TaskEnv};
 use crate::sink::Sink;
 use crate::source::{DeadLetter, Source};
 use crate::time::WatermarkStrategy;
 
-/// A boxed value that may cross threads (channel ends, splits).
+/// A boxed value that may cross threads (channel ends).
 pub(crate) type SendAny = Box<dyn Any + Send>;
 /// A boxed chain stage, built and used on one task thread.
 pub(crate) type StageAny = Box<dyn Any>;
@@ -277,18 +280,19 @@ impl<S: Sink> StageNode for SinkNode<S> {
 
 /// A source in the graph.
 pub(crate) trait SourceNode: Send + Sync {
-    /// Discovers the splits once and deals them to `parallelism` readers.
-    fn assign_splits(
+    /// Creates the source's enumerator for `parallelism` readers; `restored`
+    /// holds the contexts of its subtasks when the run restores it.
+    fn create_assigner(
         &self,
         parallelism: usize,
         ctx: &RuntimeContext,
-    ) -> Result<Vec<SendAny>, EngineError>;
+        restored: &[RuntimeContext],
+    ) -> Result<Box<dyn SplitAssigner>, EngineError>;
 
     /// Runs one source subtask.
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
-        splits: SendAny,
         strategy: Option<&(dyn Any + Send + Sync)>,
         ctx: &RuntimeContext,
         node: usize,
@@ -302,27 +306,20 @@ pub(crate) trait SourceNode: Send + Sync {
 pub(crate) struct SourceNodeImpl<S>(pub S);
 
 impl<S: Source> SourceNode for SourceNodeImpl<S> {
-    fn assign_splits(
+    fn create_assigner(
         &self,
         parallelism: usize,
         ctx: &RuntimeContext,
-    ) -> Result<Vec<SendAny>, EngineError> {
-        let splits = guarded(ctx.location(), connector_error, || {
-            self.0.splits(parallelism)
+        restored: &[RuntimeContext],
+    ) -> Result<Box<dyn SplitAssigner>, EngineError> {
+        let enumerator = guarded(ctx.location(), connector_error, || {
+            self.0.create_enumerator(parallelism)
         })?;
-        let mut per_reader: Vec<Vec<S::Split>> = (0..parallelism).map(|_| Vec::new()).collect();
-        for (i, split) in splits.into_iter().enumerate() {
-            per_reader[i % parallelism].push(split);
-        }
-        Ok(per_reader
-            .into_iter()
-            .map(|s| Box::new(s) as SendAny)
-            .collect())
+        Ok(Box::new(Assigner::new(enumerator, parallelism, restored)?))
     }
 
     fn run(
         &self,
-        splits: SendAny,
         strategy: Option<&(dyn Any + Send + Sync)>,
         ctx: &RuntimeContext,
         node: usize,
@@ -330,15 +327,24 @@ impl<S: Source> SourceNode for SourceNodeImpl<S> {
         dead_letters: Option<StageAny>,
         env: &TaskEnv,
     ) -> Result<Vec<StageStats>, EngineError> {
-        // A restored source resumes its snapshotted splits instead.
-        let splits = match ctx.restored_state() {
-            Some(restored) => restored
-                .list::<S::Split>(crate::runtime::source_task::SPLITS_STATE)
-                .map_err(|source| EngineError::State {
+        // A restored subtask resumes its snapshotted splits; the enumerator
+        // sends the others.
+        let (splits, finished) = match ctx.restored_state() {
+            Some(restored) => {
+                let state_error = |source| EngineError::State {
                     location: ctx.location().clone(),
                     source,
-                })?,
-            None => downcast_send::<Vec<S::Split>>(splits, "splits")?,
+                };
+                (
+                    restored
+                        .list::<S::Split>(SPLITS_STATE)
+                        .map_err(state_error)?,
+                    restored
+                        .list::<String>(FINISHED_SPLITS_STATE)
+                        .map_err(state_error)?,
+                )
+            }
+            None => (Vec::new(), Vec::new()),
         };
         let strategy = match strategy {
             Some(s) => Some(
@@ -360,7 +366,9 @@ impl<S: Source> SourceNode for SourceNodeImpl<S> {
             node,
             ..StageStats::default()
         };
-        run_source_task(&self.0, splits, strategy, ctx, &mut chain, &mut own, env)?;
+        run_source_task(
+            &self.0, splits, finished, strategy, ctx, &mut chain, &mut own, env,
+        )?;
         let mut stats = vec![own];
         chain.collect_stats(&mut stats);
         Ok(stats)

@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::checkpoint::coordinator::{
     job_root, CheckpointLink, CompletedCheckpoint, Coordinator, Progress, SavepointRequest,
-    TaskInfo,
+    TaskCommand, TaskInfo,
 };
 use crate::checkpoint::requests::RequestInbox;
 use crate::checkpoint::restart::RestartPolicy;
@@ -30,6 +30,7 @@ use crate::graph::erased::{SendAny, StageAny};
 use crate::graph::job::JobGraph;
 use crate::graph::stream::{NodeBody, NodeId, StreamGraph};
 use crate::operator::SideOutputs;
+use crate::runtime::enumerator::SourceEnumerator;
 use crate::runtime::stats::{JobStats, OperatorStats, StageStats};
 use crate::runtime::task::{TaskEnv, TaskSettings};
 
@@ -61,8 +62,6 @@ struct SubtaskIo {
     senders: HashMap<usize, Vec<SendAny>>,
     /// Receivers of the head's input edges, in edge order.
     receivers: Vec<SendAny>,
-    /// For source heads: the splits assigned to this subtask.
-    splits: Option<SendAny>,
 }
 
 impl Plan {
@@ -247,10 +246,13 @@ fn run_once(
     let mut io = wire(plan, run.channel_capacity)?;
     let mut tasks = Vec::new();
     let mut links = Vec::new();
+    let mut commands: Vec<Vec<Sender<TaskCommand>>> = Vec::new();
     for (v, subtasks) in io.iter().enumerate() {
         let head = plan.job.vertices[v].nodes[0];
+        commands.push(Vec::new());
         for s in 0..subtasks.len() {
             let (tx, rx) = crossbeam_channel::unbounded();
+            commands[v].push(tx.clone());
             links.push(CheckpointLink {
                 task: tasks.len(),
                 commands: rx,
@@ -267,6 +269,8 @@ fn run_once(
         }
     }
     drop(report_tx);
+    let mut enumerators = start_enumerators(plan, &commands)?;
+    drop(commands);
     let operators = plan
         .job
         .nodes
@@ -338,7 +342,13 @@ fn run_once(
         }
     };
     loop {
-        let deadline = coordinator.next_deadline().min(inbox.next_deadline());
+        let deadline = enumerators
+            .iter()
+            .filter_map(SourceEnumerator::next_deadline)
+            .fold(
+                coordinator.next_deadline().min(inbox.next_deadline()),
+                Instant::min,
+            );
         let wait = deadline.saturating_duration_since(Instant::now());
         crossbeam_channel::select! {
             recv(done_rx) -> result => match result {
@@ -369,6 +379,7 @@ fn run_once(
             default(wait) => {},
         }
         let now = Instant::now();
+        enumerators.iter_mut().for_each(|e| e.tick(now));
         for request in inbox.poll(now) {
             coordinator.savepoint(request);
         }
@@ -413,19 +424,39 @@ fn wire(plan: &Plan, capacity: usize) -> Result<Vec<Vec<SubtaskIo>>, EngineError
             io[up.vertex][i].senders.insert(ei, senders);
         }
     }
-    for (id, node) in plan.nodes.iter().enumerate() {
-        if plan.is_restoring(id) {
-            continue; // its readers resume their snapshotted splits
-        }
-        if let NodeBody::Source(source) = &node.body {
-            let n = &job.nodes[id];
-            let splits = source.assign_splits(n.parallelism, &plan.context(id, 0))?;
-            for (s, split) in splits.into_iter().enumerate() {
-                io[n.vertex][s].splits = Some(split);
-            }
-        }
-    }
     Ok(io)
+}
+
+/// Starts the enumerator of every source: it deals the first splits to the
+/// subtasks' command channels before they run. `commands[v][s]` is the
+/// channel of subtask `s` of vertex `v`.
+fn start_enumerators(
+    plan: &Plan,
+    commands: &[Vec<Sender<TaskCommand>>],
+) -> Result<Vec<SourceEnumerator>, EngineError> {
+    let mut started = Vec::new();
+    for (id, node) in plan.nodes.iter().enumerate() {
+        let NodeBody::Source(source) = &node.body else {
+            continue;
+        };
+        let n = &plan.job.nodes[id];
+        let restoring = plan.is_restoring(id);
+        let restored: Vec<RuntimeContext> = if restoring {
+            (0..n.parallelism).map(|s| plan.context(id, s)).collect()
+        } else {
+            Vec::new()
+        };
+        let ctx = plan.context(id, 0);
+        let assigner = source.create_assigner(n.parallelism, &ctx, &restored)?;
+        started.push(SourceEnumerator::start(
+            ctx.location().clone(),
+            assigner,
+            commands[n.vertex].clone(),
+            restoring,
+            Instant::now(),
+        )?);
+    }
+    Ok(started)
 }
 
 /// Builds the chain of vertex `v` for subtask `s` (tail first) and runs it.
@@ -483,9 +514,8 @@ fn run_subtask(
         let is_head = pos == 0;
         match (&node.body, is_head) {
             (NodeBody::Source(source), true) => {
-                let splits = io.splits.take().unwrap_or_else(|| Box::new(()) as SendAny);
                 let strategy = node.strategy.as_deref();
-                return source.run(splits, strategy, &ctx, n, main, dead_letters, env);
+                return source.run(strategy, &ctx, n, main, dead_letters, env);
             }
             (NodeBody::Operator(stage) | NodeBody::Sink(stage), true) => {
                 let head = stage.build(&ctx, n, main, sides)?;

@@ -3,6 +3,7 @@
 //! job graph.
 
 pub(crate) mod chain;
+pub(crate) mod enumerator;
 pub(crate) mod executor;
 pub(crate) mod network;
 pub(crate) mod source_task;

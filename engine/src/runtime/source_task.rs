@@ -4,9 +4,10 @@
 //! serves the coordinator: on a trigger it records the reader's split
 //! positions and sends the barrier down the chain.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::checkpoint::coordinator::{TaskCommand, TaskState};
+use crate::checkpoint::coordinator::{SplitBatch, TaskCommand, TaskState};
 use crate::checkpoint::{Redistribution, StateSnapshot};
 use crate::context::RuntimeContext;
 use crate::element::{Barrier, CheckpointId, Record, StreamStatus, Timestamp};
@@ -83,25 +84,74 @@ impl<T> Control for SourceChain<T> {
 /// Name of the list state holding a source subtask's split positions.
 pub(crate) const SPLITS_STATE: &str = "splits";
 
-/// The source's own state: where each unfinished split stands.
+/// Name of the list state holding the ids of the splits a source subtask
+/// finished: a restored enumerator must not assign them again.
+pub(crate) const FINISHED_SPLITS_STATE: &str = "finished-splits";
+
+/// The splits one source subtask was given, and how far the enumerator is.
+struct AssignedSplits<T> {
+    /// Ids of every split given to the reader, in order (a split's index in
+    /// `SourceOutput` calls is its position here).
+    ids: Vec<String>,
+    /// Ids of splits finished before the restore this run started from.
+    finished_before: Vec<String>,
+    watermarks: SplitWatermarks<T>,
+    no_more: bool,
+}
+
+impl<T> AssignedSplits<T> {
+    /// Hands `splits` to the reader and starts a watermark clock for each.
+    fn add<R: SourceReader<Out = T>>(
+        &mut self,
+        reader: &mut R,
+        splits: Vec<R::Split>,
+        ctx: &RuntimeContext,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        for split in &splits {
+            self.ids.push(split.id());
+            self.watermarks.add_split(now);
+        }
+        guarded(ctx.location(), connector_error, || {
+            reader.add_splits(splits)
+        })
+    }
+
+    /// The ids of the splits the reader has finished: those given to it that
+    /// its snapshot no longer holds, and those finished before a restore.
+    fn finished<S: Split>(&self, unfinished: &[S]) -> Vec<String> {
+        let open: HashSet<String> = unfinished.iter().map(Split::id).collect();
+        let mut done = self.finished_before.clone();
+        done.extend(self.ids.iter().filter(|id| !open.contains(*id)).cloned());
+        done
+    }
+}
+
+/// The source's own state: where each unfinished split stands, and which
+/// splits it finished.
 fn source_state<S: Split>(
     ctx: &RuntimeContext,
     id: CheckpointId,
     splits: Vec<S>,
+    finished: Vec<String>,
 ) -> Result<TaskState, EngineError> {
     let mut own = StateSnapshot::new(id, ctx.max_parallelism());
+    let state_error = |source| EngineError::State {
+        location: ctx.location().clone(),
+        source,
+    };
     own.list(SPLITS_STATE, Redistribution::Split, splits)
-        .map_err(|source| EngineError::State {
-            location: ctx.location().clone(),
-            source,
-        })?;
+        .map_err(state_error)?;
+    own.list(FINISHED_SPLITS_STATE, Redistribution::Split, finished)
+        .map_err(state_error)?;
     Ok(vec![(ctx.uid().to_owned(), own.data)])
 }
 
 /// Serves the coordinator's commands; returns true when the task must stop
 /// (a stop-with-savepoint completed).
 fn serve_commands<R: SourceReader>(
-    reader: &R,
+    reader: &mut R,
+    assigned: &mut AssignedSplits<R::Out>,
     chain: &mut dyn Control,
     ctx: &RuntimeContext,
     env: &TaskEnv,
@@ -112,22 +162,43 @@ fn serve_commands<R: SourceReader>(
                 let splits = guarded(ctx.location(), connector_error, || {
                     Ok(reader.snapshot_splits())
                 })?;
-                let state = source_state(ctx, barrier.id, splits)?;
+                let finished = assigned.finished(&splits);
+                let state = source_state(ctx, barrier.id, splits, finished)?;
                 if snapshot_chain(chain, barrier, state, env)? {
                     return Ok(true);
                 }
             }
-            TaskCommand::Complete(id) => chain.on_checkpoint_complete(id)?,
+            TaskCommand::Complete(id) => {
+                guarded(ctx.location(), connector_error, || {
+                    reader.notify_checkpoint_complete(id)
+                })?;
+                chain.on_checkpoint_complete(id)?;
+            }
+            TaskCommand::AddSplits(SplitBatch(splits)) => {
+                let splits = *splits.downcast::<Vec<R::Split>>().map_err(|_| {
+                    EngineError::Internal("splits of another type reached a source".into())
+                })?;
+                assigned.add(reader, splits, ctx, env.clock.now())?;
+            }
+            TaskCommand::NoMoreSplits => {
+                assigned.no_more = true;
+                assigned.watermarks.set_awaiting_splits(false);
+            }
             TaskCommand::Abort(_) => {}
         }
     }
     Ok(false)
 }
 
-/// Runs one source subtask to the end of its input.
+/// Runs one source subtask to the end of its input. It starts with
+/// `restored` splits (those its snapshot held) and `finished_before` (the
+/// ids of splits finished before that snapshot); the enumerator sends the
+/// rest as commands.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_source_task<S: Source>(
     source: &S,
-    splits: Vec<S::Split>,
+    restored: Vec<S::Split>,
+    finished_before: Vec<String>,
     strategy: Option<WatermarkStrategy<S::Out>>,
     ctx: &RuntimeContext,
     chain: &mut SourceChain<S::Out>,
@@ -136,7 +207,6 @@ pub(crate) fn run_source_task<S: Source>(
 ) -> Result<(), EngineError> {
     let location = ctx.location();
     let mut reader = guarded(location, connector_error, || source.create_reader(ctx))?;
-    let split_ids: Vec<String> = splits.iter().map(Split::id).collect();
     let strategy = strategy.unwrap_or_else(WatermarkStrategy::no_watermarks);
     let emission = strategy.emission();
     let interval_ms = match emission {
@@ -144,10 +214,15 @@ pub(crate) fn run_source_task<S: Source>(
         _ => env.settings.watermark_interval,
     }
     .as_millis() as i64;
-    let mut watermarks = SplitWatermarks::new(strategy);
+    let mut assigned = AssignedSplits {
+        ids: Vec::new(),
+        finished_before,
+        watermarks: SplitWatermarks::new(strategy),
+        no_more: false,
+    };
+    assigned.watermarks.set_awaiting_splits(true);
     let now = env.clock.now();
-    splits.iter().for_each(|_| watermarks.add_split(now));
-    guarded(location, connector_error, || reader.add_splits(splits))?;
+    assigned.add(&mut reader, restored, ctx, now)?;
 
     let batch_size = env.settings.batch_size;
     let mut batch: Vec<Record<S::Out>> = Vec::with_capacity(batch_size);
@@ -159,22 +234,22 @@ pub(crate) fn run_source_task<S: Source>(
         if env.cancelled() {
             return Err(EngineError::Cancelled);
         }
-        if serve_commands(&reader, chain, ctx, env)? {
+        if serve_commands(&mut reader, &mut assigned, chain, ctx, env)? {
             return Ok(());
         }
         let status = {
             let mut out = SourceOutput {
                 batch: &mut batch,
                 dead: &mut dead,
-                watermarks: &mut watermarks,
-                split_ids: &split_ids,
+                watermarks: &mut assigned.watermarks,
+                split_ids: &assigned.ids,
                 source_name: &location.operator,
                 batch_size,
             };
             guarded(location, connector_error, || reader.poll_next(&mut out))?
         };
         if !batch.is_empty() {
-            if watermarks.mark_active() {
+            if assigned.watermarks.mark_active() {
                 chain.on_status(StreamStatus::Active)?;
             }
             stats.records_out += batch.len() as u64;
@@ -199,7 +274,7 @@ pub(crate) fn run_source_task<S: Source>(
         }
         let now = env.clock.now();
         if emission == WatermarkEmission::PerBatch || now >= next_watermark {
-            let update = watermarks.check(now);
+            let update = assigned.watermarks.check(now);
             if let Some(wm) = update.watermark {
                 chain.on_watermark(wm)?;
             }
@@ -211,14 +286,15 @@ pub(crate) fn run_source_task<S: Source>(
         housekeeping.run(chain, now)?;
         match status {
             ReadStatus::MoreAvailable => {}
-            ReadStatus::NothingAvailable => env.clock.sleep(IDLE_BACKOFF),
-            ReadStatus::Finished => break,
+            ReadStatus::Finished if assigned.no_more => break,
+            ReadStatus::NothingAvailable | ReadStatus::Finished => env.clock.sleep(IDLE_BACKOFF),
         }
     }
-    if let Some(wm) = watermarks.end() {
+    if let Some(wm) = assigned.watermarks.end() {
         chain.on_watermark(wm)?;
     }
     chain.finish()?;
-    let state = source_state::<S::Split>(ctx, CheckpointId::END, Vec::new())?;
+    let finished = assigned.finished::<S::Split>(&[]);
+    let state = source_state::<S::Split>(ctx, CheckpointId::END, Vec::new(), finished)?;
     end_of_input_snapshot(chain, state, env)
 }

@@ -154,19 +154,12 @@ fn await_completion(
         if env.link.was_aborted(id) {
             return Ok(false);
         }
-        match env
-            .link
-            .commands
-            .recv_timeout(MAX_WAIT)
-            .map(|c| env.link.heard(c))
-        {
-            Ok(TaskCommand::Complete(done)) => {
-                chain.on_checkpoint_complete(done)?;
-                if done >= id {
-                    return Ok(true);
-                }
+        let command = env.link.commands.recv_timeout(MAX_WAIT);
+        if let Ok(TaskCommand::Complete(done)) = command.map(|c| env.link.heard(c)) {
+            chain.on_checkpoint_complete(done)?;
+            if done >= id {
+                return Ok(true);
             }
-            Ok(TaskCommand::Trigger(_) | TaskCommand::Abort(_)) | Err(_) => {}
         }
     }
 }
@@ -268,7 +261,7 @@ pub(crate) fn run_input_task<T: Data>(
         let Some(&ch) = order.get(op.index()) else {
             match op.recv(&env.link.commands).map(|c| env.link.heard(c)) {
                 Ok(TaskCommand::Complete(id)) => head.on_checkpoint_complete(id)?,
-                Ok(TaskCommand::Trigger(_) | TaskCommand::Abort(_)) => {}
+                Ok(_) => {}
                 Err(_) => return Err(EngineError::Cancelled),
             }
             continue;

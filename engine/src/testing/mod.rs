@@ -192,6 +192,18 @@ pub struct SourceContents<T> {
     pub dead_letters: Vec<DeadLetter>,
 }
 
+/// The splits `source`'s enumerator finds when a job starts at
+/// `parallelism`.
+///
+/// # Errors
+/// The source's errors.
+pub fn initial_splits<S: Source>(
+    source: &S,
+    parallelism: usize,
+) -> Result<Vec<S::Split>, BoxError> {
+    source.create_enumerator(parallelism)?.discover()
+}
+
 /// Everything the readers of `source` produce at `parallelism`. Event time
 /// comes from `strategy` when given.
 ///
@@ -202,7 +214,7 @@ pub fn read_source<S: Source>(
     parallelism: usize,
     strategy: Option<WatermarkStrategy<S::Out>>,
 ) -> Result<SourceContents<S::Out>, BoxError> {
-    let splits = source.splits(parallelism)?;
+    let splits = initial_splits(source, parallelism)?;
     let mut records = Vec::new();
     let mut dead = Vec::new();
     for subtask in 0..parallelism {
@@ -242,11 +254,11 @@ const MAX_IDLE_POLLS: u32 = 100_000;
 /// ```
 /// use eddy_engine::collection::CollectionSource;
 /// use eddy_engine::source::Source;
-/// use eddy_engine::testing::{reader_context, ReaderHarness};
+/// use eddy_engine::testing::{initial_splits, reader_context, ReaderHarness};
 ///
 /// let source = CollectionSource::new(vec![1, 2, 3]);
 /// let reader = source.create_reader(&reader_context(None)).unwrap();
-/// let mut h = ReaderHarness::new(reader, source.splits(1).unwrap(), None).unwrap();
+/// let mut h = ReaderHarness::new(reader, initial_splits(&source, 1).unwrap(), None).unwrap();
 /// h.poll(2).unwrap();
 /// let snapshot = h.snapshot();
 /// let reader = source.create_reader(&reader_context(None)).unwrap();
@@ -410,7 +422,7 @@ pub fn read_resumed<S: Source>(
     polls: usize,
     clock: &ManualClock,
 ) -> Result<Resumed<S::Out, S::Split>, BoxError> {
-    let splits = source.splits(1)?;
+    let splits = initial_splits(source, 1)?;
     let reader = source.create_reader(&reader_context(Some(clock)))?;
     let mut first = ReaderHarness::new(reader, splits, None)?;
     let mut done = false;

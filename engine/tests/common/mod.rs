@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use eddy_engine::context::RuntimeContext;
 use eddy_engine::element::{CheckpointId, Data, Record, Timestamp};
 use eddy_engine::error::BoxError;
-use eddy_engine::source::{Boundedness, ReadStatus, Source, SourceOutput, SourceReader, Split};
+use eddy_engine::source::{
+    Boundedness, FixedSplits, ReadStatus, Source, SourceOutput, SourceReader, Split,
+    SplitEnumerator,
+};
 use eddy_engine::two_phase::{ExactlyOnce, TwoPhaseCommitSink, TwoPhaseCommitWriter};
 use serde::{Deserialize, Serialize};
 
@@ -46,15 +49,20 @@ impl Source for CountingSource {
         }
     }
 
-    fn splits(&self, parallelism: usize) -> Result<Vec<CountSplit>, BoxError> {
+    fn create_enumerator(
+        &self,
+        parallelism: usize,
+    ) -> Result<Box<dyn SplitEnumerator<CountSplit>>, BoxError> {
         let n = parallelism as u64;
-        Ok((0..n)
-            .map(|i| CountSplit {
-                next: i,
-                stride: n,
-                index: i,
-            })
-            .collect())
+        Ok(FixedSplits::boxed(
+            (0..n)
+                .map(|i| CountSplit {
+                    next: i,
+                    stride: n,
+                    index: i,
+                })
+                .collect(),
+        ))
     }
 
     fn create_reader(&self, _ctx: &RuntimeContext) -> Result<CountingReader, BoxError> {
@@ -152,14 +160,19 @@ impl Source for ScriptedSource {
         Boundedness::Bounded
     }
 
-    fn splits(&self, _parallelism: usize) -> Result<Vec<CountSplit>, BoxError> {
-        Ok((0..self.splits)
-            .map(|index| CountSplit {
-                next: 0,
-                stride: 1,
-                index,
-            })
-            .collect())
+    fn create_enumerator(
+        &self,
+        _parallelism: usize,
+    ) -> Result<Box<dyn SplitEnumerator<CountSplit>>, BoxError> {
+        Ok(FixedSplits::boxed(
+            (0..self.splits)
+                .map(|index| CountSplit {
+                    next: 0,
+                    stride: 1,
+                    index,
+                })
+                .collect(),
+        ))
     }
 
     fn create_reader(&self, _ctx: &RuntimeContext) -> Result<ScriptedReader, BoxError> {

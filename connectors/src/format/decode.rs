@@ -1,5 +1,6 @@
-//! Decoding one JSON line or one CSV record into a user type, and the text
-//! of a record that could not be decoded. Pure functions, no I/O.
+//! Decoding one JSON line, one CSV record or one message into a user type,
+//! and the text of a record that could not be decoded. Pure functions, no
+//! I/O; the file and Kafka connectors share them.
 
 use csv::ByteRecord;
 use serde::de::DeserializeOwned;
@@ -36,6 +37,15 @@ pub(crate) fn decode_csv_record<T: DeserializeOwned>(
     headers: &ByteRecord,
 ) -> Decoded<T> {
     match record.deserialize(Some(headers)) {
+        Ok(value) => Decoded::Value(value),
+        Err(e) => Decoded::Invalid(csv_reason(&e)),
+    }
+}
+
+/// Decodes one CSV record by position: the fields of `T` in declaration
+/// order (for input without a header row).
+pub(crate) fn decode_csv_positional<T: DeserializeOwned>(record: &ByteRecord) -> Decoded<T> {
+    match record.deserialize(None) {
         Ok(value) => Decoded::Value(value),
         Err(e) => Decoded::Invalid(csv_reason(&e)),
     }
@@ -150,6 +160,20 @@ mod tests {
             panic!("a non-number `value` must be rejected");
         };
         assert!(reason.contains("float"), "{reason}");
+    }
+
+    #[test]
+    fn a_csv_record_without_header_decodes_by_field_order() {
+        let record = ByteRecord::from(vec!["d", "4.5"]);
+        assert_eq!(
+            decode_csv_positional::<Reading>(&record),
+            Decoded::Value(reading("d", 4.5))
+        );
+        let short = ByteRecord::from(vec!["d"]);
+        assert!(matches!(
+            decode_csv_positional::<Reading>(&short),
+            Decoded::Invalid(_)
+        ));
     }
 
     #[test]

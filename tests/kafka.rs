@@ -1,0 +1,594 @@
+//! The Kafka connector against a real Kafka-compatible broker (Tansu, started
+//! by `scripts/services/kafka.sh` on a free loopback port for each test and
+//! stopped when the test ends, also when it fails).
+//!
+//! What Tansu cannot show, these tests do not claim: it has no persistence
+//! (no broker-restart test), reports wrong end offsets (bounded runs use
+//! explicit stopping offsets, never "latest"), and does not support
+//! CreatePartitions (new partitions appear here only as new topics).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eddy::connectors::datagen::SplitMix64;
+use eddy::connectors::file::TransactionalFileSink;
+use eddy::connectors::format::Format;
+use eddy::connectors::kafka::{KafkaRecord, KafkaSink, KafkaSource, StoppingOffsets};
+use eddy::engine::checkpoint::latest_checkpoint;
+use eddy::prelude::*;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use serde::{Deserialize, Serialize};
+
+const PARTITIONS: i32 = 4;
+const WINDOW_MS: i64 = 100;
+const KEYS: u64 = 13;
+
+/// A broker of our own: started on a free port, stopped on drop.
+struct Broker {
+    dir: tempfile::TempDir,
+    addr: String,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services/kafka.sh")
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let out = Command::new("bash")
+            .arg(script())
+            .args([
+                "start",
+                &dir.path().display().to_string(),
+                &port.to_string(),
+            ])
+            .output()
+            .expect("kafka.sh runs");
+        assert!(
+            out.status.success(),
+            "broker did not start (run `bash scripts/services/kafka.sh install`): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let addr = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Broker { dir, addr }
+    }
+
+    fn topic(&self, name: &str, partitions: i32) {
+        let out = Command::new("bash")
+            .arg(script())
+            .args([
+                "topic",
+                &self.dir.path().display().to_string(),
+                name,
+                &partitions.to_string(),
+            ])
+            .output()
+            .expect("kafka.sh runs");
+        assert!(
+            out.status.success(),
+            "topic {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Produces `(partition, payload)` pairs, with keys and timestamps, and
+    /// waits for every acknowledgement.
+    fn produce(&self, topic: &str, messages: &[(i32, Vec<u8>, i64)]) {
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        for (partition, payload, ts) in messages {
+            let key = partition.to_string();
+            let mut record = BaseRecord::to(topic)
+                .partition(*partition)
+                .key(&key)
+                .payload(payload)
+                .timestamp(*ts);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                }
+            }
+        }
+        producer
+            .flush(Duration::from_secs(30))
+            .expect("acknowledged");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["stop", &self.dir.path().display().to_string()])
+            .output();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// One input event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Click {
+    user: u64,
+    ts: i64,
+}
+
+/// One result: a user's count in a window.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct WindowCount {
+    user: u64,
+    window_start: i64,
+    count: u64,
+}
+
+/// Offsets per `(topic, partition)`.
+type Offsets = HashMap<(String, i32), i64>;
+
+/// `n` clicks spread over the partitions, each partition in time order
+/// with some disorder, and how many went to each partition.
+fn clicks(n: u64, seed: u64) -> (Vec<(i32, Click)>, Offsets) {
+    let mut rng = SplitMix64::new(seed);
+    let mut per_partition: HashMap<i32, i64> = HashMap::new();
+    let events: Vec<(i32, Click)> = (0..n)
+        .map(|i| {
+            let partition = rng.below(PARTITIONS as u64) as i32;
+            *per_partition.entry(partition).or_default() += 1;
+            let jitter = rng.below(30) as i64;
+            let click = Click {
+                user: rng.below(KEYS),
+                ts: (i as i64 + jitter).max(0),
+            };
+            (partition, click)
+        })
+        .collect();
+    let stops = (0..PARTITIONS)
+        .map(|p| {
+            (
+                ("clicks".to_owned(), p),
+                per_partition.get(&p).copied().unwrap_or(0),
+            )
+        })
+        .collect();
+    (events, stops)
+}
+
+fn produce_clicks(broker: &Broker, topic: &str, events: &[(i32, Click)]) {
+    let messages: Vec<(i32, Vec<u8>, i64)> = events
+        .iter()
+        .map(|(p, c)| (*p, serde_json::to_vec(c).expect("json"), c.ts))
+        .collect();
+    broker.produce(topic, &messages);
+}
+
+/// What the windowed job must produce.
+fn expected(events: &[(i32, Click)]) -> Vec<WindowCount> {
+    let mut counts: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    for (_, c) in events {
+        *counts
+            .entry((c.user, c.ts / WINDOW_MS * WINDOW_MS))
+            .or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|((user, window_start), count)| WindowCount {
+            user,
+            window_start,
+            count,
+        })
+        .collect()
+}
+
+/// Source → per-partition watermarks → keyed tumbling counts.
+fn windowed(
+    env: &Env,
+    addr: &str,
+    stops: &Offsets,
+    pace: Option<Arc<AtomicU64>>,
+) -> DataStream<WindowCount> {
+    let source = KafkaSource::<Click>::builder(addr)
+        .topics(["clicks"])
+        .bounded(StoppingOffsets::Offsets(stops.clone()))
+        .build()
+        .expect("valid source");
+    env.source(source)
+        .uid("clicks")
+        .assign_timestamps(
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(40))
+                .with_timestamp(|c: &Click| Timestamp(c.ts)),
+        )
+        .map(move |c| {
+            // Slows the child job of the kill test so kills land mid-run.
+            if let Some(seen) = &pace {
+                if seen.fetch_add(1, Ordering::Relaxed) % 16 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            c
+        })
+        .uid("pace")
+        .key_by(|c: &Click| c.user)
+        .window(TumblingEventTime::of(Duration::from_millis(
+            WINDOW_MS as u64,
+        )))
+        .aggregate(Count)
+        .uid("windows")
+        .map(|(user, window, count)| WindowCount {
+            user,
+            window_start: window.start.millis(),
+            count,
+        })
+}
+
+#[test]
+fn kafka_windowed_counts_equal_a_brute_force_reference_at_p1_p2_p3_and_p6() {
+    let broker = Broker::start();
+    broker.topic("clicks", PARTITIONS);
+    let (events, stops) = clicks(6_000, 1);
+    produce_clicks(&broker, "clicks", &events);
+    let want = expected(&events);
+    // p=6: more readers than partitions; the two without one must not hold
+    // the watermark back.
+    for parallelism in [1, 2, 3, 6] {
+        let env = Env::with_config(EnvConfig::default().with_parallelism(parallelism)).unwrap();
+        let (sink, got) = CollectSink::new();
+        windowed(&env, &broker.addr, &stops, None).sink(sink);
+        env.execute("kafka-windows").unwrap();
+        let mut got = got.values();
+        got.sort();
+        assert_eq!(got, want, "p={parallelism}");
+    }
+}
+
+#[test]
+fn kafka_metadata_and_dead_letters_reach_the_job() {
+    let broker = Broker::start();
+    broker.topic("mixed", 2);
+    let mut messages = Vec::new();
+    for i in 0..40i64 {
+        let payload = if i % 10 == 3 {
+            b"{\"user\": oops".to_vec()
+        } else {
+            serde_json::to_vec(&Click { user: 1, ts: i }).unwrap()
+        };
+        messages.push(((i % 2) as i32, payload, 1_000 + i));
+    }
+    broker.produce("mixed", &messages);
+    let stops = [(("mixed".to_owned(), 0), 20), (("mixed".to_owned(), 1), 20)]
+        .into_iter()
+        .collect();
+    let source = KafkaSource::<Click>::builder(&broker.addr)
+        .topics(["mixed"])
+        .format(Format::Json)
+        .bounded(StoppingOffsets::Offsets(stops))
+        .build_with_metadata()
+        .unwrap();
+    let env = Env::with_config(EnvConfig::default().with_parallelism(2)).unwrap();
+    let records = env.source(source).uid("mixed");
+    let (dead_sink, dead) = CollectSink::new();
+    records.dead_letters().sink(dead_sink);
+    let (sink, got) = CollectSink::new();
+    records.sink(sink);
+    let stats = env.execute("kafka-dead-letters").unwrap();
+
+    let got: Vec<Record<KafkaRecord<Click>>> = got.records();
+    assert_eq!(got.len(), 36);
+    for r in &got {
+        let m = &r.value;
+        assert_eq!(m.key.as_deref(), Some(m.partition.to_string().as_bytes()));
+        assert_eq!(
+            m.timestamp,
+            Some(1_000 + m.value.ts),
+            "Kafka timestamp kept"
+        );
+        assert_eq!(r.ts, Timestamp(1_000 + m.value.ts), "event time from Kafka");
+        assert_eq!(m.offset, m.value.ts / 2, "offset within its partition");
+    }
+    let dead = dead.values();
+    assert_eq!(dead.len(), 4);
+    for d in &dead {
+        assert!(d.split.starts_with("mixed-"), "{d:?}");
+        assert!(d.position.starts_with("offset "), "{d:?}");
+        assert!(d.reason.contains("cannot decode JSON"), "{d:?}");
+        assert_eq!(d.raw, "{\"user\": oops");
+    }
+    let source_stats = stats
+        .operators
+        .iter()
+        .find(|o| o.uid == "mixed")
+        .expect("source stats");
+    assert_eq!(source_stats.dead_letters, 4);
+}
+
+#[test]
+fn kafka_unreachable_broker_fails_the_job_naming_the_bootstrap_servers() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let source = KafkaSource::<Click>::builder(&addr)
+        .topics(["clicks"])
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let env = Env::with_config(EnvConfig::default()).unwrap();
+    env.source(source).sink(CollectSink::new().0);
+    let err = env.execute("kafka-down").unwrap_err().to_string();
+    assert!(err.contains(&addr), "{err}");
+    assert!(err.contains("brokers are up"), "{err}");
+}
+
+#[test]
+fn kafka_missing_topic_is_named_in_the_error() {
+    let broker = Broker::start();
+    let source = KafkaSource::<Click>::builder(&broker.addr)
+        .topics(["nowhere"])
+        .build()
+        .unwrap();
+    let env = Env::with_config(EnvConfig::default()).unwrap();
+    env.source(source).sink(CollectSink::new().0);
+    let err = env.execute("kafka-missing").unwrap_err().to_string();
+    assert!(err.contains("topic nowhere does not exist"), "{err}");
+}
+
+#[test]
+fn kafka_a_new_topic_matching_the_pattern_is_read_while_running() {
+    let broker = Broker::start();
+    broker.topic("events-a", 2);
+    broker.produce(
+        "events-a",
+        &[(0, b"\"a0\"".to_vec(), 1), (1, b"\"a1\"".to_vec(), 2)],
+    );
+    let source = KafkaSource::<String>::builder(&broker.addr)
+        .topic_pattern("events-.*")
+        .unwrap()
+        .discovery_interval(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::with_config(
+        EnvConfig::default()
+            .with_parallelism(2)
+            .with_checkpoint_dir(dir.path().join("chk")),
+    )
+    .unwrap();
+    let (sink, got) = CollectSink::new();
+    env.source(source).uid("events").sink(sink);
+    let control = env.control();
+    let mut seen: Vec<String> = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut seen: Vec<String> = Vec::new();
+            let mut created = false;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while seen.len() < 4 && Instant::now() < deadline {
+                seen.extend(got.values());
+                if seen.len() >= 2 && !created {
+                    broker.topic("events-b", 1);
+                    broker.topic("other", 1);
+                    broker.produce("other", &[(0, b"\"x\"".to_vec(), 3)]);
+                    broker.produce(
+                        "events-b",
+                        &[(0, b"\"b0\"".to_vec(), 3), (0, b"\"b1\"".to_vec(), 4)],
+                    );
+                    created = true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            control
+                .stop_with_savepoint(dir.path().join("sp"))
+                .expect("stopped");
+            seen
+        });
+        env.execute("kafka-pattern").unwrap();
+        watcher.join().unwrap()
+    });
+    seen.extend(got.values());
+    seen.sort();
+    assert_eq!(seen, ["a0", "a1", "b0", "b1"]);
+}
+
+#[test]
+fn kafka_sink_writes_every_record_at_least_once_and_reads_back() {
+    let broker = Broker::start();
+    broker.topic("out", 3);
+    let items: Vec<Click> = (0..500)
+        .map(|i| Click {
+            user: i % 7,
+            ts: i as i64,
+        })
+        .collect();
+    let env = Env::with_config(EnvConfig::default().with_parallelism(2)).unwrap();
+    env.from_collection(items.clone()).sink(
+        KafkaSink::at_least_once(&broker.addr, "out")
+            .key(|c: &Click| Some(c.user.to_le_bytes().to_vec())),
+    );
+    env.execute("kafka-sink").unwrap();
+
+    // Tansu's end offsets are not reliable: count what each partition got by
+    // reading until every record is back.
+    let source = KafkaSource::<Click>::builder(&broker.addr)
+        .topics(["out"])
+        .discovery_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    let chk = tempfile::tempdir().unwrap();
+    let env = Env::with_config(EnvConfig::default().with_checkpoint_dir(chk.path())).unwrap();
+    let (sink, got) = CollectSink::new();
+    env.source(source).sink(sink);
+    let control = env.control();
+    let sp = tempfile::tempdir().unwrap();
+    let mut back: Vec<Click> = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut back: Vec<Click> = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while back.len() < items.len() && Instant::now() < deadline {
+                back.extend(got.values());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            control.stop_with_savepoint(sp.path()).expect("stopped");
+            back
+        });
+        env.execute("kafka-read-back").unwrap();
+        watcher.join().unwrap()
+    });
+    back.extend(got.values());
+    back.sort_by_key(|c| c.ts);
+    assert_eq!(back, items, "every record once (no failure happened)");
+}
+
+// ---- exactly once through the transactional file sink ----
+
+struct Faults {
+    seen: AtomicU64,
+    at: Vec<u64>,
+}
+
+fn committed(out: &Path) -> Vec<WindowCount> {
+    let mut all = TransactionalFileSink::<WindowCount>::read_committed(out).expect("readable");
+    all.sort();
+    all
+}
+
+fn exactly_once_config(parallelism: usize, checkpoints: &Path) -> EnvConfig {
+    EnvConfig::default()
+        .with_parallelism(parallelism)
+        .with_checkpoint_interval(Duration::from_millis(30))
+        .with_checkpoint_dir(checkpoints)
+        .with_restart_strategy(RestartStrategy::FixedDelay {
+            attempts: 10,
+            delay: Duration::ZERO,
+        })
+}
+
+#[test]
+fn kafka_panics_at_random_points_leave_the_committed_output_exact() {
+    let broker = Broker::start();
+    broker.topic("clicks", PARTITIONS);
+    let (events, stops) = clicks(8_000, 2);
+    produce_clicks(&broker, "clicks", &events);
+    let want = expected(&events);
+    let mut rng = SplitMix64::new(5);
+    for parallelism in [1, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut at: Vec<u64> = (0..3).map(|_| rng.below(events.len() as u64)).collect();
+        at.sort_unstable();
+        let faults = Arc::new(Faults {
+            seen: AtomicU64::new(0),
+            at: at.clone(),
+        });
+        let env =
+            Env::with_config(exactly_once_config(parallelism, &dir.path().join("chk"))).unwrap();
+        let out = dir.path().join("out");
+        windowed(
+            &env,
+            &broker.addr,
+            &stops,
+            Some(Arc::new(AtomicU64::new(0))),
+        )
+        .map(move |w| {
+            let n = faults.seen.fetch_add(1, Ordering::SeqCst);
+            if faults.at.iter().any(|&a| a % 400 == n) {
+                panic!("injected failure at result {n}");
+            }
+            w
+        })
+        .uid("faults")
+        .sink(TransactionalFileSink::json_lines(&out).exactly_once())
+        .uid("sink");
+        let stats = env.execute("kafka-exactly-once").unwrap();
+        assert!(stats.restarts >= 1, "p={parallelism}: failures at {at:?}");
+        assert_eq!(committed(&out), want, "p={parallelism} failures at {at:?}");
+    }
+}
+
+/// The child half of the killed-process test. Runs only when the parent
+/// sets `EDDY_KAFKA_CHILD`.
+#[test]
+fn kafka_child_job_resuming_from_its_latest_checkpoint() {
+    let Ok(dir) = std::env::var("EDDY_KAFKA_CHILD") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let addr = std::env::var("EDDY_KAFKA_ADDR").unwrap();
+    let stops: Offsets =
+        serde_json::from_str::<Vec<(i32, i64)>>(&std::env::var("EDDY_KAFKA_STOPS").unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|(p, o)| (("clicks".to_owned(), p), o))
+            .collect();
+    let mut config = exactly_once_config(2, &dir.join("chk"));
+    if let Some(latest) = latest_checkpoint(&dir.join("chk"), "kafka-killed") {
+        config = config.with_restore(latest);
+    }
+    let env = Env::with_config(config).unwrap();
+    windowed(&env, &addr, &stops, Some(Arc::new(AtomicU64::new(0))))
+        .sink(TransactionalFileSink::json_lines(dir.join("out")).exactly_once())
+        .uid("sink");
+    env.execute("kafka-killed").unwrap();
+}
+
+#[test]
+fn kafka_a_killed_process_resumes_from_its_checkpoint_exactly() {
+    let broker = Broker::start();
+    broker.topic("clicks", PARTITIONS);
+    let (events, stops) = clicks(20_000, 3);
+    produce_clicks(&broker, "clicks", &events);
+    let stops_json = serde_json::to_string(
+        &stops
+            .iter()
+            .map(|((_, p), o)| (*p, *o))
+            .collect::<Vec<(i32, i64)>>(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = SplitMix64::new(13);
+    let mut kills = 0;
+    loop {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "kafka_child_job_resuming_from_its_latest_checkpoint",
+                "--test-threads=1",
+            ])
+            .env("EDDY_KAFKA_CHILD", dir.path())
+            .env("EDDY_KAFKA_ADDR", &broker.addr)
+            .env("EDDY_KAFKA_STOPS", &stops_json)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        if kills < 4 {
+            std::thread::sleep(Duration::from_millis(200 + rng.below(500)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+        }
+        assert!(child.wait().unwrap().success(), "the last run completes");
+        break;
+    }
+    assert!(kills > 0, "the job was killed at least once");
+    assert_eq!(
+        committed(&dir.path().join("out")),
+        expected(&events),
+        "after {kills} kills"
+    );
+}
