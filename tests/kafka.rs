@@ -592,3 +592,85 @@ fn kafka_a_killed_process_resumes_from_its_checkpoint_exactly() {
         "after {kills} kills"
     );
 }
+
+#[test]
+fn kafka_stop_with_savepoint_then_restore_at_another_parallelism_is_exact() {
+    let broker = Broker::start();
+    broker.topic("clicks", PARTITIONS);
+    let (events, stops) = clicks(12_000, 4);
+    produce_clicks(&broker, "clicks", &events);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let build = |env: &Env| {
+        windowed(env, &broker.addr, &stops, Some(Arc::new(AtomicU64::new(0))))
+            .sink(TransactionalFileSink::json_lines(&out).exactly_once())
+            .uid("sink");
+    };
+    // p=3 (one subtask reads two partitions), stopped mid-run.
+    let env = Env::with_config(exactly_once_config(3, &dir.path().join("chk"))).unwrap();
+    build(&env);
+    let control = env.control();
+    let savepoint = std::thread::scope(|scope| {
+        let stopper = scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            control.stop_with_savepoint(dir.path().join("sp"))
+        });
+        let stats = env.execute("kafka-rescaled").unwrap();
+        let path = stopper.join().unwrap().expect("savepoint taken");
+        assert_eq!(
+            stats.stopped_with_savepoint.as_deref(),
+            Some(path.as_path())
+        );
+        path
+    });
+    assert!(
+        committed(&out).len() < expected(&events).len(),
+        "stopped before the end"
+    );
+    // Restored at p=1: one reader takes over all four partitions.
+    let config = exactly_once_config(1, &dir.path().join("chk")).with_restore(&savepoint);
+    let env = Env::with_config(config).unwrap();
+    build(&env);
+    env.execute("kafka-rescaled").unwrap();
+    assert_eq!(committed(&out), expected(&events));
+}
+
+/// The broker stops answering for a while (SIGSTOP, then SIGCONT): the
+/// client waits and carries on. (Tansu keeps data only in memory, so a
+/// broker restart that keeps data cannot be tested against it.)
+#[test]
+fn kafka_a_broker_that_stops_answering_for_a_while_loses_and_repeats_nothing() {
+    let broker = Broker::start();
+    broker.topic("clicks", PARTITIONS);
+    let (events, stops) = clicks(12_000, 6);
+    produce_clicks(&broker, "clicks", &events);
+    let pid = std::fs::read_to_string(broker.dir.path().join("kafka.pid")).unwrap();
+    let signal = |sig: &str| {
+        let status = Command::new("kill")
+            .args([sig, pid.trim()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig}");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let env = Env::with_config(exactly_once_config(2, &dir.path().join("chk"))).unwrap();
+    windowed(
+        &env,
+        &broker.addr,
+        &stops,
+        Some(Arc::new(AtomicU64::new(0))),
+    )
+    .sink(TransactionalFileSink::json_lines(&out).exactly_once())
+    .uid("sink");
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(150));
+            signal("-STOP");
+            std::thread::sleep(Duration::from_secs(4));
+            signal("-CONT");
+        });
+        env.execute("kafka-broker-pause").unwrap();
+    });
+    assert_eq!(committed(&out), expected(&events));
+}

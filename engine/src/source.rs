@@ -95,8 +95,9 @@ pub trait SplitEnumerator<S: Split>: Send {
     fn discover(&mut self) -> Result<Vec<S>, BoxError>;
 
     /// How often to look for new splits while the job runs; `None` (the
-    /// default): the splits found at the first start are all there will be,
-    /// and readers end when they are done with them.
+    /// default): the splits found so far are all there will be, and readers
+    /// end when they are done with them. Asked after every discovery, so an
+    /// enumerator that has found everything can stop by returning `None`.
     fn discovery_interval(&self) -> Option<Duration> {
         None
     }

@@ -111,21 +111,18 @@ impl SourceEnumerator {
         restoring: bool,
         now: Instant,
     ) -> Result<Self, EngineError> {
-        let interval = assigner.discovery_interval();
+        let periodic = assigner.discovery_interval().is_some();
         let mut this = SourceEnumerator {
             location,
             assigner,
             subtasks,
             next: None,
         };
-        if interval.is_some() || !restoring {
+        if periodic || !restoring {
             let location = this.location.clone();
             guarded(&location, connector_error, || this.deal())?;
         }
-        match interval {
-            Some(every) => this.next = Some(now + every),
-            None => this.send_all(|| TaskCommand::NoMoreSplits),
-        }
+        this.schedule(now);
         Ok(this)
     }
 
@@ -137,16 +134,29 @@ impl SourceEnumerator {
     /// Discovers again if it is time. A failure is logged and tried again
     /// at the next interval: the running readers are unaffected.
     pub(crate) fn tick(&mut self, now: Instant) {
-        let (Some(at), Some(every)) = (self.next, self.assigner.discovery_interval()) else {
-            return;
-        };
-        if now < at {
-            return;
+        match self.next {
+            Some(at) if now >= at => {}
+            _ => return,
         }
-        if let Err(e) = self.deal() {
-            tracing::warn!(source = %self.location.operator, error = %e, "split discovery failed; trying again later");
+        let location = self.location.clone();
+        if let Err(e) = guarded(&location, connector_error, || self.deal()) {
+            tracing::warn!(source = %location.operator, error = %e, "split discovery failed; trying again later");
         }
-        self.next = Some(now + every);
+        self.schedule(now);
+    }
+
+    /// Plans the next discovery; once the enumerator has no interval (any
+    /// more), tells every reader that no more splits will come.
+    fn schedule(&mut self, now: Instant) {
+        match self.assigner.discovery_interval() {
+            Some(every) => self.next = Some(now + every),
+            None => {
+                self.next = None;
+                for tx in &self.subtasks {
+                    let _ = tx.send(TaskCommand::NoMoreSplits);
+                }
+            }
+        }
     }
 
     fn deal(&mut self) -> Result<(), BoxError> {
@@ -157,11 +167,5 @@ impl SourceEnumerator {
             }
         }
         Ok(())
-    }
-
-    fn send_all(&self, command: impl Fn() -> TaskCommand) {
-        for tx in &self.subtasks {
-            let _ = tx.send(command());
-        }
     }
 }
