@@ -61,6 +61,10 @@ struct Cli {
     /// Latency mode: how long to produce.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// A librdkafka consumer property for the raw consumer and the source,
+    /// `KEY=VALUE` (repeatable), e.g. `fetch.wait.max.ms=10`.
+    #[arg(long = "consumer-property", value_name = "KEY=VALUE")]
+    consumer_properties: Vec<String>,
     #[command(flatten)]
     env: EnvArgs,
 }
@@ -127,6 +131,28 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+impl Cli {
+    fn consumer_properties(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.consumer_properties
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+    }
+
+    fn source<T: Data + Sync + serde::de::DeserializeOwned>(
+        &self,
+        topic: &str,
+        stops: HashMap<(String, i32), i64>,
+    ) -> eddy::connectors::kafka::KafkaSourceBuilder<T> {
+        let mut builder = KafkaSource::<T>::builder(&self.bootstrap)
+            .topics([topic.to_owned()])
+            .bounded(StoppingOffsets::Offsets(stops));
+        for (k, v) in self.consumer_properties() {
+            builder = builder.property(k, v);
+        }
+        builder
+    }
+}
+
 fn produce(cli: &Cli) -> anyhow::Result<()> {
     let p = producer(&cli.bootstrap)?;
     let started = Instant::now();
@@ -148,11 +174,15 @@ fn produce(cli: &Cli) -> anyhow::Result<()> {
 }
 
 fn raw(cli: &Cli) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &cli.bootstrap)
         .set("group.id", "bench-raw")
-        .set("enable.auto.commit", "false")
-        .create()?;
+        .set("enable.auto.commit", "false");
+    for (k, v) in cli.consumer_properties() {
+        config.set(k, v);
+    }
+    let consumer: BaseConsumer = config.create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
         tpl.add_partition_offset(&cli.topic, p, Offset::Beginning)?;
@@ -181,9 +211,8 @@ fn raw(cli: &Cli) -> anyhow::Result<()> {
 
 fn source(cli: &Cli, config: EnvConfig) -> anyhow::Result<()> {
     let env = Env::with_config(config.clone())?;
-    let source = KafkaSource::<Reading>::builder(&cli.bootstrap)
-        .topics([cli.topic.clone()])
-        .bounded(StoppingOffsets::Offsets(stops(&cli.topic, cli.messages)))
+    let source = cli
+        .source::<Reading>(&cli.topic, stops(&cli.topic, cli.messages))
         .build()?;
     env.source(source).uid("readings").sink(DiscardSink::new());
     let started = Instant::now();
@@ -217,15 +246,17 @@ fn sink(cli: &Cli, config: EnvConfig) -> anyhow::Result<()> {
 }
 
 /// Records the latency of each record (now - its Kafka timestamp).
-struct LatencySink(Arc<Mutex<Vec<i64>>>);
+struct LatencySink(Arc<Mutex<Vec<i64>>>, u64);
 
-struct LatencyWriter(Arc<Mutex<Vec<i64>>>, Vec<i64>);
+/// Leaves out the first second of records (the job starts while they are
+/// produced).
+struct LatencyWriter(Arc<Mutex<Vec<i64>>>, Vec<i64>, u64);
 
 impl Sink for LatencySink {
     type In = KafkaRecord<Reading>;
     type Writer = LatencyWriter;
     fn create_writer(&self, _ctx: &RuntimeContext) -> Result<LatencyWriter, BoxError> {
-        Ok(LatencyWriter(Arc::clone(&self.0), Vec::new()))
+        Ok(LatencyWriter(Arc::clone(&self.0), Vec::new(), self.1))
     }
 }
 
@@ -233,9 +264,11 @@ impl SinkWriter for LatencyWriter {
     type In = KafkaRecord<Reading>;
     fn write(&mut self, batch: &mut Vec<Record<Self::In>>) -> Result<(), BoxError> {
         let now = now_ms();
+        let measured = self.2..u64::MAX;
         self.1.extend(
             batch
                 .iter()
+                .filter(|r| measured.contains(&r.value.value.seq))
                 .filter_map(|r| r.value.timestamp.map(|t| now - t)),
         );
         Ok(())
@@ -253,21 +286,19 @@ fn latency(cli: &Cli, config: EnvConfig) -> anyhow::Result<()> {
     let total = cli.rate * cli.seconds;
     // Create the topic with its partitions before the job looks for it.
     let p = producer(&cli.bootstrap)?;
+    let warm_up = serde_json::to_vec(&reading(u64::MAX))?;
     for i in 0..PARTITIONS as u64 {
-        send(&p, &topic, i, b"{}", now_ms());
+        send(&p, &topic, i, &warm_up, now_ms());
     }
     p.flush(Duration::from_secs(30))?;
     let mut stop = stops(&topic, total);
     stop.values_mut().for_each(|o| *o += 1); // the 4 warm-up records
     let env = Env::with_config(config.clone())?;
-    let source = KafkaSource::<Reading>::builder(&cli.bootstrap)
-        .topics([topic.clone()])
-        .bounded(StoppingOffsets::Offsets(stop))
-        .build_with_metadata()?;
+    let source = cli.source::<Reading>(&topic, stop).build_with_metadata()?;
     let latencies = Arc::new(Mutex::new(Vec::new()));
     env.source(source)
         .uid("readings")
-        .sink(LatencySink(Arc::clone(&latencies)));
+        .sink(LatencySink(Arc::clone(&latencies), cli.rate));
     let (rate, bootstrap) = (cli.rate, cli.bootstrap.clone());
     let pacer = std::thread::spawn(move || -> anyhow::Result<()> {
         let p = producer(&bootstrap)?;
@@ -333,9 +364,8 @@ impl Sink for SlowSink {
 
 fn slow_sink(cli: &Cli, config: EnvConfig) -> anyhow::Result<()> {
     let env = Env::with_config(config)?;
-    let source = KafkaSource::<Reading>::builder(&cli.bootstrap)
-        .topics([cli.topic.clone()])
-        .bounded(StoppingOffsets::Offsets(stops(&cli.topic, cli.messages)))
+    let source = cli
+        .source::<Reading>(&cli.topic, stops(&cli.topic, cli.messages))
         .build()?;
     env.source(source).uid("readings").sink(SlowSink);
     let started = Instant::now();
