@@ -48,9 +48,14 @@ pub use transactional::{FileCommittable, TransactionalFileSink, TransactionalFil
 pub enum FileFormat {
     /// One JSON value per line; blank lines are skipped.
     JsonLines,
-    /// Comma-separated values with a header row naming the fields; records
-    /// are decoded by header name. Blank lines are skipped.
-    Csv,
+    /// Comma-separated values. With a header row (`has_header: true`) the
+    /// header names the fields and records are decoded by name, in any
+    /// column order; without one, by position: the fields of the record type
+    /// in declaration order. Blank lines are skipped.
+    Csv {
+        /// Whether the first row of each file is a header.
+        has_header: bool,
+    },
 }
 
 impl FileFormat {
@@ -58,7 +63,7 @@ impl FileFormat {
     pub fn name(self) -> &'static str {
         match self {
             FileFormat::JsonLines => "JSON lines",
-            FileFormat::Csv => "CSV",
+            FileFormat::Csv { .. } => "CSV",
         }
     }
 }
@@ -97,9 +102,20 @@ impl<T: Data> FileSource<T> {
         Self::new(path.as_ref(), FileFormat::JsonLines)
     }
 
-    /// Reads CSV with a header row from `path` (a file or a directory).
+    /// Reads CSV with a header row from `path` (a file or a directory);
+    /// see [`has_header`](Self::has_header) for files without one.
     pub fn csv(path: impl AsRef<Path>) -> Self {
-        Self::new(path.as_ref(), FileFormat::Csv)
+        Self::new(path.as_ref(), FileFormat::Csv { has_header: true })
+    }
+
+    /// For CSV: whether each file starts with a header row (the default for
+    /// [`csv`](Self::csv)). Without one, a record's fields are taken by
+    /// position, in the record type's field order. No effect on JSON lines.
+    pub fn has_header(mut self, has_header: bool) -> Self {
+        if let FileFormat::Csv { .. } = self.format {
+            self.format = FileFormat::Csv { has_header };
+        }
+        self
     }
 
     fn new(path: &Path, format: FileFormat) -> Self {

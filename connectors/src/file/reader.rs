@@ -24,14 +24,17 @@ use super::csv_records::CsvRecords;
 use super::split::FileSplit;
 use super::{FileFormat, OnDecodeError};
 use crate::error::ConnectorError;
-use crate::format::decode::{decode_csv_record, decode_json_line, raw_line, raw_record, Decoded};
+use crate::format::decode::{
+    decode_csv_positional, decode_csv_record, decode_json_line, raw_line, raw_record, Decoded,
+};
 
 /// A file being read.
 enum OpenFile {
     JsonLines(BufReader<File>),
     Csv {
         records: Box<CsvRecords<BufReader<File>>>,
-        headers: ByteRecord,
+        /// The header row, or `None` for files decoded by position.
+        headers: Option<ByteRecord>,
     },
 }
 
@@ -109,14 +112,19 @@ impl<T: Data> FileReader<T> {
                     file,
                 )))
             }
-            FileFormat::Csv => {
+            FileFormat::Csv { has_header } => {
                 let input = BufReader::with_capacity(64 * 1024, file);
                 let mut records = CsvRecords::new(input, 0, 0);
                 // The header row names the fields; an empty file has none.
-                let mut headers = ByteRecord::new();
-                records
-                    .read(&mut headers)
-                    .map_err(|e| ConnectorError::io("read the header of", path, e))?;
+                let headers = if has_header {
+                    let mut headers = ByteRecord::new();
+                    records
+                        .read(&mut headers)
+                        .map_err(|e| ConnectorError::io("read the header of", path, e))?;
+                    Some(headers)
+                } else {
+                    None
+                };
                 if split.offset > records.offset() {
                     records
                         .seek(split.offset, split.line)
@@ -164,14 +172,16 @@ impl<T: Data> FileReader<T> {
                 let Some(line) = start else {
                     return Ok(Step::End);
                 };
-                let decoded = if record.len() == headers.len() {
-                    decode_csv_record(record, headers)
-                } else {
-                    Decoded::Invalid(format!(
+                let decoded = match headers {
+                    None => decode_csv_positional(record),
+                    Some(headers) if record.len() == headers.len() => {
+                        decode_csv_record(record, headers)
+                    }
+                    Some(headers) => Decoded::Invalid(format!(
                         "found {} fields, the header has {}",
                         record.len(),
                         headers.len()
-                    ))
+                    )),
                 };
                 Ok(Step::Read {
                     line,
@@ -470,7 +480,11 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("p.csv");
         fs::write(&path, "amount,card\n2.5,1\n\nlots,2\n3,4,5\n\"1.0\",3\n")?;
-        let mut r = reader(FileFormat::Csv, OnDecodeError::DeadLetter, &[path]);
+        let mut r = reader(
+            FileFormat::Csv { has_header: true },
+            OnDecodeError::DeadLetter,
+            &[path],
+        );
         let items = read(&mut r, 100)?;
         assert_eq!(values(&items), [pay(1, 2.5), pay(3, 1.0)]);
         let rejected: Vec<(u64, &str)> = items
@@ -485,6 +499,37 @@ mod tests {
     }
 
     #[test]
+    fn csv_without_a_header_decodes_by_field_order_and_resumes_anywhere() -> Result<(), BoxError> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("p.csv");
+        // The first row is data, not a header: none of it may be lost.
+        fs::write(
+            &path,
+            "1,2.5
+2,lots
+
+3,1.0
+4
+5,0.5",
+        )?;
+        let no_header = FileFormat::Csv { has_header: false };
+        let mut r = reader(no_header, OnDecodeError::DeadLetter, &[path.clone()]);
+        let items = read(&mut r, 100)?;
+        assert_eq!(values(&items), [pay(1, 2.5), pay(3, 1.0), pay(5, 0.5)]);
+        let rejected: Vec<(u64, &str)> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Rejected { line, raw, .. } => Some((*line, raw.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rejected, [(2, "2,lots"), (5, "4")]);
+        let cuts = resumes_exactly(&FileSource::<Payment>::csv(&path).has_header(false))?;
+        assert!(cuts.len() > 3, "cut at every record");
+        Ok(())
+    }
+
+    #[test]
     fn a_csv_snapshot_resumes_after_the_header_at_the_next_record() -> TestResult {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("p.csv");
@@ -494,10 +539,16 @@ mod tests {
         }
         text.push_str("x,y\n");
         fs::write(&path, text)?;
-        let mut first = reader(FileFormat::Csv, OnDecodeError::DeadLetter, &[path]);
+        let mut first = reader(
+            FileFormat::Csv { has_header: true },
+            OnDecodeError::DeadLetter,
+            &[path],
+        );
         let before = read(&mut first, 3)?;
-        let mut second: FileReader<Payment> =
-            FileReader::new(FileFormat::Csv, OnDecodeError::DeadLetter);
+        let mut second: FileReader<Payment> = FileReader::new(
+            FileFormat::Csv { has_header: true },
+            OnDecodeError::DeadLetter,
+        );
         second
             .add_splits(first.snapshot_splits())
             .map_err(|e| e.to_string())?;
@@ -691,7 +742,7 @@ mod tests {
     #[test]
     fn a_file_that_vanished_is_an_error_naming_it() {
         let mut r = reader(
-            FileFormat::Csv,
+            FileFormat::Csv { has_header: true },
             OnDecodeError::DeadLetter,
             &[PathBuf::from("/no/such/file.csv")],
         );
