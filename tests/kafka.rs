@@ -420,10 +420,21 @@ fn kafka_sink_writes_every_record_at_least_once_and_reads_back() {
     );
     env.execute("kafka-sink").unwrap();
 
-    // Tansu's end offsets are not reliable: count what each partition got by
-    // reading until every record is back.
-    let source = KafkaSource::<Click>::builder(&broker.addr)
-        .topics(["out"])
+    let mut back: Vec<Click> = read_back(&broker.addr, "out", |b: &[Click]| b.len() >= items.len());
+    back.sort_by_key(|c| c.ts);
+    assert_eq!(back, items, "every record once (no failure happened)");
+}
+
+/// Reads `topic` from its start until `enough` says so (or a minute has
+/// passed), then a little longer for late duplicates. Tansu's end offsets
+/// are not reliable, so a bounded read cannot be used.
+fn read_back<T: Data + Sync + serde::de::DeserializeOwned>(
+    addr: &str,
+    topic: &str,
+    enough: impl Fn(&[T]) -> bool + Sync,
+) -> Vec<T> {
+    let source = KafkaSource::<T>::builder(addr)
+        .topics([topic])
         .discovery_interval(Duration::ZERO)
         .build()
         .unwrap();
@@ -433,14 +444,15 @@ fn kafka_sink_writes_every_record_at_least_once_and_reads_back() {
     env.source(source).sink(sink);
     let control = env.control();
     let sp = tempfile::tempdir().unwrap();
-    let mut back: Vec<Click> = std::thread::scope(|scope| {
+    let mut back: Vec<T> = std::thread::scope(|scope| {
         let watcher = scope.spawn(|| {
-            let mut back: Vec<Click> = Vec::new();
+            let mut back: Vec<T> = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(60);
-            while back.len() < items.len() && Instant::now() < deadline {
+            while !enough(&back) && Instant::now() < deadline {
                 back.extend(got.values());
                 std::thread::sleep(Duration::from_millis(20));
             }
+            std::thread::sleep(Duration::from_millis(300));
             control.stop_with_savepoint(sp.path()).expect("stopped");
             back
         });
@@ -448,10 +460,33 @@ fn kafka_sink_writes_every_record_at_least_once_and_reads_back() {
         watcher.join().unwrap()
     });
     back.extend(got.values());
-    back.sort_by_key(|c| c.ts);
-    assert_eq!(back, items, "every record once (no failure happened)");
+    back
 }
 
+#[test]
+fn kafka_sink_after_kills_holds_every_result_at_least_once() {
+    let broker = Broker::start();
+    broker.topic("clicks", PARTITIONS);
+    broker.topic("results", 2);
+    let (events, stops) = clicks(20_000, 8);
+    produce_clicks(&broker, "clicks", &events);
+    let dir = tempfile::tempdir().unwrap();
+    let kills = run_killed(&broker, &stops, "kafka", dir.path(), 21);
+    let want = expected(&events);
+    let mut back: Vec<WindowCount> = read_back(&broker.addr, "results", |b: &[WindowCount]| {
+        let distinct: std::collections::BTreeSet<&WindowCount> = b.iter().collect();
+        distinct.len() >= want.len()
+    });
+    back.sort();
+    let repeated = back.len() - {
+        back.dedup();
+        back.len()
+    };
+    assert_eq!(
+        back, want,
+        "every result, after {kills} kills ({repeated} written twice)"
+    );
+}
 // ---- exactly once through the transactional file sink ----
 
 struct Faults {
@@ -517,8 +552,10 @@ fn kafka_panics_at_random_points_leave_the_committed_output_exact() {
     }
 }
 
-/// The child half of the killed-process test. Runs only when the parent
-/// sets `EDDY_KAFKA_CHILD`.
+/// The child half of the killed-process tests: the windowed job into the
+/// transactional file sink (`EDDY_KAFKA_CHILD_SINK=file`) or the Kafka sink
+/// (`kafka`), resuming from its latest checkpoint. Runs only when the
+/// parent sets `EDDY_KAFKA_CHILD`.
 #[test]
 fn kafka_child_job_resuming_from_its_latest_checkpoint() {
     let Ok(dir) = std::env::var("EDDY_KAFKA_CHILD") else {
@@ -526,47 +563,52 @@ fn kafka_child_job_resuming_from_its_latest_checkpoint() {
     };
     let dir = PathBuf::from(dir);
     let addr = std::env::var("EDDY_KAFKA_ADDR").unwrap();
-    let stops: Offsets =
-        serde_json::from_str::<Vec<(i32, i64)>>(&std::env::var("EDDY_KAFKA_STOPS").unwrap())
-            .unwrap()
-            .into_iter()
-            .map(|(p, o)| (("clicks".to_owned(), p), o))
-            .collect();
     let mut config = exactly_once_config(2, &dir.join("chk"));
     if let Some(latest) = latest_checkpoint(&dir.join("chk"), "kafka-killed") {
         config = config.with_restore(latest);
     }
     let env = Env::with_config(config).unwrap();
-    windowed(&env, &addr, &stops, Some(Arc::new(AtomicU64::new(0))))
-        .sink(TransactionalFileSink::json_lines(dir.join("out")).exactly_once())
-        .uid("sink");
+    let results = windowed(
+        &env,
+        &addr,
+        &child_stops(),
+        Some(Arc::new(AtomicU64::new(0))),
+    );
+    match std::env::var("EDDY_KAFKA_CHILD_SINK").as_deref() {
+        Ok("kafka") => results.sink(KafkaSink::at_least_once(&addr, "results")),
+        _ => results.sink(TransactionalFileSink::json_lines(dir.join("out")).exactly_once()),
+    }
+    .uid("sink");
     env.execute("kafka-killed").unwrap();
 }
 
-#[test]
-fn kafka_a_killed_process_resumes_from_its_checkpoint_exactly() {
-    let broker = Broker::start();
-    broker.topic("clicks", PARTITIONS);
-    let (events, stops) = clicks(20_000, 3);
-    produce_clicks(&broker, "clicks", &events);
-    let stops_json = serde_json::to_string(
-        &stops
-            .iter()
-            .map(|((_, p), o)| (*p, *o))
-            .collect::<Vec<(i32, i64)>>(),
-    )
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut rng = SplitMix64::new(13);
+/// The stopping offsets the parent handed to a child job.
+fn child_stops() -> Offsets {
+    serde_json::from_str::<Vec<(i32, i64)>>(&std::env::var("EDDY_KAFKA_STOPS").unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|(p, o)| (("clicks".to_owned(), p), o))
+        .collect()
+}
+
+/// Runs the child job with `sink` in a new process, kills it with SIGKILL
+/// at random points up to four times, and lets the last run finish;
+/// returns how many times it was killed.
+fn run_killed(broker: &Broker, stops: &Offsets, sink: &str, dir: &Path, seed: u64) -> u32 {
+    let stops_json =
+        serde_json::to_string(&stops.iter().map(|((_, p), o)| (*p, *o)).collect::<Vec<_>>())
+            .unwrap();
+    let mut rng = SplitMix64::new(seed);
     let mut kills = 0;
     loop {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut process = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
                 "kafka_child_job_resuming_from_its_latest_checkpoint",
                 "--test-threads=1",
             ])
-            .env("EDDY_KAFKA_CHILD", dir.path())
+            .env("EDDY_KAFKA_CHILD", dir)
+            .env("EDDY_KAFKA_CHILD_SINK", sink)
             .env("EDDY_KAFKA_ADDR", &broker.addr)
             .env("EDDY_KAFKA_STOPS", &stops_json)
             .stdout(std::process::Stdio::null())
@@ -575,17 +617,28 @@ fn kafka_a_killed_process_resumes_from_its_checkpoint_exactly() {
             .unwrap();
         if kills < 4 {
             std::thread::sleep(Duration::from_millis(200 + rng.below(500)));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap();
-                child.wait().unwrap();
+            if process.try_wait().unwrap().is_none() {
+                process.kill().unwrap();
+                process.wait().unwrap();
                 kills += 1;
                 continue;
             }
         }
-        assert!(child.wait().unwrap().success(), "the last run completes");
+        assert!(process.wait().unwrap().success(), "the last run completes");
         break;
     }
     assert!(kills > 0, "the job was killed at least once");
+    kills
+}
+
+#[test]
+fn kafka_a_killed_process_resumes_from_its_checkpoint_exactly() {
+    let broker = Broker::start();
+    broker.topic("clicks", PARTITIONS);
+    let (events, stops) = clicks(20_000, 3);
+    produce_clicks(&broker, "clicks", &events);
+    let dir = tempfile::tempdir().unwrap();
+    let kills = run_killed(&broker, &stops, "file", dir.path(), 13);
     assert_eq!(
         committed(&dir.path().join("out")),
         expected(&events),
