@@ -513,7 +513,11 @@ mod tests {
 5,0.5",
         )?;
         let no_header = FileFormat::Csv { has_header: false };
-        let mut r = reader(no_header, OnDecodeError::DeadLetter, &[path.clone()]);
+        let mut r = reader(
+            no_header,
+            OnDecodeError::DeadLetter,
+            std::slice::from_ref(&path),
+        );
         let items = read(&mut r, 100)?;
         assert_eq!(values(&items), [pay(1, 2.5), pay(3, 1.0), pay(5, 0.5)]);
         let rejected: Vec<(u64, &str)> = items
