@@ -13,7 +13,8 @@
 //!   records to the dead-letter stream), [`JsonLinesSink`] and the
 //!   exactly-once [`TransactionalFileSink`].
 //! - [`kafka`] — [`KafkaSource`] (partitions as splits, offsets in
-//!   checkpoints, discovery, bounded mode) and the at-least-once [`KafkaSink`].
+//!   checkpoints, discovery, bounded mode) and [`KafkaSink`] (at least once or
+//!   exactly once).
 //! - [`format`](mod@format) — the decoders files and Kafka share: JSON, CSV, raw text,
 //!   Debezium.
 //! - [`print`](mod@print) — [`PrintSink`], Flink's `print()`.

@@ -1,5 +1,6 @@
 //! Kafka: [`KafkaSource`], a split-enumerated source whose partitions are
-//! splits, and [`KafkaSink`], an at-least-once sink.
+//! splits, and [`KafkaSink`], at least once or (with
+//! [`KafkaSink::exactly_once`]) exactly once.
 //!
 //! The source keeps each partition's next offset in Eddy's checkpoints and
 //! restores it exactly (a restored job ignores the group's committed
@@ -38,9 +39,11 @@ mod record;
 mod sink;
 mod source;
 mod split;
+mod transactional;
 
 pub use reader::KafkaReader;
 pub use record::KafkaRecord;
-pub use sink::{DeliveryErrors, KafkaSink, KafkaWriter, ValueEncoding};
+pub use sink::{DeliveryErrors, EncodedRecord, KafkaSink, KafkaWriter, ValueEncoding};
 pub use source::{KafkaSource, KafkaSourceBuilder, StoppingOffsets};
 pub use split::{KafkaSplit, Reset, StartAt, StartingOffsets};
+pub use transactional::{KafkaTransaction, TransactionalKafkaSink, TransactionalKafkaWriter};

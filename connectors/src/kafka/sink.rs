@@ -1,21 +1,26 @@
-//! [`KafkaSink`]: writes records to a topic, at least once: every
+//! [`KafkaSink`]: writes records to a topic. As it is, at least once: every
 //! checkpoint barrier waits until the brokers have acknowledged everything
-//! written before it.
+//! written before it. [`KafkaSink::exactly_once`] makes it the
+//! transactional sink of [`super::transactional`].
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eddy_engine::checkpoint::StateSnapshot;
 use eddy_engine::context::RuntimeContext;
-use eddy_engine::element::{Data, Record};
+use eddy_engine::element::{Data, Record, Timestamp};
 use eddy_engine::error::BoxError;
 use eddy_engine::sink::{Sink, SinkWriter};
+use eddy_engine::two_phase::ExactlyOnce;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 
+use super::transactional::TransactionalKafkaSink;
 use crate::error::ConnectorError;
 
 /// How a record becomes the bytes of a Kafka value.
@@ -31,67 +36,211 @@ pub enum ValueEncoding {
 type KeyFn<T> = Arc<dyn Fn(&T) -> Option<Vec<u8>> + Send + Sync>;
 type HeadersFn<T> = Arc<dyn Fn(&T) -> Vec<(String, Vec<u8>)> + Send + Sync>;
 
-/// A sink writing each record to one topic, at least once. Records with a
-/// key go to the partition of their key (Kafka's default partitioner).
-pub struct KafkaSink<T> {
-    bootstrap: String,
-    topic: String,
+/// Where and how a sink writes; shared by both guarantees.
+#[derive(Clone)]
+pub(crate) struct SinkSettings<T> {
+    pub bootstrap: String,
+    pub topic: String,
     encoding: ValueEncoding,
     key: Option<KeyFn<T>>,
     headers: Option<HeadersFn<T>>,
-    timeout: Duration,
+    pub timeout: Duration,
     properties: Vec<(String, String)>,
+    pub transactional_prefix: Option<String>,
 }
 
-impl<T: Data> KafkaSink<T> {
-    /// At-least-once writes to `topic` on the brokers at `bootstrap`, with
-    /// the idempotent producer (no duplicates from the producer's own
-    /// retries; a job restarted from a checkpoint writes again what it wrote
-    /// after that checkpoint).
-    pub fn at_least_once(bootstrap: impl Into<String>, topic: impl Into<String>) -> Self {
-        KafkaSink {
-            bootstrap: bootstrap.into(),
-            topic: topic.into(),
-            encoding: ValueEncoding::Json,
-            key: None,
-            headers: None,
-            timeout: Duration::from_secs(30),
-            properties: Vec::new(),
+/// One record, encoded, as the producer sends it (and as an exactly-once
+/// sink keeps it in its checkpoint until the commit).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodedRecord {
+    key: Option<ByteBuf>,
+    payload: ByteBuf,
+    timestamp: Option<i64>,
+    headers: Vec<(String, ByteBuf)>,
+}
+
+impl<T: Data> SinkSettings<T> {
+    /// Encodes a record with the sink's key, headers and value encoding.
+    pub(crate) fn encode(&self, record: &Record<T>) -> Result<EncodedRecord, BoxError> {
+        let value = &record.value;
+        let payload = match self.encoding {
+            ValueEncoding::Json => serde_json::to_vec(value)?,
+            ValueEncoding::Bincode => bincode::serialize(value)?,
+        };
+        Ok(EncodedRecord {
+            key: self.key.as_ref().and_then(|k| k(value)).map(ByteBuf::from),
+            payload: ByteBuf::from(payload),
+            timestamp: (record.ts > Timestamp::MIN).then(|| record.ts.millis()),
+            headers: self
+                .headers
+                .as_ref()
+                .map(|h| {
+                    h(value)
+                        .into_iter()
+                        .map(|(k, v)| (k, ByteBuf::from(v)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The producer configuration, with client id `client`.
+    pub(crate) fn producer_config(&self, client: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("client.id", client)
+            .set("log_level", "4");
+        for (k, v) in &self.properties {
+            config.set(k, v);
+        }
+        config
+    }
+
+    /// An error naming the brokers.
+    pub(crate) fn error(&self, reason: String) -> ConnectorError {
+        ConnectorError::Kafka {
+            bootstrap: self.bootstrap.clone(),
+            reason,
         }
     }
 
-    /// How values are encoded (default JSON).
-    pub fn encoding(mut self, encoding: ValueEncoding) -> Self {
-        self.encoding = encoding;
+    /// Hands `record` to the producer's queue, waiting while it is full.
+    pub(crate) fn send<C: ProducerContext<DeliveryOpaque = ()>>(
+        &self,
+        producer: &ThreadedProducer<C>,
+        record: &EncodedRecord,
+    ) -> Result<(), BoxError> {
+        let headers = (!record.headers.is_empty()).then(|| {
+            record
+                .headers
+                .iter()
+                .fold(OwnedHeaders::new(), |all, (k, v)| {
+                    all.insert(Header {
+                        key: k,
+                        value: Some(v.as_slice()),
+                    })
+                })
+        });
+        let mut message =
+            BaseRecord::<[u8], [u8]>::to(&self.topic).payload(record.payload.as_slice());
+        if let Some(key) = &record.key {
+            message = message.key(key.as_slice());
+        }
+        if let Some(headers) = headers {
+            message = message.headers(headers);
+        }
+        if let Some(ts) = record.timestamp {
+            message = message.timestamp(ts);
+        }
+        loop {
+            match producer.send(message) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m)) => {
+                    // Backpressure: the local queue drains as acks come.
+                    message = m;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => {
+                    return Err(self
+                        .error(format!("cannot send to topic {}: {e}", self.topic))
+                        .into())
+                }
+            }
+        }
+    }
+}
+
+/// The client id of a sink subtask's producer.
+pub(crate) fn client_id(ctx: &RuntimeContext) -> String {
+    format!("eddy-{}-{}-{}", ctx.job(), ctx.operator(), ctx.subtask())
+}
+
+/// A sink writing each record to one topic. Records with a key go to the
+/// partition of their key (Kafka's default partitioner).
+///
+/// As built, it writes at least once, through the idempotent producer (no
+/// duplicates from the producer's own retries; a job restarted from a
+/// checkpoint writes again what it wrote after that checkpoint). Call
+/// [`exactly_once`](Self::exactly_once) for transactions.
+pub struct KafkaSink<T> {
+    settings: Arc<SinkSettings<T>>,
+}
+
+impl<T: Data> KafkaSink<T> {
+    /// Writes to `topic` on the brokers at `bootstrap`, at least once.
+    pub fn at_least_once(bootstrap: impl Into<String>, topic: impl Into<String>) -> Self {
+        KafkaSink {
+            settings: Arc::new(SinkSettings {
+                bootstrap: bootstrap.into(),
+                topic: topic.into(),
+                encoding: ValueEncoding::Json,
+                key: None,
+                headers: None,
+                timeout: Duration::from_secs(30),
+                properties: Vec::new(),
+                transactional_prefix: None,
+            }),
+        }
+    }
+
+    fn with(mut self, change: impl FnOnce(&mut SinkSettings<T>)) -> Self {
+        change(Arc::make_mut(&mut self.settings));
         self
     }
 
+    /// How values are encoded (default JSON).
+    pub fn encoding(self, encoding: ValueEncoding) -> Self {
+        self.with(|s| s.encoding = encoding)
+    }
+
     /// The key of each record (and so its partition).
-    pub fn key(mut self, key: impl Fn(&T) -> Option<Vec<u8>> + Send + Sync + 'static) -> Self {
-        self.key = Some(Arc::new(key));
-        self
+    pub fn key(self, key: impl Fn(&T) -> Option<Vec<u8>> + Send + Sync + 'static) -> Self {
+        self.with(|s| s.key = Some(Arc::new(key)))
     }
 
     /// Headers for each record.
     pub fn headers(
-        mut self,
+        self,
         headers: impl Fn(&T) -> Vec<(String, Vec<u8>)> + Send + Sync + 'static,
     ) -> Self {
-        self.headers = Some(Arc::new(headers));
-        self
+        self.with(|s| s.headers = Some(Arc::new(headers)))
     }
 
-    /// How long a barrier or the end of input waits for acknowledgements
-    /// before the job fails (default 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
+    /// How long a flush or a commit waits for the brokers before the job
+    /// fails (default 30 s).
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.with(|s| s.timeout = timeout)
     }
 
     /// Any other librdkafka producer property (e.g. `compression.type`).
-    pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.properties.push((key.into(), value.into()));
-        self
+    pub fn property(self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let (key, value) = (key.into(), value.into());
+        self.with(|s| s.properties.push((key, value)))
+    }
+
+    /// Exactly-once: the prefix of the transactional ids (one per subtask;
+    /// default `eddy-<job>-<sink uid>`). Two jobs writing at the same time
+    /// must not share one.
+    pub fn transactional_id_prefix(self, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        self.with(|s| s.transactional_prefix = Some(prefix))
+    }
+
+    /// The exactly-once sink writing where this one would: each
+    /// checkpoint's records are committed in one Kafka transaction when the
+    /// checkpoint completes (see `docs/kafka.md`).
+    pub fn exactly_once(self) -> ExactlyOnce<TransactionalKafkaSink<T>> {
+        ExactlyOnce::new(self.transactional())
+    }
+
+    /// The two-phase-commit sink under [`exactly_once`](Self::exactly_once),
+    /// for tests and custom adapters.
+    pub fn transactional(self) -> TransactionalKafkaSink<T> {
+        TransactionalKafkaSink::new(self.settings)
     }
 }
 
@@ -99,6 +248,13 @@ impl<T: Data> KafkaSink<T> {
 #[derive(Default)]
 pub struct DeliveryErrors {
     first: Mutex<Option<String>>,
+}
+
+impl DeliveryErrors {
+    /// The first failure since the last call, if any.
+    fn take(&self) -> Option<String> {
+        self.first.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 impl ClientContext for DeliveryErrors {}
@@ -119,89 +275,41 @@ impl<T: Data> Sink for KafkaSink<T> {
     type Writer = KafkaWriter<T>;
 
     fn create_writer(&self, ctx: &RuntimeContext) -> Result<KafkaWriter<T>, BoxError> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &self.bootstrap)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set(
-                "client.id",
-                format!("eddy-{}-{}-{}", ctx.job(), ctx.operator(), ctx.subtask()),
-            )
-            .set("log_level", "4");
-        for (k, v) in &self.properties {
-            config.set(k, v);
-        }
-        let producer: ThreadedProducer<DeliveryErrors> = config
+        let producer: ThreadedProducer<DeliveryErrors> = self
+            .settings
+            .producer_config(&client_id(ctx))
             .create_with_context(DeliveryErrors::default())
-            .map_err(|e| self.error(format!("cannot create a producer: {e}")))?;
+            .map_err(|e| {
+                self.settings
+                    .error(format!("cannot create a producer: {e}"))
+            })?;
         Ok(KafkaWriter {
             producer,
-            bootstrap: self.bootstrap.clone(),
-            topic: self.topic.clone(),
-            encoding: self.encoding,
-            key: self.key.clone(),
-            headers: self.headers.clone(),
-            timeout: self.timeout,
+            settings: Arc::clone(&self.settings),
         })
     }
 }
 
-impl<T> KafkaSink<T> {
-    fn error(&self, reason: String) -> ConnectorError {
-        ConnectorError::Kafka {
-            bootstrap: self.bootstrap.clone(),
-            reason,
-        }
-    }
-}
-
-/// The writer of one [`KafkaSink`] subtask.
+/// The writer of one at-least-once [`KafkaSink`] subtask.
 pub struct KafkaWriter<T> {
     producer: ThreadedProducer<DeliveryErrors>,
-    bootstrap: String,
-    topic: String,
-    encoding: ValueEncoding,
-    key: Option<KeyFn<T>>,
-    headers: Option<HeadersFn<T>>,
-    timeout: Duration,
+    settings: Arc<SinkSettings<T>>,
 }
 
 impl<T: Data> KafkaWriter<T> {
-    fn error(&self, reason: String) -> ConnectorError {
-        ConnectorError::Kafka {
-            bootstrap: self.bootstrap.clone(),
-            reason,
-        }
-    }
-
-    fn encode(&self, value: &T) -> Result<Vec<u8>, BoxError> {
-        Ok(match self.encoding {
-            ValueEncoding::Json => serde_json::to_vec(value)?,
-            ValueEncoding::Bincode => bincode::serialize(value)?,
-        })
-    }
-
     /// Waits until every record sent so far is acknowledged; fails with the
     /// first delivery error.
     fn flush(&self) -> Result<(), BoxError> {
-        self.producer.flush(self.timeout).map_err(|e| {
-            self.error(format!(
+        let s = &self.settings;
+        self.producer.flush(s.timeout).map_err(|e| {
+            s.error(format!(
                 "records were not acknowledged within {:?} ({e}); check that the brokers are up",
-                self.timeout
+                s.timeout
             ))
         })?;
-        let failed = self
-            .producer
-            .context()
-            .first
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        match failed {
-            Some(reason) => Err(self
-                .error(format!("writing to topic {} failed: {reason}", self.topic))
+        match self.producer.context().take() {
+            Some(reason) => Err(s
+                .error(format!("writing to topic {} failed: {reason}", s.topic))
                 .into()),
             None => Ok(()),
         }
@@ -213,43 +321,8 @@ impl<T: Data> SinkWriter for KafkaWriter<T> {
 
     fn write(&mut self, batch: &mut Vec<Record<T>>) -> Result<(), BoxError> {
         for record in batch.drain(..) {
-            let payload = self.encode(&record.value)?;
-            let key = self.key.as_ref().and_then(|k| k(&record.value));
-            let headers = self.headers.as_ref().map(|h| {
-                h(&record.value)
-                    .iter()
-                    .fold(OwnedHeaders::new(), |all, (k, v)| {
-                        all.insert(Header {
-                            key: k,
-                            value: Some(v),
-                        })
-                    })
-            });
-            let mut message = BaseRecord::<Vec<u8>, Vec<u8>>::to(&self.topic).payload(&payload);
-            if let Some(key) = &key {
-                message = message.key(key);
-            }
-            if let Some(headers) = headers {
-                message = message.headers(headers);
-            }
-            if record.ts > eddy_engine::element::Timestamp::MIN {
-                message = message.timestamp(record.ts.millis());
-            }
-            loop {
-                match self.producer.send(message) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m)) => {
-                        // Backpressure: the local queue drains as acks come.
-                        message = m;
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err((e, _)) => {
-                        return Err(self
-                            .error(format!("cannot send to topic {}: {e}", self.topic))
-                            .into())
-                    }
-                }
-            }
+            let encoded = self.settings.encode(&record)?;
+            self.settings.send(&self.producer, &encoded)?;
         }
         Ok(())
     }
