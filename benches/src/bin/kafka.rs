@@ -61,6 +61,9 @@ struct Cli {
     /// Latency mode: how long to produce.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Sink mode: the exactly-once sink instead of the at-least-once one.
+    #[arg(long)]
+    exactly_once: bool,
     /// A librdkafka consumer property for the raw consumer and the source,
     /// `KEY=VALUE` (repeatable), e.g. `fetch.wait.max.ms=10`.
     #[arg(long = "consumer-property", value_name = "KEY=VALUE")]
@@ -230,13 +233,20 @@ fn source(cli: &Cli, config: EnvConfig) -> anyhow::Result<()> {
 fn sink(cli: &Cli, config: EnvConfig) -> anyhow::Result<()> {
     let env = Env::with_config(config.clone())?;
     let topic = format!("bench-sink-{}", std::process::id());
-    env.source(DataGen::new(|i, _: &mut SplitMix64| reading(i)).with_count(cli.messages))
-        .sink(KafkaSink::at_least_once(&cli.bootstrap, &topic));
+    let readings =
+        env.source(DataGen::new(|i, _: &mut SplitMix64| reading(i)).with_count(cli.messages));
+    let sink = KafkaSink::at_least_once(&cli.bootstrap, &topic);
+    if cli.exactly_once {
+        readings.sink(sink.exactly_once());
+    } else {
+        readings.sink(sink);
+    }
     let started = Instant::now();
     env.execute("kafka-sink-bench")?;
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "Eddy Kafka sink (at least once), parallelism {}, checkpoints {:?}: {} messages in {secs:.2} s: {:.0} msg/s",
+        "Eddy Kafka sink ({}), parallelism {}, checkpoints {:?}: {} messages in {secs:.2} s: {:.0} msg/s",
+        if cli.exactly_once { "exactly once" } else { "at least once" },
         config.parallelism,
         config.checkpoints.interval,
         cli.messages,

@@ -31,6 +31,31 @@ pub enum ValueEncoding {
     Json,
     /// bincode: compact, for Eddy-to-Eddy topics.
     Bincode,
+    /// The value itself, for records that are a `String` (its UTF-8 bytes)
+    /// or a byte vector; any other record fails the job, naming the type.
+    Raw,
+}
+
+/// The bytes of a `String` or byte-vector record, for [`ValueEncoding::Raw`].
+fn raw_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, BoxError> {
+    match serde_json::to_value(value)? {
+        serde_json::Value::String(s) => Ok(s.into_bytes()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_u64().and_then(|b| u8::try_from(b).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| "ValueEncoding::Raw: a list that is not bytes".into()),
+        other => Err(format!(
+            "ValueEncoding::Raw writes strings and bytes only, not {} ({}); use Json or Bincode",
+            std::any::type_name::<T>(),
+            match other {
+                serde_json::Value::Object(_) => "a struct or map",
+                serde_json::Value::Number(_) => "a number",
+                _ => "this value",
+            }
+        )
+        .into()),
+    }
 }
 
 type KeyFn<T> = Arc<dyn Fn(&T) -> Option<Vec<u8>> + Send + Sync>;
@@ -66,6 +91,7 @@ impl<T: Data> SinkSettings<T> {
         let payload = match self.encoding {
             ValueEncoding::Json => serde_json::to_vec(value)?,
             ValueEncoding::Bincode => bincode::serialize(value)?,
+            ValueEncoding::Raw => raw_bytes(value)?,
         };
         Ok(EncodedRecord {
             key: self.key.as_ref().and_then(|k| k(value)).map(ByteBuf::from),
@@ -151,6 +177,24 @@ impl<T: Data> SinkSettings<T> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_encoding_takes_strings_and_bytes_and_names_anything_else() {
+        assert_eq!(
+            raw_bytes(&"héllo".to_owned()).ok(),
+            Some("héllo".as_bytes().to_vec())
+        );
+        assert_eq!(raw_bytes(&vec![0u8, 255, 7]).ok(), Some(vec![0, 255, 7]));
+        let err = raw_bytes(&(1u32, 300u32)).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("not bytes")));
+        let err = raw_bytes(&5u64).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("u64") && e.contains("Json or Bincode")));
     }
 }
 
