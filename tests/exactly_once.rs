@@ -4,12 +4,15 @@
 //! checkpoint, and the committed output must equal the failure-free result —
 //! nothing lost, nothing twice. Savepoints stop, rescale and restore it.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::restarting_config;
 use eddy::connectors::datagen::{DataGen, SplitMix64};
 use eddy::connectors::file::TransactionalFileSink;
 use eddy::engine::checkpoint::latest_checkpoint;
@@ -159,17 +162,6 @@ fn rocksdb_if_built() -> StateBackendKind {
     *backends().last().expect("the heap at least")
 }
 
-fn config(parallelism: usize, checkpoints: &Path) -> EnvConfig {
-    EnvConfig::default()
-        .with_parallelism(parallelism)
-        .with_checkpoint_interval(Duration::from_millis(30))
-        .with_checkpoint_dir(checkpoints)
-        .with_restart_strategy(RestartStrategy::FixedDelay {
-            attempts: 10,
-            delay: Duration::ZERO,
-        })
-}
-
 #[test]
 fn panics_at_random_points_leave_the_committed_output_exact() {
     let events = 12_000;
@@ -192,7 +184,8 @@ fn panics_at_random_points_leave_the_committed_output_exact() {
                 })),
                 out: dir.path().join("out"),
             };
-            let config = config(parallelism, &dir.path().join("chk")).with_state_backend(backend);
+            let config =
+                restarting_config(parallelism, &dir.path().join("chk")).with_state_backend(backend);
             let env = Env::with_config(config).unwrap();
             job.build(&env);
             let stats = env.execute("exactly-once").unwrap();
@@ -233,7 +226,7 @@ fn child_job_resuming_from_its_latest_checkpoint() {
         faults: None,
         out: dir.join("out"),
     };
-    let mut config = config(parallelism, &dir.join("chk")).with_state_backend(backend);
+    let mut config = restarting_config(parallelism, &dir.join("chk")).with_state_backend(backend);
     if let Some(latest) = latest_checkpoint(&dir.join("chk"), "killed") {
         config = config.with_restore(latest);
     }
@@ -332,7 +325,7 @@ fn stop_with_savepoint_then_restore_at_other_parallelism_and_key_groups_is_exact
     // new max parallelism → end.
     let first = run_and_stop(
         &job,
-        config(2, &chk),
+        restarting_config(2, &chk),
         Duration::from_millis(300),
         &dir.path().join("sp1"),
     );
@@ -340,14 +333,14 @@ fn stop_with_savepoint_then_restore_at_other_parallelism_and_key_groups_is_exact
     assert!(!partial.is_empty() && partial.len() < expected(events).len());
     let second = run_and_stop(
         &job,
-        config(3, &chk)
+        restarting_config(3, &chk)
             .with_restore(&first)
             .with_state_backend(rocksdb_if_built()),
         Duration::from_millis(300),
         &dir.path().join("sp2"),
     );
     let env = Env::with_config(
-        config(1, &chk)
+        restarting_config(1, &chk)
             .with_max_parallelism(32)
             .with_restore(&second),
     )
@@ -527,7 +520,7 @@ fn a_failed_jobs_checkpoint_restores_at_other_parallelism_and_backend() {
             })),
             out: dir.path().join("out"),
         };
-        let failing = config(2, &chk)
+        let failing = restarting_config(2, &chk)
             .with_state_backend(rocksdb_if_built())
             .with_restart_strategy(RestartStrategy::None);
         let env = Env::with_config(failing).unwrap();
@@ -541,7 +534,7 @@ fn a_failed_jobs_checkpoint_restores_at_other_parallelism_and_backend() {
             ..job
         };
         let env = Env::with_config(
-            config(restore_p, &chk)
+            restarting_config(restore_p, &chk)
                 .with_state_backend(restore_backend)
                 .with_restore(&latest),
         )

@@ -7,6 +7,8 @@
 //! explicit stopping offsets, never "latest"), and does not support
 //! CreatePartitions (new partitions appear here only as new topics).
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::restarting_config;
 use eddy::connectors::datagen::SplitMix64;
 use eddy::connectors::file::TransactionalFileSink;
 use eddy::connectors::format::Format;
@@ -463,30 +466,38 @@ fn read_back<T: Data + Sync + serde::de::DeserializeOwned>(
     back
 }
 
-#[test]
-fn kafka_sink_after_kills_holds_every_result_at_least_once() {
+/// Runs the windowed job into `sink` (`kafka` or `kafka-exactly-once`)
+/// under kill -9 and reads the results topic back; returns the results
+/// (sorted), the reference, and how many kills there were.
+fn results_after_kills(sink: &str, seed: u64) -> (Vec<WindowCount>, Vec<WindowCount>, u32) {
     let broker = Broker::start();
     broker.topic("clicks", PARTITIONS);
     broker.topic("results", 2);
-    let (events, stops) = clicks(20_000, 8);
+    let (events, stops) = clicks(20_000, seed);
     produce_clicks(&broker, "clicks", &events);
     let dir = tempfile::tempdir().unwrap();
-    let kills = run_killed(&broker, &stops, "kafka", dir.path(), 21);
+    let kills = run_killed(&broker, &stops, sink, dir.path(), seed + 13);
     let want = expected(&events);
     let mut back: Vec<WindowCount> = read_back(&broker.addr, "results", |b: &[WindowCount]| {
         let distinct: std::collections::BTreeSet<&WindowCount> = b.iter().collect();
         distinct.len() >= want.len()
     });
     back.sort();
-    let repeated = back.len() - {
-        back.dedup();
-        back.len()
-    };
+    (back, want, kills)
+}
+
+#[test]
+fn kafka_sink_after_kills_holds_every_result_at_least_once() {
+    let (mut back, want, kills) = results_after_kills("kafka", 8);
+    let written = back.len();
+    back.dedup();
+    let repeated = written - back.len();
     assert_eq!(
         back, want,
         "every result, after {kills} kills ({repeated} written twice)"
     );
 }
+
 // ---- exactly once through the transactional file sink ----
 
 struct Faults {
@@ -498,17 +509,6 @@ fn committed(out: &Path) -> Vec<WindowCount> {
     let mut all = TransactionalFileSink::<WindowCount>::read_committed(out).expect("readable");
     all.sort();
     all
-}
-
-fn exactly_once_config(parallelism: usize, checkpoints: &Path) -> EnvConfig {
-    EnvConfig::default()
-        .with_parallelism(parallelism)
-        .with_checkpoint_interval(Duration::from_millis(30))
-        .with_checkpoint_dir(checkpoints)
-        .with_restart_strategy(RestartStrategy::FixedDelay {
-            attempts: 10,
-            delay: Duration::ZERO,
-        })
 }
 
 #[test]
@@ -528,7 +528,7 @@ fn kafka_panics_at_random_points_leave_the_committed_output_exact() {
             at: at.clone(),
         });
         let env =
-            Env::with_config(exactly_once_config(parallelism, &dir.path().join("chk"))).unwrap();
+            Env::with_config(restarting_config(parallelism, &dir.path().join("chk"))).unwrap();
         let out = dir.path().join("out");
         windowed(
             &env,
@@ -563,7 +563,7 @@ fn kafka_child_job_resuming_from_its_latest_checkpoint() {
     };
     let dir = PathBuf::from(dir);
     let addr = std::env::var("EDDY_KAFKA_ADDR").unwrap();
-    let mut config = exactly_once_config(2, &dir.join("chk"));
+    let mut config = restarting_config(2, &dir.join("chk"));
     if let Some(latest) = latest_checkpoint(&dir.join("chk"), "kafka-killed") {
         config = config.with_restore(latest);
     }
@@ -663,7 +663,7 @@ fn kafka_stop_with_savepoint_then_restore_at_another_parallelism_is_exact() {
             .uid("sink");
     };
     // p=3 (one subtask reads two partitions), stopped mid-run.
-    let env = Env::with_config(exactly_once_config(3, &dir.path().join("chk"))).unwrap();
+    let env = Env::with_config(restarting_config(3, &dir.path().join("chk"))).unwrap();
     build(&env);
     let control = env.control();
     let savepoint = std::thread::scope(|scope| {
@@ -684,7 +684,7 @@ fn kafka_stop_with_savepoint_then_restore_at_another_parallelism_is_exact() {
         "stopped before the end"
     );
     // Restored at p=1: one reader takes over all four partitions.
-    let config = exactly_once_config(1, &dir.path().join("chk")).with_restore(&savepoint);
+    let config = restarting_config(1, &dir.path().join("chk")).with_restore(&savepoint);
     let env = Env::with_config(config).unwrap();
     build(&env);
     env.execute("kafka-rescaled").unwrap();
@@ -710,7 +710,7 @@ fn kafka_a_broker_that_stops_answering_for_a_while_loses_and_repeats_nothing() {
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let env = Env::with_config(exactly_once_config(2, &dir.path().join("chk"))).unwrap();
+    let env = Env::with_config(restarting_config(2, &dir.path().join("chk"))).unwrap();
     windowed(
         &env,
         &broker.addr,
@@ -810,7 +810,7 @@ fn kafka_exactly_once_sink_holds_every_result_once_after_injected_failures() {
             at: at.clone(),
         });
         let env =
-            Env::with_config(exactly_once_config(parallelism, &dir.path().join("chk"))).unwrap();
+            Env::with_config(restarting_config(parallelism, &dir.path().join("chk"))).unwrap();
         windowed(
             &env,
             &broker.addr,
@@ -849,19 +849,7 @@ fn kafka_exactly_once_sink_holds_every_result_once_after_injected_failures() {
 /// read-back would be exact.
 #[test]
 fn kafka_exactly_once_sink_after_kills_loses_nothing_tansu_shows_aborted_records() {
-    let broker = Broker::start();
-    broker.topic("clicks", PARTITIONS);
-    broker.topic("results", 2);
-    let (events, stops) = clicks(20_000, 10);
-    produce_clicks(&broker, "clicks", &events);
-    let dir = tempfile::tempdir().unwrap();
-    let kills = run_killed(&broker, &stops, "kafka-exactly-once", dir.path(), 23);
-    let want = expected(&events);
-    let mut back: Vec<WindowCount> = read_back(&broker.addr, "results", |b: &[WindowCount]| {
-        let distinct: std::collections::BTreeSet<&WindowCount> = b.iter().collect();
-        distinct.len() >= want.len()
-    });
-    back.sort();
+    let (mut back, want, kills) = results_after_kills("kafka-exactly-once", 10);
     back.dedup();
     assert_eq!(back, want, "every result, after {kills} kills");
 }

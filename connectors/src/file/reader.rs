@@ -475,6 +475,17 @@ mod tests {
         Ok(())
     }
 
+    /// The line and raw text of every rejected item.
+    fn rejected(items: &[Item<Payment>]) -> Vec<(u64, &str)> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Rejected { line, raw, .. } => Some((*line, raw.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn csv_decodes_by_header_and_dead_letters_bad_rows_with_their_line() -> TestResult {
         let dir = tempfile::tempdir()?;
@@ -487,14 +498,7 @@ mod tests {
         );
         let items = read(&mut r, 100)?;
         assert_eq!(values(&items), [pay(1, 2.5), pay(3, 1.0)]);
-        let rejected: Vec<(u64, &str)> = items
-            .iter()
-            .filter_map(|i| match i {
-                Item::Rejected { line, raw, .. } => Some((*line, raw.as_str())),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(rejected, [(4, "lots,2"), (5, "3,4,5")]);
+        assert_eq!(rejected(&items), [(4, "lots,2"), (5, "3,4,5")]);
         Ok(())
     }
 
@@ -503,15 +507,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("p.csv");
         // The first row is data, not a header: none of it may be lost.
-        fs::write(
-            &path,
-            "1,2.5
-2,lots
-
-3,1.0
-4
-5,0.5",
-        )?;
+        fs::write(&path, "1,2.5\n2,lots\n\n3,1.0\n4\n5,0.5")?;
         let no_header = FileFormat::Csv { has_header: false };
         let mut r = reader(
             no_header,
@@ -520,14 +516,7 @@ mod tests {
         );
         let items = read(&mut r, 100)?;
         assert_eq!(values(&items), [pay(1, 2.5), pay(3, 1.0), pay(5, 0.5)]);
-        let rejected: Vec<(u64, &str)> = items
-            .iter()
-            .filter_map(|i| match i {
-                Item::Rejected { line, raw, .. } => Some((*line, raw.as_str())),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(rejected, [(2, "2,lots"), (5, "4")]);
+        assert_eq!(rejected(&items), [(2, "2,lots"), (5, "4")]);
         let cuts = resumes_exactly(&FileSource::<Payment>::csv(&path).has_header(false))?;
         assert!(cuts.len() > 3, "cut at every record");
         Ok(())
