@@ -175,6 +175,15 @@ fn clicks(n: u64, seed: u64) -> (Vec<(i32, Click)>, Offsets) {
     (events, stops)
 }
 
+/// A broker whose topic `clicks` holds `n` clicks made from `seed`.
+fn broker_with_clicks(n: u64, seed: u64) -> (Broker, Vec<(i32, Click)>, Offsets) {
+    let broker = Broker::start();
+    broker.topic("clicks", PARTITIONS);
+    let (events, stops) = clicks(n, seed);
+    produce_clicks(&broker, "clicks", &events);
+    (broker, events, stops)
+}
+
 fn produce_clicks(broker: &Broker, topic: &str, events: &[(i32, Click)]) {
     let messages: Vec<(i32, Vec<u8>, i64)> = events
         .iter()
@@ -244,10 +253,7 @@ fn windowed(
 
 #[test]
 fn kafka_windowed_counts_equal_a_brute_force_reference_at_p1_p2_p3_and_p6() {
-    let broker = Broker::start();
-    broker.topic("clicks", PARTITIONS);
-    let (events, stops) = clicks(6_000, 1);
-    produce_clicks(&broker, "clicks", &events);
+    let (broker, events, stops) = broker_with_clicks(6_000, 1);
     let want = expected(&events);
     // p=6: more readers than partitions; the two without one must not hold
     // the watermark back.
@@ -470,11 +476,8 @@ fn read_back<T: Data + Sync + serde::de::DeserializeOwned>(
 /// under kill -9 and reads the results topic back; returns the results
 /// (sorted), the reference, and how many kills there were.
 fn results_after_kills(sink: &str, seed: u64) -> (Vec<WindowCount>, Vec<WindowCount>, u32) {
-    let broker = Broker::start();
-    broker.topic("clicks", PARTITIONS);
+    let (broker, events, stops) = broker_with_clicks(20_000, seed);
     broker.topic("results", 2);
-    let (events, stops) = clicks(20_000, seed);
-    produce_clicks(&broker, "clicks", &events);
     let dir = tempfile::tempdir().unwrap();
     let kills = run_killed(&broker, &stops, sink, dir.path(), seed + 13);
     let want = expected(&events);
@@ -513,10 +516,7 @@ fn committed(out: &Path) -> Vec<WindowCount> {
 
 #[test]
 fn kafka_panics_at_random_points_leave_the_committed_output_exact() {
-    let broker = Broker::start();
-    broker.topic("clicks", PARTITIONS);
-    let (events, stops) = clicks(8_000, 2);
-    produce_clicks(&broker, "clicks", &events);
+    let (broker, events, stops) = broker_with_clicks(8_000, 2);
     let want = expected(&events);
     let mut rng = SplitMix64::new(5);
     for parallelism in [1, 3] {
@@ -636,10 +636,7 @@ fn run_killed(broker: &Broker, stops: &Offsets, sink: &str, dir: &Path, seed: u6
 
 #[test]
 fn kafka_a_killed_process_resumes_from_its_checkpoint_exactly() {
-    let broker = Broker::start();
-    broker.topic("clicks", PARTITIONS);
-    let (events, stops) = clicks(20_000, 3);
-    produce_clicks(&broker, "clicks", &events);
+    let (broker, events, stops) = broker_with_clicks(20_000, 3);
     let dir = tempfile::tempdir().unwrap();
     let kills = run_killed(&broker, &stops, "file", dir.path(), 13);
     assert_eq!(
@@ -651,10 +648,7 @@ fn kafka_a_killed_process_resumes_from_its_checkpoint_exactly() {
 
 #[test]
 fn kafka_stop_with_savepoint_then_restore_at_another_parallelism_is_exact() {
-    let broker = Broker::start();
-    broker.topic("clicks", PARTITIONS);
-    let (events, stops) = clicks(12_000, 4);
-    produce_clicks(&broker, "clicks", &events);
+    let (broker, events, stops) = broker_with_clicks(12_000, 4);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let build = |env: &Env| {
@@ -696,10 +690,7 @@ fn kafka_stop_with_savepoint_then_restore_at_another_parallelism_is_exact() {
 /// broker restart that keeps data cannot be tested against it.)
 #[test]
 fn kafka_a_broker_that_stops_answering_for_a_while_loses_and_repeats_nothing() {
-    let broker = Broker::start();
-    broker.topic("clicks", PARTITIONS);
-    let (events, stops) = clicks(12_000, 6);
-    produce_clicks(&broker, "clicks", &events);
+    let (broker, events, stops) = broker_with_clicks(12_000, 6);
     let pid = std::fs::read_to_string(broker.dir.path().join("kafka.pid")).unwrap();
     let signal = |sig: &str| {
         let status = Command::new("kill")
@@ -794,10 +785,7 @@ fn kafka_transactional_offsets_count_only_when_committed() {
 
 #[test]
 fn kafka_exactly_once_sink_holds_every_result_once_after_injected_failures() {
-    let broker = Broker::start();
-    broker.topic("clicks", PARTITIONS);
-    let (events, stops) = clicks(8_000, 9);
-    produce_clicks(&broker, "clicks", &events);
+    let (broker, events, stops) = broker_with_clicks(8_000, 9);
     let want = expected(&events);
     let mut rng = SplitMix64::new(17);
     for parallelism in [1, 3] {
