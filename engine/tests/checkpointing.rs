@@ -180,11 +180,13 @@ fn timed_out_checkpoints_are_abandoned_without_harming_the_job() {
         .process(FinalCount)
         .sink(memory_sink(&committed));
     let stats = env.execute("slow").unwrap();
-    // About one checkpoint every 15 ms was triggered; a barrier needs far
-    // longer than 5 ms to pass the slow map, so nearly all were abandoned
-    // (a few complete at the very end, when finished tasks stand in).
+    // About one checkpoint every 15 ms was triggered (some 40 on an idle
+    // machine; fewer when the machine is busy and triggers come late); a
+    // barrier needs far longer than 5 ms to pass the slow map, so nearly all
+    // were abandoned (a few complete at the very end, when finished tasks
+    // stand in).
     let last = stats.checkpoints.last().expect("end-of-input checkpoint");
-    assert!(last.id.0 >= 20, "checkpoints were triggered: {last:?}");
+    assert!(last.id.0 >= 10, "checkpoints were triggered: {last:?}");
     assert!(
         stats.checkpoints.len() <= 4,
         "timed-out checkpoints do not complete: {:?}",
