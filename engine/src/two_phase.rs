@@ -4,14 +4,23 @@
 //!
 //! On every checkpoint barrier the writer *prepares*: it closes the current
 //! transaction (say, a hidden file) and returns a committable that describes
-//! it. The committable is kept in the sink's operator state. When the
-//! checkpoint completes, the sink *commits* it (say, renames the file into
-//! place). After a restore, the committables of the restored checkpoint are
-//! committed again — some may have been committed before the failure — so
-//! commits must be idempotent. Without checkpoints, the output is committed
-//! when the input ends.
+//! it. The committable is kept in the sink's operator state until it is
+//! committed. When the checkpoint completes, the sink *commits* it (say,
+//! renames the file into place) — on a thread of the subtask's own, so a
+//! slow commit does not hold records up, retried with backoff; a commit that
+//! keeps failing fails the job, which restarts and commits again. After a
+//! restore, the committables of the restored checkpoint are committed again
+//! — some may have been committed before the failure — so commits must be
+//! idempotent. Each goes back to the subtask that prepared it when the
+//! parallelism is unchanged, and is dealt round-robin otherwise. Without
+//! checkpoints, the output is committed when the input ends.
 
 use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Redistribution, StateSnapshot};
 use crate::context::RuntimeContext;
@@ -35,11 +44,13 @@ pub trait TwoPhaseCommitSink: Send + Sync + 'static {
     fn create_writer(&self, ctx: &RuntimeContext) -> Result<Self::Writer, BoxError>;
 
     /// Makes a prepared transaction visible. Called when its checkpoint
-    /// completes and again after a restore: committing twice must be the
-    /// same as committing once.
+    /// completes (off the task thread, and again after a failed attempt) and
+    /// after a restore: committing twice must be the same as committing
+    /// once.
     ///
     /// # Errors
-    /// A commit failure; it fails the job (which restarts and commits again).
+    /// A commit failure; it is retried, then fails the job (which restarts
+    /// and commits again).
     fn commit(&self, committable: Self::Committable) -> Result<(), BoxError>;
 }
 
@@ -65,8 +76,23 @@ pub trait TwoPhaseCommitWriter: 'static {
     fn prepare(&mut self, id: CheckpointId) -> Result<Option<Self::Committable>, BoxError>;
 }
 
-/// Name of the operator list state holding the pending committables.
-const COMMITTABLES: &str = "committables";
+/// Name of the operator list state holding the committables not yet
+/// known to be committed, each with the subtask that prepared it.
+const PENDING: &str = "pending-commits";
+
+/// How often a failing commit is tried, and the first pause between tries
+/// (doubling each time: about 6 s in all).
+const COMMIT_ATTEMPTS: u32 = 7;
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+
+/// A committable in the sink's state, with where it came from.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Pending<C> {
+    subtask: usize,
+    parallelism: usize,
+    id: CheckpointId,
+    committable: C,
+}
 
 /// Runs a [`TwoPhaseCommitSink`] as a [`Sink`].
 pub struct ExactlyOnce<S> {
@@ -82,60 +108,191 @@ impl<S: TwoPhaseCommitSink> ExactlyOnce<S> {
     }
 }
 
+/// Commits `committable`, retrying with backoff.
+fn commit_with_retries<S: TwoPhaseCommitSink>(
+    sink: &S,
+    committable: S::Committable,
+) -> Result<(), String> {
+    let mut pause = FIRST_RETRY;
+    for attempt in 1..=COMMIT_ATTEMPTS {
+        match sink.commit(committable.clone()) {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt == COMMIT_ATTEMPTS => {
+                return Err(format!("commit failed after {attempt} attempts: {e}"))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "commit failed; trying again");
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
+        }
+    }
+    Err("no commit attempt was made".into())
+}
+
 impl<S: TwoPhaseCommitSink> Sink for ExactlyOnce<S> {
     type In = S::In;
     type Writer = ExactlyOnceWriter<S>;
 
     fn create_writer(&self, ctx: &RuntimeContext) -> Result<Self::Writer, BoxError> {
         // What the restored checkpoint prepared may not have been committed
-        // before the failure: commit it (again).
-        if let Some(restored) = ctx.restored_state() {
-            for committable in restored.list::<S::Committable>(COMMITTABLES)? {
-                self.sink.commit(committable)?;
-            }
+        // before the failure: commit it (again), before anything new.
+        for p in restored_pending::<S::Committable>(ctx)? {
+            commit_with_retries(&*self.sink, p.committable)?;
         }
+        let (work_tx, work_rx) = crossbeam_channel::unbounded();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let sink = Arc::clone(&self.sink);
+        let committer = std::thread::Builder::new()
+            .name(format!("eddy-commit-{}.{}", ctx.uid(), ctx.subtask()))
+            .spawn(move || run_committer(&*sink, &work_rx, &done_tx))?;
         Ok(ExactlyOnceWriter {
             writer: self.sink.create_writer(ctx)?,
-            sink: Arc::clone(&self.sink),
-            pending: Vec::new(),
+            subtask: ctx.subtask(),
+            parallelism: ctx.parallelism(),
+            prepared: Vec::new(),
+            committing: Vec::new(),
+            work: Some(work_tx),
+            done: done_rx,
+            committer: Some(committer),
             checkpointing: ctx.is_checkpointing(),
         })
     }
 }
 
+/// The committables the restored state holds for this subtask: its own when
+/// the parallelism is unchanged, a round-robin share otherwise. Reads the
+/// older, unrouted state name too.
+fn restored_pending<C: Data>(ctx: &RuntimeContext) -> Result<Vec<Pending<C>>, BoxError> {
+    let Some(restored) = ctx.restored_state() else {
+        return Ok(Vec::new());
+    };
+    let all = restored.list::<Pending<C>>(PENDING)?;
+    let (subtask, parallelism) = (ctx.subtask(), ctx.parallelism());
+    let mut mine: Vec<Pending<C>> = all
+        .into_iter()
+        .enumerate()
+        .filter(|(i, p)| match p.parallelism == parallelism {
+            true => p.subtask == subtask,
+            false => i % parallelism == subtask,
+        })
+        .map(|(_, p)| p)
+        .collect();
+    for committable in restored.list::<C>("committables")? {
+        mine.push(Pending {
+            subtask,
+            parallelism,
+            id: CheckpointId(0),
+            committable,
+        });
+    }
+    Ok(mine)
+}
+
+/// The commit thread of one subtask: commits what it is sent, in order, and
+/// reports each outcome.
+fn run_committer<S: TwoPhaseCommitSink>(
+    sink: &S,
+    work: &Receiver<(CheckpointId, S::Committable)>,
+    done: &Sender<(CheckpointId, Result<(), String>)>,
+) {
+    for (id, committable) in work.iter() {
+        let outcome = commit_with_retries(sink, committable);
+        let failed = outcome.is_err();
+        if done.send((id, outcome)).is_err() || failed {
+            return;
+        }
+    }
+}
+
 /// The writer of an [`ExactlyOnce`] sink: prepared transactions wait here
-/// for their checkpoint to complete.
+/// for their checkpoint to complete, then for their commit.
 pub struct ExactlyOnceWriter<S: TwoPhaseCommitSink> {
     writer: S::Writer,
-    sink: Arc<S>,
-    pending: Vec<(CheckpointId, S::Committable)>,
+    subtask: usize,
+    parallelism: usize,
+    /// Prepared, waiting for their checkpoint to complete.
+    prepared: Vec<(CheckpointId, S::Committable)>,
+    /// Handed to the commit thread, not yet reported committed.
+    committing: Vec<(CheckpointId, S::Committable)>,
+    work: Option<Sender<(CheckpointId, S::Committable)>>,
+    done: Receiver<(CheckpointId, Result<(), String>)>,
+    committer: Option<JoinHandle<()>>,
     checkpointing: bool,
+}
+
+impl<S: TwoPhaseCommitSink> ExactlyOnceWriter<S> {
+    /// Takes note of finished commits; fails with a commit that failed.
+    fn collect_commits(&mut self) -> Result<(), BoxError> {
+        while let Ok((id, outcome)) = self.done.try_recv() {
+            outcome?;
+            if let Some(i) = self.committing.iter().position(|(c, _)| *c == id) {
+                self.committing.remove(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands every committable of checkpoints up to `id` to the commit thread.
+    fn commit_up_to(&mut self, id: CheckpointId) -> Result<(), BoxError> {
+        let due = self.prepared.iter().take_while(|(p, _)| *p <= id).count();
+        for (p, committable) in self.prepared.drain(..due) {
+            if let Some(work) = &self.work {
+                work.send((p, committable.clone()))
+                    .map_err(|_| "the commit thread has stopped")?;
+            }
+            self.committing.push((p, committable));
+        }
+        self.collect_commits()
+    }
+
+    /// Waits until every commit handed over is done; no commit can follow.
+    fn drain_commits(&mut self) -> Result<(), BoxError> {
+        self.stop_committer()?;
+        self.collect_commits()?;
+        if self.committing.is_empty() {
+            Ok(())
+        } else {
+            Err("some commits did not finish".into())
+        }
+    }
 }
 
 impl<S: TwoPhaseCommitSink> SinkWriter for ExactlyOnceWriter<S> {
     type In = S::In;
 
     fn write(&mut self, batch: &mut Vec<Record<S::In>>) -> Result<(), BoxError> {
+        self.collect_commits()?;
         self.writer.write(batch)
     }
 
     fn snapshot_state(&mut self, out: &mut StateSnapshot) -> Result<(), BoxError> {
+        self.collect_commits()?;
         let id = out.checkpoint_id();
         if let Some(committable) = self.writer.prepare(id)? {
-            self.pending.push((id, committable));
+            self.prepared.push((id, committable));
         }
-        out.list(
-            COMMITTABLES,
-            Redistribution::Split,
-            self.pending.iter().map(|(_, c)| c),
-        )?;
+        // Everything not known to be committed, oldest first.
+        let (subtask, parallelism) = (self.subtask, self.parallelism);
+        let pending = self
+            .committing
+            .iter()
+            .chain(&self.prepared)
+            .map(|(id, committable)| Pending {
+                subtask,
+                parallelism,
+                id: *id,
+                committable,
+            });
+        out.list(PENDING, Redistribution::Union, pending)?;
         Ok(())
     }
 
     fn notify_checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), BoxError> {
-        let done = self.pending.iter().take_while(|(p, _)| *p <= id).count();
-        for (_, committable) in self.pending.drain(..done) {
-            self.sink.commit(committable)?;
+        self.commit_up_to(id)?;
+        if id == CheckpointId::END {
+            // The last notification: the task ends when it returns.
+            self.drain_commits()?;
         }
         Ok(())
     }
@@ -146,10 +303,206 @@ impl<S: TwoPhaseCommitSink> SinkWriter for ExactlyOnceWriter<S> {
         // what savepoints prepared too).
         if !self.checkpointing {
             if let Some(committable) = self.writer.prepare(CheckpointId::END)? {
-                self.pending.push((CheckpointId::END, committable));
+                self.prepared.push((CheckpointId::END, committable));
             }
-            self.notify_checkpoint_complete(CheckpointId::END)?;
+            self.commit_up_to(CheckpointId::END)?;
+            self.drain_commits()?;
         }
+        Ok(())
+    }
+}
+
+impl<S: TwoPhaseCommitSink> ExactlyOnceWriter<S> {
+    /// Closes the commit thread's queue and waits until it has committed
+    /// everything in it.
+    fn stop_committer(&mut self) -> Result<(), BoxError> {
+        drop(self.work.take());
+        match self.committer.take() {
+            Some(committer) => committer
+                .join()
+                .map_err(|_| "the commit thread panicked".into()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<S: TwoPhaseCommitSink> Drop for ExactlyOnceWriter<S> {
+    fn drop(&mut self) {
+        // What was handed over belongs to completed checkpoints: committing
+        // it is right whether the job ends (after a stop with a savepoint)
+        // or is torn down for a restart, which must not overlap it.
+        let _ = self.stop_committer();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::checkpoint::RestoredState;
+    use crate::clock::ManualClock;
+    use crate::element::Timestamp;
+
+    /// Commits into a shared list (every commit counts: a committable
+    /// committed twice shows twice); the first `failures` commits fail.
+    #[derive(Default)]
+    struct Memory {
+        committed: Mutex<Vec<(usize, u64)>>,
+        failures: AtomicU32,
+    }
+
+    struct MemoryWriter {
+        subtask: usize,
+        records: Vec<u64>,
+    }
+
+    impl TwoPhaseCommitSink for Memory {
+        type In = u64;
+        type Committable = (usize, Vec<u64>);
+        type Writer = MemoryWriter;
+
+        fn create_writer(&self, ctx: &RuntimeContext) -> Result<MemoryWriter, BoxError> {
+            Ok(MemoryWriter {
+                subtask: ctx.subtask(),
+                records: Vec::new(),
+            })
+        }
+
+        fn commit(&self, (subtask, records): (usize, Vec<u64>)) -> Result<(), BoxError> {
+            let left = self.failures.load(Ordering::SeqCst);
+            if left > 0 {
+                self.failures.store(left - 1, Ordering::SeqCst);
+                return Err("the destination is down".into());
+            }
+            let mut all = self.committed.lock().map_err(|_| "poisoned")?;
+            all.extend(records.into_iter().map(|r| (subtask, r)));
+            Ok(())
+        }
+    }
+
+    impl TwoPhaseCommitWriter for MemoryWriter {
+        type In = u64;
+        type Committable = (usize, Vec<u64>);
+
+        fn write(&mut self, batch: &mut Vec<Record<u64>>) -> Result<(), BoxError> {
+            self.records.extend(batch.drain(..).map(|r| r.value));
+            Ok(())
+        }
+
+        fn prepare(&mut self, _id: CheckpointId) -> Result<Option<(usize, Vec<u64>)>, BoxError> {
+            Ok((!self.records.is_empty())
+                .then(|| (self.subtask, std::mem::take(&mut self.records))))
+        }
+    }
+
+    fn context(
+        subtask: usize,
+        parallelism: usize,
+        restored: Option<RestoredState>,
+    ) -> RuntimeContext {
+        let clock = Arc::new(ManualClock::new(Timestamp(0)));
+        let mut ctx = RuntimeContext::standalone("sink", subtask, parallelism, 128, clock);
+        ctx.checkpointing = true;
+        match restored {
+            Some(state) => ctx.with_restored_state(state),
+            None => ctx,
+        }
+    }
+
+    fn write(w: &mut ExactlyOnceWriter<Memory>, values: &[u64]) -> Result<(), BoxError> {
+        let mut batch = values
+            .iter()
+            .map(|&v| Record {
+                ts: Timestamp(0),
+                value: v,
+            })
+            .collect();
+        w.write(&mut batch)
+    }
+
+    /// Two subtasks prepare three checkpoints each and none completes.
+    fn snapshots(sink: &ExactlyOnce<Memory>) -> Result<Vec<StateSnapshot>, BoxError> {
+        let mut out = Vec::new();
+        for subtask in 0..2 {
+            let mut w = sink.create_writer(&context(subtask, 2, None))?;
+            let mut snapshot = StateSnapshot::new(CheckpointId(0), 128);
+            for id in 1..=3 {
+                write(&mut w, &[id * 10 + subtask as u64])?;
+                snapshot = StateSnapshot::new(CheckpointId(id), 128);
+                w.snapshot_state(&mut snapshot)?;
+            }
+            out.push(snapshot);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn restored_committables_go_back_to_the_subtask_that_made_them() -> Result<(), BoxError> {
+        let sink = ExactlyOnce::new(Memory::default());
+        let saved = snapshots(&sink)?;
+        for subtask in 0..2 {
+            let restored = RestoredState::from_snapshots(saved.clone(), subtask, 2, 128);
+            let before = sink.sink.committed.lock().map_err(|_| "poisoned")?.len();
+            drop(sink.create_writer(&context(subtask, 2, Some(restored)))?);
+            let all = sink.sink.committed.lock().map_err(|_| "poisoned")?.clone();
+            assert_eq!(all.len() - before, 3);
+            assert!(all[before..].iter().all(|(s, _)| *s == subtask), "{all:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn after_a_rescale_every_committable_is_committed_once() -> Result<(), BoxError> {
+        for parallelism in [1, 3] {
+            let sink = ExactlyOnce::new(Memory::default());
+            let saved = snapshots(&sink)?;
+            for subtask in 0..parallelism {
+                let restored =
+                    RestoredState::from_snapshots(saved.clone(), subtask, parallelism, 128);
+                drop(sink.create_writer(&context(subtask, parallelism, Some(restored)))?);
+            }
+            let mut all = sink.sink.committed.lock().map_err(|_| "poisoned")?.clone();
+            all.sort_unstable();
+            let want = vec![(0, 10), (0, 20), (0, 30), (1, 11), (1, 21), (1, 31)];
+            assert_eq!(all, want, "p={parallelism}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_failing_commit_is_retried_off_the_task_thread() -> Result<(), BoxError> {
+        let sink = ExactlyOnce::new(Memory {
+            failures: AtomicU32::new(2),
+            ..Memory::default()
+        });
+        let mut w = sink.create_writer(&context(0, 1, None))?;
+        write(&mut w, &[7])?;
+        w.snapshot_state(&mut StateSnapshot::new(CheckpointId(1), 128))?;
+        w.notify_checkpoint_complete(CheckpointId(1))?;
+        w.notify_checkpoint_complete(CheckpointId::END)?;
+        assert_eq!(
+            *sink.sink.committed.lock().map_err(|_| "poisoned")?,
+            [(0, 7)]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_commit_that_keeps_failing_fails_the_job() -> Result<(), BoxError> {
+        let sink = ExactlyOnce::new(Memory {
+            failures: AtomicU32::new(u32::MAX),
+            ..Memory::default()
+        });
+        let mut w = sink.create_writer(&context(0, 1, None))?;
+        write(&mut w, &[7])?;
+        w.snapshot_state(&mut StateSnapshot::new(CheckpointId(1), 128))?;
+        w.notify_checkpoint_complete(CheckpointId(1))?;
+        let err = w.notify_checkpoint_complete(CheckpointId::END).err();
+        let err = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("commit failed after 7 attempts"), "{err}");
+        assert!(err.contains("the destination is down"), "{err}");
         Ok(())
     }
 }
