@@ -476,7 +476,7 @@ fn read_back<T: Data + Sync + serde::de::DeserializeOwned>(
 /// under kill -9 and reads the results topic back; returns the results
 /// (sorted), the reference, and how many kills there were.
 fn results_after_kills(sink: &str, seed: u64) -> (Vec<WindowCount>, Vec<WindowCount>, u32) {
-    let (broker, events, stops) = broker_with_clicks(20_000, seed);
+    let (broker, events, stops) = broker_with_clicks(40_000, seed);
     broker.topic("results", 2);
     let dir = tempfile::tempdir().unwrap();
     let kills = run_killed(&broker, &stops, sink, dir.path(), seed + 13);
@@ -506,6 +506,17 @@ fn kafka_sink_after_kills_holds_every_result_at_least_once() {
 struct Faults {
     seen: AtomicU64,
     at: Vec<u64>,
+}
+
+/// Waits (at most a minute) until the first results are committed in `out`:
+/// the job is running and has completed a checkpoint.
+fn wait_for_committed_output(out: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline
+        && TransactionalFileSink::<WindowCount>::committed_files(out).map_or(true, |f| f.is_empty())
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn committed(out: &Path) -> Vec<WindowCount> {
@@ -596,7 +607,8 @@ fn child_stops() -> Offsets {
 
 /// Runs the child job with `sink` in a new process, kills it with SIGKILL
 /// at random points up to four times, and lets the last run finish;
-/// returns how many times it was killed.
+/// returns how many times it was killed. The input should take the paced
+/// job over a second, so the first kill always lands mid-run.
 fn run_killed(broker: &Broker, stops: &Offsets, sink: &str, dir: &Path, seed: u64) -> u32 {
     let stops_json =
         serde_json::to_string(&stops.iter().map(|((_, p), o)| (*p, *o)).collect::<Vec<_>>())
@@ -636,7 +648,7 @@ fn run_killed(broker: &Broker, stops: &Offsets, sink: &str, dir: &Path, seed: u6
 
 #[test]
 fn kafka_a_killed_process_resumes_from_its_checkpoint_exactly() {
-    let (broker, events, stops) = broker_with_clicks(20_000, 3);
+    let (broker, events, stops) = broker_with_clicks(40_000, 3);
     let dir = tempfile::tempdir().unwrap();
     let kills = run_killed(&broker, &stops, "file", dir.path(), 13);
     assert_eq!(
@@ -648,7 +660,8 @@ fn kafka_a_killed_process_resumes_from_its_checkpoint_exactly() {
 
 #[test]
 fn kafka_stop_with_savepoint_then_restore_at_another_parallelism_is_exact() {
-    let (broker, events, stops) = broker_with_clicks(12_000, 4);
+    // Paced to take about a second at p=3 on any machine.
+    let (broker, events, stops) = broker_with_clicks(40_000, 4);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let build = |env: &Env| {
@@ -662,7 +675,7 @@ fn kafka_stop_with_savepoint_then_restore_at_another_parallelism_is_exact() {
     let control = env.control();
     let savepoint = std::thread::scope(|scope| {
         let stopper = scope.spawn(|| {
-            std::thread::sleep(Duration::from_millis(300));
+            wait_for_committed_output(&out);
             control.stop_with_savepoint(dir.path().join("sp"))
         });
         let stats = env.execute("kafka-rescaled").unwrap();
@@ -690,7 +703,7 @@ fn kafka_stop_with_savepoint_then_restore_at_another_parallelism_is_exact() {
 /// broker restart that keeps data cannot be tested against it.)
 #[test]
 fn kafka_a_broker_that_stops_answering_for_a_while_loses_and_repeats_nothing() {
-    let (broker, events, stops) = broker_with_clicks(12_000, 6);
+    let (broker, events, stops) = broker_with_clicks(24_000, 6);
     let pid = std::fs::read_to_string(broker.dir.path().join("kafka.pid")).unwrap();
     let signal = |sig: &str| {
         let status = Command::new("kill")
@@ -712,7 +725,7 @@ fn kafka_a_broker_that_stops_answering_for_a_while_loses_and_repeats_nothing() {
     .uid("sink");
     std::thread::scope(|scope| {
         scope.spawn(|| {
-            std::thread::sleep(Duration::from_millis(150));
+            wait_for_committed_output(&out);
             signal("-STOP");
             std::thread::sleep(Duration::from_secs(4));
             signal("-CONT");

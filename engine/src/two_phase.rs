@@ -81,7 +81,7 @@ pub trait TwoPhaseCommitWriter: 'static {
 const PENDING: &str = "pending-commits";
 
 /// How often a failing commit is tried, and the first pause between tries
-/// (doubling each time: about 6 s in all).
+/// (doubling each time: about 3 s of pauses in all).
 const COMMIT_ATTEMPTS: u32 = 7;
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 

@@ -63,8 +63,10 @@ impl KafkaTransaction {
 /// A transactional producer and the marker reader of one transactional id.
 struct Committer {
     producer: ThreadedProducer<DefaultProducerContext>,
-    /// Marker readers and their group metadata, by marker group.
-    markers: HashMap<String, BaseConsumer>,
+    /// The marker reader of the writer run committed last, and its group:
+    /// a restored job commits its restored committables first, then only
+    /// its own, so one reader at a time is enough.
+    marker: Option<(String, BaseConsumer)>,
 }
 
 /// The exactly-once Kafka sink; made by [`KafkaSink::exactly_once`](super::KafkaSink::exactly_once).
@@ -101,19 +103,19 @@ impl<T: Data> TransactionalKafkaSink<T> {
         })?;
         Ok(Committer {
             producer,
-            markers: HashMap::new(),
+            marker: None,
         })
     }
 
-    /// The newest epoch written by the run of `txn`, read from its marker.
-    fn written_epoch(
+    /// The marker reader of the run of `txn`.
+    fn marker_reader<'c>(
         &self,
-        markers: &mut HashMap<String, BaseConsumer>,
+        committer: &'c mut Committer,
         txn: &KafkaTransaction,
-    ) -> Result<i64, BoxError> {
+    ) -> Result<&'c BaseConsumer, BoxError> {
         let s = &self.settings;
         let group = txn.marker_group();
-        if !markers.contains_key(&group) {
+        if committer.marker.as_ref().is_none_or(|(g, _)| *g != group) {
             let consumer: BaseConsumer = ClientConfig::new()
                 .set("bootstrap.servers", &s.bootstrap)
                 .set("group.id", &group)
@@ -122,14 +124,29 @@ impl<T: Data> TransactionalKafkaSink<T> {
                 .set("log_level", "4")
                 .create()
                 .map_err(|e| s.error(format!("cannot create the marker reader: {e}")))?;
-            markers.insert(group.clone(), consumer);
+            committer.marker = Some((group, consumer));
         }
-        let consumer = &markers[&group];
+        match &committer.marker {
+            Some((_, consumer)) => Ok(consumer),
+            None => Err(s.error("no marker reader".into()).into()),
+        }
+    }
+
+    /// The newest epoch written by the run of `txn`, read from its marker.
+    fn written_epoch(
+        &self,
+        reader: &BaseConsumer,
+        txn: &KafkaTransaction,
+    ) -> Result<i64, BoxError> {
+        let s = &self.settings;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&s.topic, 0);
-        let committed = consumer
-            .committed_offsets(tpl, s.timeout)
-            .map_err(|e| s.error(format!("cannot read the epoch marker of {group}: {e}")))?;
+        let committed = reader.committed_offsets(tpl, s.timeout).map_err(|e| {
+            s.error(format!(
+                "cannot read the epoch marker of {}: {e}",
+                txn.marker_group()
+            ))
+        })?;
         Ok(
             match committed.find_partition(&s.topic, 0).map(|e| e.offset()) {
                 Some(Offset::Offset(n)) => n,
@@ -146,9 +163,13 @@ impl<T: Data> TransactionalKafkaSink<T> {
         txn: &KafkaTransaction,
     ) -> Result<(), BoxError> {
         let s = &self.settings;
-        if self.written_epoch(&mut committer.markers, txn)? >= txn.marker() {
+        let reader = self.marker_reader(committer, txn)?;
+        if self.written_epoch(reader, txn)? >= txn.marker() {
             return Ok(());
         }
+        let group = reader
+            .group_metadata()
+            .ok_or_else(|| s.error("the marker reader has no group metadata".into()))?;
         let producer = &committer.producer;
         producer.begin_transaction()?;
         for record in &txn.records {
@@ -156,9 +177,6 @@ impl<T: Data> TransactionalKafkaSink<T> {
         }
         let mut marker = TopicPartitionList::new();
         marker.add_partition_offset(&s.topic, 0, Offset::Offset(txn.marker()))?;
-        let group = committer.markers[&txn.marker_group()]
-            .group_metadata()
-            .ok_or_else(|| s.error("the marker reader has no group metadata".into()))?;
         producer.send_offsets_to_transaction(&marker, &group, s.timeout)?;
         producer.commit_transaction(s.timeout)?;
         Ok(())
