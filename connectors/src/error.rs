@@ -84,6 +84,14 @@ pub enum ConnectorError {
         /// What failed, and what to check.
         reason: String,
     },
+    /// Redis could not be reached, or refused a command.
+    #[error("Redis at {url}: {reason}")]
+    Redis {
+        /// The server URL as configured.
+        url: String,
+        /// What failed, and what to check.
+        reason: String,
+    },
     /// Writing to standard output failed (e.g. the reading end of a pipe closed).
     #[error("print sink: cannot write to stdout: {source}")]
     Stdout {
@@ -103,6 +111,7 @@ impl ConnectorError {
             | ConnectorError::PathUnreadable { .. } => ErrorKind::User,
             ConnectorError::Io { .. }
             | ConnectorError::Kafka { .. }
+            | ConnectorError::Redis { .. }
             | ConnectorError::Stdout { .. } => ErrorKind::External,
         }
     }

@@ -15,6 +15,9 @@
 //! - [`kafka`] — [`KafkaSource`] (partitions as splits, offsets in
 //!   checkpoints, discovery, bounded mode) and [`KafkaSink`] (at least once or
 //!   exactly once).
+//! - [`redis`](mod@redis) — [`RedisSink`](redis::RedisSink): commands made
+//!   from records, at least once or exactly once (epochs applied by one Lua
+//!   script).
 //! - [`format`](mod@format) — the decoders files and Kafka share: JSON, CSV, raw text,
 //!   Debezium.
 //! - [`print`](mod@print) — [`PrintSink`], Flink's `print()`.
@@ -47,6 +50,8 @@ pub mod format;
 pub mod kafka;
 pub mod nexmark;
 pub mod print;
+pub mod redis;
+mod run_id;
 
 pub use datagen::{DataGen, SplitMix64};
 pub use discard::DiscardSink;

@@ -20,7 +20,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use eddy_engine::context::RuntimeContext;
 use eddy_engine::element::{CheckpointId, Data, Record};
@@ -31,6 +30,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
+
+use crate::run_id::writer_run_id;
 
 use super::sink::{EncodedRecord, SinkSettings};
 
@@ -197,7 +198,7 @@ impl<T: Data> TwoPhaseCommitSink for TransactionalKafkaSink<T> {
         Ok(TransactionalKafkaWriter {
             settings: Arc::clone(&self.settings),
             transactional_id: format!("{prefix}-{}", ctx.subtask()),
-            lineage: lineage(ctx),
+            lineage: writer_run_id(ctx),
             records: Vec::new(),
         })
     }
@@ -227,20 +228,6 @@ impl<T: Data> TwoPhaseCommitSink for TransactionalKafkaSink<T> {
             }
         }
     }
-}
-
-/// A value that differs between any two runs of a writer.
-fn lineage(ctx: &RuntimeContext) -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let seed = format!(
-        "{nanos}-{}-{}-{}",
-        std::process::id(),
-        ctx.uid(),
-        ctx.subtask()
-    );
-    xxhash_rust::xxh3::xxh3_64(seed.as_bytes())
 }
 
 /// The writer of one exactly-once Kafka sink subtask: it collects the

@@ -1,0 +1,234 @@
+//! The Redis sink against a real Redis server (started by
+//! `scripts/services/redis.sh` on a free loopback port for each test and
+//! stopped when the test ends, also when it fails).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::restarting_config;
+use eddy::connectors::datagen::{DataGen, SplitMix64};
+use eddy::connectors::redis::{RedisCommand, RedisSink};
+use eddy::engine::element::CheckpointId;
+use eddy::prelude::*;
+use redis::Commands;
+
+const KEYS: u64 = 11;
+const WINDOW_MS: i64 = 100;
+
+/// A Redis server of our own: started on a free port, stopped on drop.
+struct Server {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services/redis.sh")
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let out = Command::new("bash")
+            .arg(script())
+            .args([
+                "start",
+                &dir.path().display().to_string(),
+                &port.to_string(),
+            ])
+            .output()
+            .expect("redis.sh runs");
+        assert!(
+            out.status.success(),
+            "redis did not start (run `bash scripts/services/redis.sh install`): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Server { dir, url }
+    }
+
+    fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url.as_str())
+            .and_then(|c| c.get_connection())
+            .expect("connected")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["stop", &self.dir.path().display().to_string()])
+            .output();
+    }
+}
+
+/// Per key and window: how many numbers `0..events` fall in it.
+fn expected(events: u64) -> BTreeMap<(u64, i64), u64> {
+    let mut counts = BTreeMap::new();
+    for v in 0..events {
+        *counts
+            .entry((v % KEYS, v as i64 / WINDOW_MS * WINDOW_MS))
+            .or_default() += 1;
+    }
+    counts
+}
+
+/// Commands for one window count: a running total per key (HINCRBY) and
+/// an entry per window in a stream (XADD) — neither idempotent.
+fn commands((key, window, count): &(u64, TimeWindow, u64)) -> Vec<RedisCommand> {
+    vec![
+        RedisCommand::HIncrBy {
+            key: "totals".into(),
+            field: key.to_string(),
+            by: *count as i64,
+        },
+        RedisCommand::XAdd {
+            key: "windows".into(),
+            fields: vec![
+                ("key".into(), key.to_string()),
+                ("start".into(), window.start.millis().to_string()),
+                ("count".into(), count.to_string()),
+            ],
+        },
+    ]
+}
+
+#[test]
+fn redis_exactly_once_sink_applies_every_window_once_after_injected_failures() {
+    let events = 12_000;
+    let want = expected(events);
+    let mut totals_want: BTreeMap<String, i64> = BTreeMap::new();
+    for ((key, _), count) in &want {
+        *totals_want.entry(key.to_string()).or_default() += *count as i64;
+    }
+    let mut rng = SplitMix64::new(3);
+    for parallelism in [1, 3] {
+        let server = Server::start();
+        let dir = tempfile::tempdir().unwrap();
+        let at: Vec<u64> = (0..3).map(|_| rng.below(events)).collect();
+        let seen = Arc::new(AtomicU64::new(0));
+        let faults = at.clone();
+        let env =
+            Env::with_config(restarting_config(parallelism, &dir.path().join("chk"))).unwrap();
+        env.source(
+            DataGen::new(|i, _: &mut SplitMix64| i)
+                .with_count(events)
+                .with_splits(4)
+                .with_rate(30_000.0),
+        )
+        .uid("numbers")
+        .assign_timestamps(
+            WatermarkStrategy::monotonous().with_timestamp(|v: &u64| Timestamp(*v as i64)),
+        )
+        .map(move |v| {
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            if faults.contains(&n) {
+                panic!("injected failure at record {n}");
+            }
+            v
+        })
+        .uid("faults")
+        .key_by(|v| v % KEYS)
+        .window(TumblingEventTime::of(Duration::from_millis(
+            WINDOW_MS as u64,
+        )))
+        .aggregate(Count)
+        .uid("windows")
+        .sink(RedisSink::new(server.url.clone(), commands).exactly_once())
+        .uid("sink");
+        let stats = env.execute("redis-exactly-once").unwrap();
+        assert_eq!(stats.restarts, 3, "p={parallelism}: failures at {at:?}");
+        let mut con = server.connection();
+        let totals: BTreeMap<String, i64> = con.hgetall("totals").unwrap();
+        assert_eq!(
+            totals, totals_want,
+            "p={parallelism}: HINCRBY once per window"
+        );
+        let windows: usize = redis::cmd("XLEN").arg("windows").query(&mut con).unwrap();
+        assert_eq!(windows, want.len(), "p={parallelism}: XADD once per window");
+    }
+}
+
+/// A checkpoint's commands committed again — by the same sink, and by a
+/// new one as after a restart — apply once.
+#[test]
+fn redis_exactly_once_commits_are_idempotent_across_restarts() {
+    let server = Server::start();
+    let sink = || {
+        RedisSink::new(server.url.clone(), |v: &i64| {
+            vec![RedisCommand::HIncrBy {
+                key: "n".into(),
+                field: "sum".into(),
+                by: *v,
+            }]
+        })
+        .name("idempotence")
+        .transactional()
+    };
+    let ctx =
+        RuntimeContext::standalone("sink", 0, 1, 128, Arc::new(ManualClock::new(Timestamp(0))));
+    let first = sink();
+    let mut writer = first.create_writer(&ctx).unwrap();
+    let mut batch: Vec<Record<i64>> = (1..=10)
+        .map(|v| Record {
+            ts: Timestamp(0),
+            value: v,
+        })
+        .collect();
+    writer.write(&mut batch).unwrap();
+    let epoch1 = writer.prepare(CheckpointId(1)).unwrap().expect("commands");
+    let mut batch = vec![Record {
+        ts: Timestamp(0),
+        value: 100,
+    }];
+    writer.write(&mut batch).unwrap();
+    let epoch2 = writer.prepare(CheckpointId(2)).unwrap().expect("commands");
+    first.commit(epoch1.clone()).unwrap();
+    first.commit(epoch1.clone()).unwrap();
+    let restarted = sink();
+    restarted.commit(epoch1).unwrap();
+    restarted.commit(epoch2.clone()).unwrap();
+    restarted.commit(epoch2).unwrap();
+    let sum: i64 = server.connection().hget("n", "sum").unwrap();
+    assert_eq!(sum, 55 + 100);
+}
+
+#[test]
+fn redis_at_least_once_sink_writes_every_record_and_names_an_unreachable_server() {
+    let server = Server::start();
+    let env = Env::with_config(EnvConfig::default().with_parallelism(2)).unwrap();
+    env.from_collection((0..300u64).collect())
+        .sink(RedisSink::new(server.url.clone(), |v: &u64| {
+            vec![RedisCommand::Set {
+                key: format!("k{v}"),
+                value: (v * 2).to_string(),
+                ttl_ms: None,
+            }]
+        }));
+    env.execute("redis-at-least-once").unwrap();
+    let mut con = server.connection();
+    for v in [0u64, 17, 299] {
+        let got: u64 = con.get(format!("k{v}")).unwrap();
+        assert_eq!(got, v * 2);
+    }
+    let keys: Vec<String> = con.keys("k*").unwrap();
+    assert_eq!(keys.len(), 300);
+
+    let gone = "redis://127.0.0.1:1".to_owned();
+    let env = Env::with_config(EnvConfig::default()).unwrap();
+    env.from_collection(vec![1u64])
+        .sink(RedisSink::new(gone.clone(), |_: &u64| Vec::new()).timeout(Duration::from_secs(2)));
+    let err = env.execute("redis-down").unwrap_err().to_string();
+    assert!(err.contains(&gone) && err.contains("server is up"), "{err}");
+}
