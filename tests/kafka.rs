@@ -10,14 +10,13 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::restarting_config;
+use common::{free_port, restarting_config, Service};
 use eddy::connectors::datagen::SplitMix64;
 use eddy::connectors::file::TransactionalFileSink;
 use eddy::connectors::format::Format;
@@ -34,52 +33,21 @@ const KEYS: u64 = 13;
 
 /// A broker of our own: started on a free port, stopped on drop.
 struct Broker {
-    dir: tempfile::TempDir,
+    service: Service,
     addr: String,
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services/kafka.sh")
 }
 
 impl Broker {
     fn start() -> Broker {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let out = Command::new("bash")
-            .arg(script())
-            .args([
-                "start",
-                &dir.path().display().to_string(),
-                &port.to_string(),
-            ])
-            .output()
-            .expect("kafka.sh runs");
-        assert!(
-            out.status.success(),
-            "broker did not start (run `bash scripts/services/kafka.sh install`): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let addr = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        Broker { dir, addr }
+        let service = Service::start("kafka.sh");
+        let addr = service.addr.clone();
+        Broker { service, addr }
     }
 
     fn topic(&self, name: &str, partitions: i32) {
-        let out = Command::new("bash")
-            .arg(script())
-            .args([
-                "topic",
-                &self.dir.path().display().to_string(),
-                name,
-                &partitions.to_string(),
-            ])
-            .output()
-            .expect("kafka.sh runs");
-        assert!(
-            out.status.success(),
-            "topic {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let dir = self.service.dir().display().to_string();
+        self.service
+            .run(&["topic", &dir, name, &partitions.to_string()]);
     }
 
     /// Produces `(partition, payload)` pairs, with keys and timestamps, and
@@ -111,22 +79,6 @@ impl Broker {
             .flush(Duration::from_secs(30))
             .expect("acknowledged");
     }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .args(["stop", &self.dir.path().display().to_string()])
-            .output();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// One input event.
@@ -704,7 +656,7 @@ fn kafka_stop_with_savepoint_then_restore_at_another_parallelism_is_exact() {
 #[test]
 fn kafka_a_broker_that_stops_answering_for_a_while_loses_and_repeats_nothing() {
     let (broker, events, stops) = broker_with_clicks(24_000, 6);
-    let pid = std::fs::read_to_string(broker.dir.path().join("kafka.pid")).unwrap();
+    let pid = std::fs::read_to_string(broker.service.dir().join("kafka.pid")).unwrap();
     let signal = |sig: &str| {
         let status = Command::new("kill")
             .args([sig, pid.trim()])

@@ -5,14 +5,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::restarting_config;
+use common::{restarting_config, Service};
 use eddy::connectors::datagen::{DataGen, SplitMix64};
 use eddy::connectors::redis::{RedisCommand, RedisSink};
 use eddy::engine::element::CheckpointId;
@@ -23,54 +20,14 @@ const KEYS: u64 = 11;
 const WINDOW_MS: i64 = 100;
 
 /// A Redis server of our own: started on a free port, stopped on drop.
-struct Server {
-    dir: tempfile::TempDir,
-    url: String,
+fn start_redis() -> Service {
+    Service::start("redis.sh")
 }
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services/redis.sh")
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let out = Command::new("bash")
-            .arg(script())
-            .args([
-                "start",
-                &dir.path().display().to_string(),
-                &port.to_string(),
-            ])
-            .output()
-            .expect("redis.sh runs");
-        assert!(
-            out.status.success(),
-            "redis did not start (run `bash scripts/services/redis.sh install`): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        Server { dir, url }
-    }
-
-    fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url.as_str())
-            .and_then(|c| c.get_connection())
-            .expect("connected")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .args(["stop", &self.dir.path().display().to_string()])
-            .output();
-    }
+fn connection(server: &Service) -> redis::Connection {
+    redis::Client::open(server.addr.as_str())
+        .and_then(|c| c.get_connection())
+        .expect("connected")
 }
 
 /// Per key and window: how many numbers `0..events` fall in it.
@@ -114,7 +71,7 @@ fn redis_exactly_once_sink_applies_every_window_once_after_injected_failures() {
     }
     let mut rng = SplitMix64::new(3);
     for parallelism in [1, 3] {
-        let server = Server::start();
+        let server = start_redis();
         let dir = tempfile::tempdir().unwrap();
         let at: Vec<u64> = (0..3).map(|_| rng.below(events)).collect();
         let seen = Arc::new(AtomicU64::new(0));
@@ -145,11 +102,11 @@ fn redis_exactly_once_sink_applies_every_window_once_after_injected_failures() {
         )))
         .aggregate(Count)
         .uid("windows")
-        .sink(RedisSink::new(server.url.clone(), commands).exactly_once())
+        .sink(RedisSink::new(server.addr.clone(), commands).exactly_once())
         .uid("sink");
         let stats = env.execute("redis-exactly-once").unwrap();
         assert_eq!(stats.restarts, 3, "p={parallelism}: failures at {at:?}");
-        let mut con = server.connection();
+        let mut con = connection(&server);
         let totals: BTreeMap<String, i64> = con.hgetall("totals").unwrap();
         assert_eq!(
             totals, totals_want,
@@ -164,9 +121,9 @@ fn redis_exactly_once_sink_applies_every_window_once_after_injected_failures() {
 /// new one as after a restart — apply once.
 #[test]
 fn redis_exactly_once_commits_are_idempotent_across_restarts() {
-    let server = Server::start();
+    let server = start_redis();
     let sink = || {
-        RedisSink::new(server.url.clone(), |v: &i64| {
+        RedisSink::new(server.addr.clone(), |v: &i64| {
             vec![RedisCommand::HIncrBy {
                 key: "n".into(),
                 field: "sum".into(),
@@ -200,16 +157,16 @@ fn redis_exactly_once_commits_are_idempotent_across_restarts() {
     restarted.commit(epoch1).unwrap();
     restarted.commit(epoch2.clone()).unwrap();
     restarted.commit(epoch2).unwrap();
-    let sum: i64 = server.connection().hget("n", "sum").unwrap();
+    let sum: i64 = connection(&server).hget("n", "sum").unwrap();
     assert_eq!(sum, 55 + 100);
 }
 
 #[test]
 fn redis_at_least_once_sink_writes_every_record_and_names_an_unreachable_server() {
-    let server = Server::start();
+    let server = start_redis();
     let env = Env::with_config(EnvConfig::default().with_parallelism(2)).unwrap();
     env.from_collection((0..300u64).collect())
-        .sink(RedisSink::new(server.url.clone(), |v: &u64| {
+        .sink(RedisSink::new(server.addr.clone(), |v: &u64| {
             vec![RedisCommand::Set {
                 key: format!("k{v}"),
                 value: (v * 2).to_string(),
@@ -217,7 +174,7 @@ fn redis_at_least_once_sink_writes_every_record_and_names_an_unreachable_server(
             }]
         }));
     env.execute("redis-at-least-once").unwrap();
-    let mut con = server.connection();
+    let mut con = connection(&server);
     for v in [0u64, 17, 299] {
         let got: u64 = con.get(format!("k{v}")).unwrap();
         assert_eq!(got, v * 2);
