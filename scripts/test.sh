@@ -4,7 +4,7 @@
 #
 # Tests that need a real server start their own on a free loopback port
 # through scripts/services/ and stop it when they end; this script installs
-# the servers first (Kafka-compatible broker: Tansu; Redis).
+# the servers first (Kafka-compatible broker: Tansu; Redis; ClickHouse).
 #
 # Everything is built once, with the RocksDB backend (feature `rocksdb`), so
 # every state test runs on both backends. Clippy and the tests select the
@@ -17,6 +17,7 @@ scripts/install-build-deps.sh
 echo "== test servers"
 bash scripts/services/kafka.sh install
 bash scripts/services/redis.sh install
+bash scripts/services/clickhouse.sh install
 FEATURES=(--workspace --features rocksdb)
 
 echo "== crate dependency rules"

@@ -5,19 +5,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{restarting_config, Service};
-use eddy::connectors::datagen::{DataGen, SplitMix64};
+use common::{counted_windows, expected_windows, restarting_config, Service};
+use eddy::connectors::datagen::SplitMix64;
 use eddy::connectors::redis::{RedisCommand, RedisSink};
 use eddy::engine::element::CheckpointId;
 use eddy::prelude::*;
 use redis::Commands;
-
-const KEYS: u64 = 11;
-const WINDOW_MS: i64 = 100;
 
 /// A Redis server of our own: started on a free port, stopped on drop.
 fn start_redis() -> Service {
@@ -28,17 +24,6 @@ fn connection(server: &Service) -> redis::Connection {
     redis::Client::open(server.addr.as_str())
         .and_then(|c| c.get_connection())
         .expect("connected")
-}
-
-/// Per key and window: how many numbers `0..events` fall in it.
-fn expected(events: u64) -> BTreeMap<(u64, i64), u64> {
-    let mut counts = BTreeMap::new();
-    for v in 0..events {
-        *counts
-            .entry((v % KEYS, v as i64 / WINDOW_MS * WINDOW_MS))
-            .or_default() += 1;
-    }
-    counts
 }
 
 /// Commands for one window count: a running total per key (HINCRBY) and
@@ -64,7 +49,7 @@ fn commands((key, window, count): &(u64, TimeWindow, u64)) -> Vec<RedisCommand> 
 #[test]
 fn redis_exactly_once_sink_applies_every_window_once_after_injected_failures() {
     let events = 12_000;
-    let want = expected(events);
+    let want = expected_windows(events);
     let mut totals_want: BTreeMap<String, i64> = BTreeMap::new();
     for ((key, _), count) in &want {
         *totals_want.entry(key.to_string()).or_default() += *count as i64;
@@ -74,36 +59,11 @@ fn redis_exactly_once_sink_applies_every_window_once_after_injected_failures() {
         let server = start_redis();
         let dir = tempfile::tempdir().unwrap();
         let at: Vec<u64> = (0..3).map(|_| rng.below(events)).collect();
-        let seen = Arc::new(AtomicU64::new(0));
-        let faults = at.clone();
         let env =
             Env::with_config(restarting_config(parallelism, &dir.path().join("chk"))).unwrap();
-        env.source(
-            DataGen::new(|i, _: &mut SplitMix64| i)
-                .with_count(events)
-                .with_splits(4)
-                .with_rate(30_000.0),
-        )
-        .uid("numbers")
-        .assign_timestamps(
-            WatermarkStrategy::monotonous().with_timestamp(|v: &u64| Timestamp(*v as i64)),
-        )
-        .map(move |v| {
-            let n = seen.fetch_add(1, Ordering::SeqCst);
-            if faults.contains(&n) {
-                panic!("injected failure at record {n}");
-            }
-            v
-        })
-        .uid("faults")
-        .key_by(|v| v % KEYS)
-        .window(TumblingEventTime::of(Duration::from_millis(
-            WINDOW_MS as u64,
-        )))
-        .aggregate(Count)
-        .uid("windows")
-        .sink(RedisSink::new(server.addr.clone(), commands).exactly_once())
-        .uid("sink");
+        counted_windows(&env, events, at.clone())
+            .sink(RedisSink::new(server.addr.clone(), commands).exactly_once())
+            .uid("sink");
         let stats = env.execute("redis-exactly-once").unwrap();
         assert_eq!(stats.restarts, 3, "p={parallelism}: failures at {at:?}");
         let mut con = connection(&server);

@@ -84,6 +84,14 @@ pub enum ConnectorError {
         /// What failed, and what to check.
         reason: String,
     },
+    /// ClickHouse could not be reached, or refused an insert.
+    #[error("ClickHouse at {url}: {reason}")]
+    ClickHouse {
+        /// The HTTP interface's URL as configured.
+        url: String,
+        /// What failed, and what to check.
+        reason: String,
+    },
     /// Redis could not be reached, or refused a command.
     #[error("Redis at {url}: {reason}")]
     Redis {
@@ -112,6 +120,7 @@ impl ConnectorError {
             ConnectorError::Io { .. }
             | ConnectorError::Kafka { .. }
             | ConnectorError::Redis { .. }
+            | ConnectorError::ClickHouse { .. }
             | ConnectorError::Stdout { .. } => ErrorKind::External,
         }
     }

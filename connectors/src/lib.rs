@@ -15,6 +15,9 @@
 //! - [`kafka`] — [`KafkaSource`] (partitions as splits, offsets in
 //!   checkpoints, discovery, bounded mode) and [`KafkaSink`] (at least once or
 //!   exactly once).
+//! - [`clickhouse`] — [`ClickHouseSink`](clickhouse::ClickHouseSink): rows
+//!   over HTTP, at least once or exactly once (replays collapse in a
+//!   `ReplacingMergeTree` read with `FINAL`).
 //! - [`redis`](mod@redis) — [`RedisSink`](redis::RedisSink): commands made
 //!   from records, at least once or exactly once (epochs applied by one Lua
 //!   script).
@@ -42,6 +45,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod clickhouse;
 pub mod datagen;
 pub mod discard;
 pub mod error;

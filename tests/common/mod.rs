@@ -96,3 +96,56 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// Keys of [`counted_windows`].
+pub const KEYS: u64 = 11;
+/// Window size of [`counted_windows`], ms.
+pub const WINDOW_MS: i64 = 100;
+
+/// Numbers `0..events` (event time = the number, 30 k/s, 4 splits), a map
+/// that panics once when the records seen over all runs reach each count in
+/// `failures`, and per-key (`n % KEYS`) tumbling counts of `WINDOW_MS`.
+pub fn counted_windows(
+    env: &Env,
+    events: u64,
+    failures: Vec<u64>,
+) -> DataStream<(u64, TimeWindow, u64)> {
+    use eddy::connectors::datagen::{DataGen, SplitMix64};
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    env.source(
+        DataGen::new(|i, _: &mut SplitMix64| i)
+            .with_count(events)
+            .with_splits(4)
+            .with_rate(30_000.0),
+    )
+    .uid("numbers")
+    .assign_timestamps(
+        WatermarkStrategy::monotonous().with_timestamp(|v: &u64| Timestamp(*v as i64)),
+    )
+    .map(move |v| {
+        let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if failures.contains(&n) {
+            panic!("injected failure at record {n}");
+        }
+        v
+    })
+    .uid("faults")
+    .key_by(|v| v % KEYS)
+    .window(TumblingEventTime::of(Duration::from_millis(
+        WINDOW_MS as u64,
+    )))
+    .aggregate(Count)
+    .uid("windows")
+}
+
+/// What [`counted_windows`] must produce: per key and window start, the
+/// count.
+pub fn expected_windows(events: u64) -> std::collections::BTreeMap<(u64, i64), u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for v in 0..events {
+        *counts
+            .entry((v % KEYS, v as i64 / WINDOW_MS * WINDOW_MS))
+            .or_default() += 1;
+    }
+    counts
+}

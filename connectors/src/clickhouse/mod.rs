@@ -1,0 +1,27 @@
+//! ClickHouse: [`ClickHouseSink`] inserts records (serde structs, as
+//! `JSONEachRow`) into a table over the HTTP interface — at least once, one
+//! INSERT per batch, or exactly once with [`ClickHouseSink::exactly_once`].
+//!
+//! ClickHouse has no transactions and (before replicated tables) no insert
+//! deduplication, so the exactly-once sink makes replays collapse instead:
+//! every row carries a deterministic identity — `_eddy_batch` (sink,
+//! subtask, writer run, checkpoint) and `_eddy_seq` (its place in the
+//! batch) — in a `ReplacingMergeTree` table whose sorting key ends with
+//! them, and readers read with `FINAL`. A checkpoint's rows are inserted in
+//! one request when the checkpoint completes; an insert that is retried,
+//! replayed after a restore, or cut short by a crash and then repeated adds
+//! only rows that `FINAL` folds into the ones already there.
+//!
+//! ```sql
+//! CREATE TABLE totals (user UInt64, window_start Int64, count UInt64,
+//!                      _eddy_batch String, _eddy_seq UInt64)
+//! ENGINE = ReplacingMergeTree ORDER BY (user, window_start, _eddy_batch, _eddy_seq);
+//! SELECT user, window_start, count FROM totals FINAL;
+//! ```
+
+mod sink;
+
+pub use sink::{
+    ClickHouseBatch, ClickHouseSink, ClickHouseWriter, TransactionalClickHouseSink,
+    TransactionalClickHouseWriter,
+};

@@ -1,0 +1,136 @@
+//! The ClickHouse sink against a real ClickHouse server (18.16, started by
+//! `scripts/services/clickhouse.sh` on a free loopback port for each test
+//! and stopped when the test ends, also when it fails).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::{counted_windows, expected_windows, restarting_config, Service};
+use eddy::connectors::clickhouse::ClickHouseSink;
+use eddy::connectors::datagen::SplitMix64;
+use eddy::engine::element::CheckpointId;
+use eddy::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// One row of the results table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct WindowRow {
+    key: u64,
+    window_start: i64,
+    count: u64,
+}
+
+/// Runs `sql` on the server; returns its output.
+fn query(server: &Service, sql: &str) -> String {
+    let mut response = ureq::post(&server.addr)
+        .send(sql)
+        .expect("server reachable");
+    let body = response.body_mut().read_to_string().expect("text");
+    assert!(response.status().is_success(), "{sql}: {body}");
+    body
+}
+
+const TABLE: &str = "CREATE TABLE windows (key UInt64, window_start Int64, count UInt64, \
+     _eddy_batch String, _eddy_seq UInt64) \
+     ENGINE = ReplacingMergeTree ORDER BY (key, window_start, _eddy_batch, _eddy_seq)";
+
+/// Every `(key, window_start) → count` row in `windows`, read with FINAL;
+/// a row twice is a failure.
+fn read_windows(server: &Service) -> BTreeMap<(u64, i64), u64> {
+    let out = query(
+        server,
+        "SELECT key, window_start, count FROM windows FINAL FORMAT TabSeparated",
+    );
+    let mut rows = BTreeMap::new();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let key = (f[0].parse().unwrap(), f[1].parse().unwrap());
+        assert!(
+            rows.insert(key, f[2].parse().unwrap()).is_none(),
+            "{key:?} twice"
+        );
+    }
+    rows
+}
+
+fn to_row((key, window, count): (u64, TimeWindow, u64)) -> WindowRow {
+    WindowRow {
+        key,
+        window_start: window.start.millis(),
+        count,
+    }
+}
+
+#[test]
+fn clickhouse_exactly_once_sink_holds_every_window_once_after_injected_failures() {
+    let events = 12_000;
+    let want = expected_windows(events);
+    let mut rng = SplitMix64::new(4);
+    for parallelism in [1, 3] {
+        let server = Service::start("clickhouse.sh");
+        query(&server, TABLE);
+        let dir = tempfile::tempdir().unwrap();
+        let at: Vec<u64> = (0..3).map(|_| rng.below(events)).collect();
+        let env =
+            Env::with_config(restarting_config(parallelism, &dir.path().join("chk"))).unwrap();
+        counted_windows(&env, events, at.clone())
+            .map(to_row)
+            .uid("rows")
+            .sink(ClickHouseSink::new(server.addr.clone(), "windows").exactly_once())
+            .uid("sink");
+        let stats = env.execute("clickhouse-exactly-once").unwrap();
+        assert_eq!(stats.restarts, 3, "p={parallelism}: failures at {at:?}");
+        assert_eq!(read_windows(&server), want, "p={parallelism}");
+    }
+}
+
+/// A batch inserted again — as a retry or after a restore — adds only rows
+/// that FINAL folds away.
+#[test]
+fn clickhouse_exactly_once_commits_are_idempotent() {
+    let server = Service::start("clickhouse.sh");
+    query(&server, TABLE);
+    let sink = ClickHouseSink::<WindowRow>::new(server.addr.clone(), "windows").transactional();
+    let ctx =
+        RuntimeContext::standalone("sink", 0, 1, 128, Arc::new(ManualClock::new(Timestamp(0))));
+    let mut writer = sink.create_writer(&ctx).unwrap();
+    let mut batch: Vec<Record<WindowRow>> = (0..20)
+        .map(|i| Record {
+            ts: Timestamp(0),
+            value: WindowRow {
+                key: i % 3,
+                window_start: i as i64 * 100,
+                count: i,
+            },
+        })
+        .collect();
+    writer.write(&mut batch).unwrap();
+    let prepared = writer.prepare(CheckpointId(1)).unwrap().expect("rows");
+    sink.commit(prepared.clone()).unwrap();
+    sink.commit(prepared).unwrap();
+    assert_eq!(read_windows(&server).len(), 20);
+    let all = query(&server, "SELECT count() FROM windows FORMAT TabSeparated");
+    assert!(
+        all.trim().parse::<u64>().unwrap() >= 20,
+        "inserted twice, before merges"
+    );
+}
+
+#[test]
+fn clickhouse_errors_name_the_server_and_its_reason() {
+    let server = Service::start("clickhouse.sh");
+    let env = Env::with_config(EnvConfig::default()).unwrap();
+    env.from_collection(vec![WindowRow {
+        key: 1,
+        window_start: 0,
+        count: 1,
+    }])
+    .sink(ClickHouseSink::new(server.addr.clone(), "missing_table"));
+    let err = env.execute("clickhouse-missing").unwrap_err().to_string();
+    assert!(
+        err.contains(&server.addr) && err.contains("missing_table"),
+        "{err}"
+    );
+}
