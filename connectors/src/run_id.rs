@@ -20,3 +20,10 @@ pub(crate) fn writer_run_id(ctx: &RuntimeContext) -> u64 {
     );
     xxhash_rust::xxh3::xxh3_64(seed.as_bytes())
 }
+
+/// `<name>/<subtask>/<writer run id>`: what an exactly-once sink writer
+/// labels its commits with; `name` defaults to `<job>/<sink uid>`.
+pub(crate) fn writer_label(name: Option<&str>, ctx: &RuntimeContext) -> String {
+    let name = name.map_or_else(|| format!("{}/{}", ctx.job(), ctx.uid()), str::to_owned);
+    format!("{name}/{}/{:016x}", ctx.subtask(), writer_run_id(ctx))
+}

@@ -11,7 +11,7 @@ use eddy_engine::two_phase::{ExactlyOnce, TwoPhaseCommitSink, TwoPhaseCommitWrit
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConnectorError;
-use crate::run_id::writer_run_id;
+use crate::run_id::writer_label;
 
 /// Where a ClickHouse sink writes.
 struct Settings {
@@ -223,13 +223,8 @@ impl<T: Data> TwoPhaseCommitSink for TransactionalClickHouseSink<T> {
     type Writer = TransactionalClickHouseWriter<T>;
 
     fn create_writer(&self, ctx: &RuntimeContext) -> Result<Self::Writer, BoxError> {
-        let name = self
-            .settings
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}/{}", ctx.job(), ctx.uid()));
         Ok(TransactionalClickHouseWriter {
-            prefix: format!("{name}/{}/{:016x}", ctx.subtask(), writer_run_id(ctx)),
+            prefix: writer_label(self.settings.name.as_deref(), ctx),
             rows: Vec::new(),
             _type: std::marker::PhantomData,
         })

@@ -9,7 +9,7 @@ use eddy_engine::error::BoxError;
 use eddy_engine::two_phase::{TwoPhaseCommitSink, TwoPhaseCommitWriter};
 use serde::{Deserialize, Serialize};
 
-use crate::run_id::writer_run_id;
+use crate::run_id::writer_label;
 
 use super::command::RedisCommand;
 use super::sink::RedisSettings;
@@ -70,14 +70,9 @@ impl<T: Data> TwoPhaseCommitSink for TransactionalRedisSink<T> {
     type Writer = TransactionalRedisWriter<T>;
 
     fn create_writer(&self, ctx: &RuntimeContext) -> Result<Self::Writer, BoxError> {
-        let name = self
-            .settings
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}/{}", ctx.job(), ctx.uid()));
         Ok(TransactionalRedisWriter {
             settings: Arc::clone(&self.settings),
-            marker: format!("{name}/{}/{:016x}", ctx.subtask(), writer_run_id(ctx)),
+            marker: writer_label(self.settings.name.as_deref(), ctx),
             commands: Vec::new(),
         })
     }
