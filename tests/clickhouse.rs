@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{counted_windows, expected_windows, restarting_config, Service};
+use common::{counted_windows, expected_windows, restarting_config, run_killed, Service};
 use eddy::connectors::clickhouse::ClickHouseSink;
 use eddy::connectors::datagen::SplitMix64;
 use eddy::engine::element::CheckpointId;
@@ -132,5 +132,57 @@ fn clickhouse_errors_name_the_server_and_its_reason() {
     assert!(
         err.contains(&server.addr) && err.contains("missing_table"),
         "{err}"
+    );
+}
+
+/// The child half of the killed-process test: the windowed job into the
+/// exactly-once ClickHouse sink, resuming from its latest checkpoint. Runs
+/// only when the parent sets `EDDY_CLICKHOUSE_CHILD`.
+#[test]
+fn clickhouse_child_job_resuming_from_its_latest_checkpoint() {
+    let Ok(dir) = std::env::var("EDDY_CLICKHOUSE_CHILD") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let url = std::env::var("EDDY_CLICKHOUSE_URL").unwrap();
+    let mut config = restarting_config(2, &dir.join("chk"));
+    if let Some(latest) =
+        eddy::engine::checkpoint::latest_checkpoint(&dir.join("chk"), "clickhouse-killed")
+    {
+        config = config.with_restore(latest);
+    }
+    let env = Env::with_config(config).unwrap();
+    counted_windows(&env, KILLED_EVENTS, Vec::new())
+        .map(to_row)
+        .uid("rows")
+        .sink(ClickHouseSink::new(url, "windows").exactly_once())
+        .uid("sink");
+    env.execute("clickhouse-killed").unwrap();
+}
+
+/// Takes the rate-limited job about five seconds in all, so that five
+/// kills at 200–700 ms into each run all land before it ends.
+const KILLED_EVENTS: u64 = 300_000;
+
+#[test]
+fn clickhouse_exactly_once_sink_after_five_kills_holds_every_window_once() {
+    let server = Service::start("clickhouse.sh");
+    query(&server, TABLE);
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("EDDY_CLICKHOUSE_CHILD", dir.path().display().to_string()),
+        ("EDDY_CLICKHOUSE_URL", server.addr.clone()),
+    ];
+    let kills = run_killed(
+        "clickhouse_child_job_resuming_from_its_latest_checkpoint",
+        &env,
+        5,
+        37,
+    );
+    assert_eq!(kills, 5, "every kill landed mid-run");
+    assert_eq!(
+        read_windows(&server),
+        expected_windows(KILLED_EVENTS),
+        "after {kills} kills"
     );
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, restarting_config, Service};
+use common::{free_port, restarting_config, run_killed, Service};
 use eddy::connectors::datagen::SplitMix64;
 use eddy::connectors::file::TransactionalFileSink;
 use eddy::connectors::format::Format;
@@ -431,7 +431,7 @@ fn results_after_kills(sink: &str, seed: u64) -> (Vec<WindowCount>, Vec<WindowCo
     let (broker, events, stops) = broker_with_clicks(40_000, seed);
     broker.topic("results", 2);
     let dir = tempfile::tempdir().unwrap();
-    let kills = run_killed(&broker, &stops, sink, dir.path(), seed + 13);
+    let kills = run_killed_child(&broker, &stops, sink, dir.path(), seed + 13);
     let want = expected(&events);
     let mut back: Vec<WindowCount> = read_back(&broker.addr, "results", |b: &[WindowCount]| {
         let distinct: std::collections::BTreeSet<&WindowCount> = b.iter().collect();
@@ -557,52 +557,31 @@ fn child_stops() -> Offsets {
         .collect()
 }
 
-/// Runs the child job with `sink` in a new process, kills it with SIGKILL
-/// at random points up to four times, and lets the last run finish;
-/// returns how many times it was killed. The input should take the paced
-/// job over a second, so the first kill always lands mid-run.
-fn run_killed(broker: &Broker, stops: &Offsets, sink: &str, dir: &Path, seed: u64) -> u32 {
+/// Runs the Kafka child job with `sink` under kill -9 (four kills); returns
+/// how many there were.
+fn run_killed_child(broker: &Broker, stops: &Offsets, sink: &str, dir: &Path, seed: u64) -> u32 {
     let stops_json =
         serde_json::to_string(&stops.iter().map(|((_, p), o)| (*p, *o)).collect::<Vec<_>>())
             .unwrap();
-    let mut rng = SplitMix64::new(seed);
-    let mut kills = 0;
-    loop {
-        let mut process = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "kafka_child_job_resuming_from_its_latest_checkpoint",
-                "--test-threads=1",
-            ])
-            .env("EDDY_KAFKA_CHILD", dir)
-            .env("EDDY_KAFKA_CHILD_SINK", sink)
-            .env("EDDY_KAFKA_ADDR", &broker.addr)
-            .env("EDDY_KAFKA_STOPS", &stops_json)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        if kills < 4 {
-            std::thread::sleep(Duration::from_millis(200 + rng.below(500)));
-            if process.try_wait().unwrap().is_none() {
-                process.kill().unwrap();
-                process.wait().unwrap();
-                kills += 1;
-                continue;
-            }
-        }
-        assert!(process.wait().unwrap().success(), "the last run completes");
-        break;
-    }
-    assert!(kills > 0, "the job was killed at least once");
-    kills
+    let env = [
+        ("EDDY_KAFKA_CHILD", dir.display().to_string()),
+        ("EDDY_KAFKA_CHILD_SINK", sink.to_owned()),
+        ("EDDY_KAFKA_ADDR", broker.addr.clone()),
+        ("EDDY_KAFKA_STOPS", stops_json),
+    ];
+    run_killed(
+        "kafka_child_job_resuming_from_its_latest_checkpoint",
+        &env,
+        4,
+        seed,
+    )
 }
 
 #[test]
 fn kafka_a_killed_process_resumes_from_its_checkpoint_exactly() {
     let (broker, events, stops) = broker_with_clicks(40_000, 3);
     let dir = tempfile::tempdir().unwrap();
-    let kills = run_killed(&broker, &stops, "file", dir.path(), 13);
+    let kills = run_killed_child(&broker, &stops, "file", dir.path(), 13);
     assert_eq!(
         committed(&dir.path().join("out")),
         expected(&events),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{counted_windows, expected_windows, restarting_config, Service};
+use common::{counted_windows, expected_windows, restarting_config, run_killed, Service};
 use eddy::connectors::datagen::SplitMix64;
 use eddy::connectors::redis::{RedisCommand, RedisSink};
 use eddy::engine::element::CheckpointId;
@@ -148,4 +148,62 @@ fn redis_at_least_once_sink_writes_every_record_and_names_an_unreachable_server(
         .sink(RedisSink::new(gone.clone(), |_: &u64| Vec::new()).timeout(Duration::from_secs(2)));
     let err = env.execute("redis-down").unwrap_err().to_string();
     assert!(err.contains(&gone) && err.contains("server is up"), "{err}");
+}
+
+/// The child half of the killed-process test: the windowed job into the
+/// exactly-once Redis sink, resuming from its latest checkpoint. Runs only
+/// when the parent sets `EDDY_REDIS_CHILD`.
+#[test]
+fn redis_child_job_resuming_from_its_latest_checkpoint() {
+    let Ok(dir) = std::env::var("EDDY_REDIS_CHILD") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let url = std::env::var("EDDY_REDIS_URL").unwrap();
+    let mut config = restarting_config(2, &dir.join("chk"));
+    if let Some(latest) =
+        eddy::engine::checkpoint::latest_checkpoint(&dir.join("chk"), "redis-killed")
+    {
+        config = config.with_restore(latest);
+    }
+    let env = Env::with_config(config).unwrap();
+    counted_windows(&env, KILLED_EVENTS, Vec::new())
+        .sink(RedisSink::new(url, commands).exactly_once())
+        .uid("sink");
+    env.execute("redis-killed").unwrap();
+}
+
+/// Takes the rate-limited job about five seconds in all, so that five
+/// kills at 200–700 ms into each run all land before it ends.
+const KILLED_EVENTS: u64 = 300_000;
+
+#[test]
+fn redis_exactly_once_sink_after_five_kills_holds_every_window_once() {
+    let server = start_redis();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("EDDY_REDIS_CHILD", dir.path().display().to_string()),
+        ("EDDY_REDIS_URL", server.addr.clone()),
+    ];
+    let kills = run_killed(
+        "redis_child_job_resuming_from_its_latest_checkpoint",
+        &env,
+        5,
+        31,
+    );
+    assert_eq!(kills, 5, "every kill landed mid-run");
+    let want = expected_windows(KILLED_EVENTS);
+    let mut totals_want: BTreeMap<String, i64> = BTreeMap::new();
+    for ((key, _), count) in &want {
+        *totals_want.entry(key.to_string()).or_default() += *count as i64;
+    }
+    let mut con = connection(&server);
+    let totals: BTreeMap<String, i64> = con.hgetall("totals").unwrap();
+    assert_eq!(totals, totals_want, "HINCRBY exact after {kills} kills");
+    let windows: usize = redis::cmd("XLEN").arg("windows").query(&mut con).unwrap();
+    assert_eq!(
+        windows,
+        want.len(),
+        "XADD once per window after {kills} kills"
+    );
 }

@@ -149,3 +149,35 @@ pub fn expected_windows(events: u64) -> std::collections::BTreeMap<(u64, i64), u
     }
     counts
 }
+
+/// Runs the test `child` of this test binary in a new process with the
+/// environment `env`, kills it with SIGKILL at random points (200–700 ms in)
+/// `kills` times, and lets the last run finish; returns how many times it
+/// was killed. The child's input should take it over a second, so kills
+/// land mid-run; each child resumes from its latest checkpoint.
+pub fn run_killed(child: &str, env: &[(&str, String)], kills: u32, seed: u64) -> u32 {
+    let mut rng = eddy::connectors::datagen::SplitMix64::new(seed);
+    let mut killed = 0;
+    loop {
+        let mut process = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", child, "--test-threads=1"])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        if killed < kills {
+            std::thread::sleep(Duration::from_millis(200 + rng.below(500)));
+            if process.try_wait().unwrap().is_none() {
+                process.kill().unwrap();
+                process.wait().unwrap();
+                killed += 1;
+                continue;
+            }
+        }
+        assert!(process.wait().unwrap().success(), "the last run completes");
+        break;
+    }
+    assert!(killed > 0, "the job was killed at least once");
+    killed
+}
