@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{counted_windows, expected_windows, restarting_config, run_killed, Service};
+use common::{
+    counted_windows, expected_windows, restarting_config, run_killed, FailingCommits, Service,
+};
 use eddy::connectors::datagen::SplitMix64;
 use eddy::connectors::redis::{RedisCommand, RedisSink};
 use eddy::engine::element::CheckpointId;
@@ -206,4 +208,80 @@ fn redis_exactly_once_sink_after_five_kills_holds_every_window_once() {
         want.len(),
         "XADD once per window after {kills} kills"
     );
+}
+
+/// Commits that fail after their checkpoint completed (7 in a row: all the
+/// retries of the first commit) fail the job; the restart commits the
+/// restored checkpoint, exactly once.
+#[test]
+fn redis_a_commit_lost_after_its_checkpoint_completed_is_made_by_the_restore() {
+    let server = start_redis();
+    let dir = tempfile::tempdir().unwrap();
+    let events = 12_000;
+    // One subtask: all seven failures hit its first commit.
+    let env = Env::with_config(restarting_config(1, &dir.path().join("chk"))).unwrap();
+    let sink = FailingCommits {
+        sink: RedisSink::new(server.addr.clone(), commands).transactional(),
+        failures: std::sync::atomic::AtomicU32::new(7),
+    };
+    counted_windows(&env, events, Vec::new())
+        .sink(ExactlyOnce::new(sink))
+        .uid("sink");
+    let stats = env.execute("redis-lost-commit").unwrap();
+    assert!(stats.restarts >= 1, "the failed commit failed the job");
+    let want = expected_windows(events);
+    let mut con = connection(&server);
+    let windows: usize = redis::cmd("XLEN").arg("windows").query(&mut con).unwrap();
+    assert_eq!(windows, want.len(), "every window once");
+}
+
+/// Redis stops answering for 10 s mid-run (SIGSTOP, then SIGCONT):
+/// commits time out and are retried (one that Redis ran late is skipped by
+/// its epoch), and the results are exact.
+#[test]
+fn redis_an_outage_mid_run_leaves_the_results_exact() {
+    let server = start_redis();
+    let pid = std::fs::read_to_string(server.dir().join("redis.pid")).unwrap();
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, pid.trim()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig}");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let events = 150_000;
+    let env = Env::with_config(restarting_config(2, &dir.path().join("chk"))).unwrap();
+    counted_windows(&env, events, Vec::new())
+        .sink(
+            RedisSink::new(server.addr.clone(), commands)
+                .timeout(Duration::from_secs(2))
+                .exactly_once(),
+        )
+        .uid("sink");
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut con = connection(&server);
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while std::time::Instant::now() < deadline
+                && redis::cmd("XLEN")
+                    .arg("windows")
+                    .query::<usize>(&mut con)
+                    .unwrap_or(0)
+                    == 0
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            signal("-STOP");
+            std::thread::sleep(Duration::from_secs(10));
+            signal("-CONT");
+        });
+        env.execute("redis-outage").unwrap();
+    });
+    let want = expected_windows(events);
+    let windows: usize = redis::cmd("XLEN")
+        .arg("windows")
+        .query(&mut connection(&server))
+        .unwrap();
+    assert_eq!(windows, want.len(), "every window once");
 }

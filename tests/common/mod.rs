@@ -181,3 +181,37 @@ pub fn run_killed(child: &str, env: &[(&str, String)], kills: u32, seed: u64) ->
     assert!(killed > 0, "the job was killed at least once");
     killed
 }
+
+/// A two-phase-commit sink whose first `failures` commits fail as if the
+/// process had died after the checkpoint completed and before the commit
+/// reached the server: the job fails, restarts from that checkpoint, and
+/// must commit it then.
+pub struct FailingCommits<S> {
+    /// The real sink.
+    pub sink: S,
+    /// How many commits are still to fail.
+    pub failures: std::sync::atomic::AtomicU32,
+}
+
+impl<S: TwoPhaseCommitSink> TwoPhaseCommitSink for FailingCommits<S> {
+    type In = S::In;
+    type Committable = S::Committable;
+    type Writer = S::Writer;
+
+    fn create_writer(
+        &self,
+        ctx: &RuntimeContext,
+    ) -> Result<S::Writer, eddy::engine::error::BoxError> {
+        self.sink.create_writer(ctx)
+    }
+
+    fn commit(&self, committable: S::Committable) -> Result<(), eddy::engine::error::BoxError> {
+        use std::sync::atomic::Ordering;
+        let left = self.failures.load(Ordering::SeqCst);
+        if left > 0 {
+            self.failures.store(left - 1, Ordering::SeqCst);
+            return Err("injected: the process died before this commit".into());
+        }
+        self.sink.commit(committable)
+    }
+}
