@@ -36,7 +36,7 @@ pub mod prelude {
     pub use eddy_engine::context::RuntimeContext;
     pub use eddy_engine::dsl::{DataStream, Env, KeyedStream, StreamSink};
     pub use eddy_engine::element::{Data, Key, Record, Timestamp};
-    pub use eddy_engine::error::{EngineError, UserResult};
+    pub use eddy_engine::error::{BoxError, EngineError, UserResult};
     pub use eddy_engine::operator::{Collector, Operator, OutputTag};
     pub use eddy_engine::process::{KeyedContext, KeyedProcessFunction, TimeDomain};
     pub use eddy_engine::runtime::stats::JobStats;

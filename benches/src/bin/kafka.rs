@@ -289,8 +289,6 @@ impl SinkWriter for LatencyWriter {
     }
 }
 
-type BoxError = eddy::engine::error::BoxError;
-
 fn latency(cli: &Cli, config: EnvConfig) -> anyhow::Result<()> {
     let topic = format!("bench-latency-{}", std::process::id());
     let total = cli.rate * cli.seconds;

@@ -91,24 +91,37 @@ impl fmt::Display for JobStats {
         )?;
         writeln!(
             f,
-            "  {:<28} {:>3} {:>12} {:>12} {:>9} {:>10}",
-            "operator", "p", "records in", "records out", "dropped", "blocked ms"
+            "  {:<28} {:>3} {:>12} {:>12} {:>9} {:>9} {:>10}",
+            "operator", "p", "records in", "records out", "dropped", "late", "blocked ms"
         )?;
         for o in &self.operators {
             writeln!(
                 f,
-                "  {:<28} {:>3} {:>12} {:>12} {:>9} {:>10}",
+                "  {:<28} {:>3} {:>12} {:>12} {:>9} {:>9} {:>10}",
                 truncate(&o.name, 28),
                 o.parallelism,
                 o.records_in,
                 o.records_out,
                 o.side_dropped + o.dead_letters,
+                o.metric(LATE_DROPPED),
                 o.backpressured.as_millis()
             )?;
+        }
+        for o in self.operators.iter().filter(|o| o.dead_letters > 0) {
+            if o.records_out == 0 {
+                writeln!(
+                    f,
+                    "  warning: every record of {} was undecodable ({} dead letters, none read): check its format (a CSV header? compressed input?)",
+                    o.name, o.dead_letters
+                )?;
+            }
         }
         Ok(())
     }
 }
+
+/// The metric of operators that drop records behind the watermark.
+const LATE_DROPPED: &str = "late_records_dropped";
 
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
@@ -127,4 +140,48 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn operator(name: &str, out: u64, dead: u64, late: u64) -> OperatorStats {
+        OperatorStats {
+            name: name.into(),
+            uid: name.into(),
+            parallelism: 1,
+            records_in: 10,
+            records_out: out,
+            side_dropped: 0,
+            dead_letters: dead,
+            backpressured: Duration::ZERO,
+            metrics: [(LATE_DROPPED, late)].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn the_summary_shows_late_drops_and_warns_when_a_source_read_nothing() {
+        let stats = JobStats {
+            job: "j".into(),
+            duration: Duration::ZERO,
+            operators: vec![
+                operator("CsvSource", 0, 44, 0),
+                operator("Window", 3, 0, 328),
+            ],
+            restarts: 0,
+            checkpoints: Vec::new(),
+            stopped_with_savepoint: None,
+        };
+        let text = stats.to_string();
+        let window = text
+            .lines()
+            .find(|l| l.contains("Window"))
+            .unwrap_or_default();
+        assert!(window.split_whitespace().any(|w| w == "328"), "{text}");
+        assert!(
+            text.contains("every record of CsvSource was undecodable (44 dead letters"),
+            "{text}"
+        );
+    }
 }
