@@ -21,9 +21,11 @@ use crate::keygroup::KeyGroup;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Redistribution {
     /// The items of all old subtasks are dealt round-robin to the new ones
-    /// (source splits, pending sink commits).
+    /// (source splits, ids of finished splits).
     Split,
-    /// Every new subtask gets the items of all old subtasks (broadcast state).
+    /// Every new subtask gets the items of all old subtasks (broadcast
+    /// state; pending sink commits, which each subtask then filters by the
+    /// subtask that made them).
     Union,
 }
 
