@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::restarting_config;
 use eddy::connectors::datagen::{DataGen, SplitMix64};
-use eddy::connectors::file::TransactionalFileSink;
+use eddy::connectors::file::{RowFormat, TransactionalFileSink};
 use eddy::engine::checkpoint::latest_checkpoint;
 use eddy::engine::config::StateBackendKind;
 use eddy::engine::sink::Collected;
@@ -80,6 +80,8 @@ struct Job {
     rate: Option<f64>,
     faults: Option<Arc<Faults>>,
     out: PathBuf,
+    /// How the transactional file sink writes rows.
+    format: RowFormat,
 }
 
 impl Job {
@@ -112,7 +114,13 @@ impl Job {
             .key_by(|(k, _, _)| *k)
             .process(Numbering)
             .uid("numbering")
-            .sink(TransactionalFileSink::json_lines(&self.out).exactly_once())
+            .sink(
+                match self.format {
+                    RowFormat::JsonLines => TransactionalFileSink::json_lines(&self.out),
+                    RowFormat::Csv => TransactionalFileSink::csv(&self.out),
+                }
+                .exactly_once(),
+            )
             .uid("sink");
     }
 }
@@ -183,6 +191,7 @@ fn panics_at_random_points_leave_the_committed_output_exact() {
                     at: at.clone(),
                 })),
                 out: dir.path().join("out"),
+                format: RowFormat::JsonLines,
             };
             let config =
                 restarting_config(parallelism, &dir.path().join("chk")).with_state_backend(backend);
@@ -206,6 +215,14 @@ fn panics_at_random_points_leave_the_committed_output_exact() {
     }
 }
 
+/// The row format the parent asked the child for (`EDDY_CHILD_FORMAT=csv`).
+fn child_format() -> RowFormat {
+    match std::env::var("EDDY_CHILD_FORMAT").as_deref() {
+        Ok("csv") => RowFormat::Csv,
+        _ => RowFormat::JsonLines,
+    }
+}
+
 /// The child half of the killed-process test: runs the job, resuming from
 /// the latest checkpoint when there is one. Only runs when the parent test
 /// sets `EDDY_CHILD_DIR`.
@@ -225,6 +242,7 @@ fn child_job_resuming_from_its_latest_checkpoint() {
         rate: Some(20_000.0),
         faults: None,
         out: dir.join("out"),
+        format: child_format(),
     };
     let mut config = restarting_config(parallelism, &dir.join("chk")).with_state_backend(backend);
     if let Some(latest) = latest_checkpoint(&dir.join("chk"), "killed") {
@@ -253,6 +271,11 @@ fn a_killed_process_resumes_from_its_checkpoint_exactly() {
                 ])
                 .env("EDDY_CHILD_DIR", dir.path())
                 .env("EDDY_CHILD_P", parallelism.to_string())
+                // The CSV sink at p=3, JSON lines at p=1.
+                .env(
+                    "EDDY_CHILD_FORMAT",
+                    if parallelism == 3 { "csv" } else { "json" },
+                )
                 .env(
                     "EDDY_CHILD_BACKEND",
                     if backend == StateBackendKind::Rocksdb {
@@ -281,6 +304,15 @@ fn a_killed_process_resumes_from_its_checkpoint_exactly() {
         assert!(
             kills > 0,
             "p={parallelism}: the job was killed at least once"
+        );
+        let files =
+            TransactionalFileSink::<WindowCount>::committed_files(dir.path().join("out")).unwrap();
+        let csv = parallelism == 3;
+        assert!(
+            files
+                .iter()
+                .all(|f| f.extension().is_some_and(|e| (e == "csv") == csv)),
+            "p={parallelism}: {files:?}"
         );
         assert_eq!(
             committed(&dir.path().join("out")),
@@ -319,6 +351,7 @@ fn stop_with_savepoint_then_restore_at_other_parallelism_and_key_groups_is_exact
         rate: Some(20_000.0),
         faults: None,
         out: dir.path().join("out"),
+        format: RowFormat::JsonLines,
     };
     let chk = dir.path().join("chk");
     // p=2 heap → stop → p=3 RocksDB (when built in) → stop → p=1 heap with a
@@ -519,6 +552,7 @@ fn a_failed_jobs_checkpoint_restores_at_other_parallelism_and_backend() {
                 at: vec![events * 2 / 3],
             })),
             out: dir.path().join("out"),
+            format: RowFormat::JsonLines,
         };
         let failing = restarting_config(2, &chk)
             .with_state_backend(rocksdb_if_built())

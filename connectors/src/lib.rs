@@ -10,7 +10,7 @@
 //! - [`nexmark`] — the Nexmark benchmark's events ([`Event`]), a pure
 //!   [`NexmarkGenerator`] and the [`NexmarkSource`].
 //! - [`file`](mod@file) — [`FileSource`] (JSON lines or CSV, bounded, undecodable
-//!   records to the dead-letter stream), [`JsonLinesSink`] and the
+//!   records to the dead-letter stream), [`FileSink`] (JSON lines or CSV) and the
 //!   exactly-once [`TransactionalFileSink`].
 //! - [`kafka`] — [`KafkaSource`] (partitions as splits, offsets in
 //!   checkpoints, discovery, bounded mode) and [`KafkaSink`] (at least once or
@@ -60,7 +60,7 @@ mod run_id;
 pub use datagen::{DataGen, SplitMix64};
 pub use discard::DiscardSink;
 pub use error::ConnectorError;
-pub use file::{FileSource, JsonLinesSink, TransactionalFileSink};
+pub use file::{FileSink, FileSource, TransactionalFileSink};
 pub use kafka::{KafkaSink, KafkaSource};
 pub use nexmark::{Event, NexmarkConfig, NexmarkGenerator, NexmarkSource};
 pub use print::PrintSink;

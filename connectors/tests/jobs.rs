@@ -3,7 +3,7 @@
 use std::fs;
 
 use eddy_connectors::datagen::{generate_at, DataGen, SplitMix64};
-use eddy_connectors::file::{FileSource, JsonLinesSink};
+use eddy_connectors::file::{FileSink, FileSource};
 use eddy_connectors::nexmark::{Event, NexmarkConfig, NexmarkGenerator, NexmarkSource};
 use eddy_connectors::DiscardSink;
 use eddy_engine::config::EnvConfig;
@@ -191,7 +191,7 @@ fn json_lines_written_by_the_sink_read_back_to_the_same_records() -> TestResult 
     let writer = env(2)?;
     writer
         .source(DataGen::new(reading).with_count(1_000))
-        .sink(JsonLinesSink::new(&out_dir));
+        .sink(FileSink::json_lines(&out_dir));
     writer.execute("write")?;
     assert!(out_dir.join("part-0.jsonl").is_file() && out_dir.join("part-1.jsonl").is_file());
 

@@ -1,5 +1,5 @@
-//! Files: a bounded source of JSON lines or CSV, a JSON-lines sink, and
-//! [`TransactionalFileSink`], its exactly-once counterpart.
+//! Files: a bounded source of JSON lines or CSV, [`FileSink`] (JSON lines
+//! or CSV), and [`TransactionalFileSink`], its exactly-once counterpart.
 //!
 //! [`FileSource`] reads a file, or every regular file directly inside a
 //! directory (sorted by name, hidden `.x` and `_x` files skipped, as in
@@ -13,17 +13,19 @@
 //! and the line.
 //!
 //! ```no_run
-//! use eddy_connectors::file::{FileSource, JsonLinesSink};
+//! use eddy_connectors::file::{FileSink, FileSource};
 //! # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 //! # struct Payment { card: u64, amount: f64 }
 //!
 //! let payments = FileSource::<Payment>::csv("data/payments/");
 //! let strict = FileSource::<Payment>::json_lines("data/payments.jsonl").fail_on_error();
-//! let out = JsonLinesSink::<Payment>::new("out/alerts");
-//! # let _ = (payments, strict, out);
+//! let out = FileSink::<Payment>::json_lines("out/alerts");
+//! let csv = FileSink::<Payment>::csv("out/alerts-csv");
+//! # let _ = (payments, strict, out, csv);
 //! ```
 
 mod csv_records;
+mod encode;
 mod reader;
 mod sink;
 mod split;
@@ -38,8 +40,9 @@ use eddy_engine::element::Data;
 use eddy_engine::error::BoxError;
 use eddy_engine::source::{Boundedness, FixedSplits, Source, SplitEnumerator};
 
+pub use encode::RowFormat;
 pub use reader::FileReader;
-pub use sink::{JsonLinesSink, JsonLinesWriter};
+pub use sink::{FileSink, FileWriter};
 pub use split::FileSplit;
 pub use transactional::{FileCommittable, TransactionalFileSink, TransactionalFileWriter};
 

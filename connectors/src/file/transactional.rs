@@ -16,8 +16,9 @@
 //! ```
 //!
 //! Each subtask writes the current transaction into a hidden in-progress
-//! file, `DIR/.part-{subtask}-{token}-{seq}.jsonl.inprogress`, one JSON
-//! value per line. The token is unique per writer instance (process id,
+//! file, `DIR/.part-{subtask}-{token}-{seq}.jsonl.inprogress` (`.csv…` for
+//! CSV), one row per line (a JSON value, or a CSV record under the file's
+//! header). The token is unique per writer instance (process id,
 //! start time in nanoseconds and a counter), so a restarted job never
 //! reuses a name; `seq` counts the writer's transactions.
 //!
@@ -31,7 +32,7 @@
 //! `u64::MAX`, so it sorts last). A transaction with no records leaves no
 //! file. Without checkpoints, everything is committed when the input ends.
 //!
-//! Readers must look only at visible `part-*.jsonl` files
+//! Readers must look only at visible `part-*.jsonl` (or `part-*.csv`) files
 //! ([`TransactionalFileSink::read_committed`] does): hidden files are
 //! transactions not (yet) committed. A failed subtask deletes its open
 //! in-progress file; a prepared file whose checkpoint never completed stays
@@ -54,24 +55,26 @@ use eddy_engine::two_phase::{ExactlyOnce, TwoPhaseCommitSink, TwoPhaseCommitWrit
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::sink::write_json_line;
+use super::encode::RowFormat;
 use crate::error::ConnectorError;
 
 /// Prefix of committed (visible) files.
 const PART_PREFIX: &str = "part-";
-/// Suffix of committed files.
-const PART_SUFFIX: &str = ".jsonl";
 /// Prefix of in-progress (hidden) files.
 const IN_PROGRESS_PREFIX: &str = ".part-";
-/// Suffix of in-progress files.
-const IN_PROGRESS_SUFFIX: &str = ".jsonl.inprogress";
+/// Suffix of in-progress files, after the format's extension.
+const IN_PROGRESS_SUFFIX: &str = ".inprogress";
+/// The formats whose committed files `read_committed` reads.
+const FORMATS: [RowFormat; 2] = [RowFormat::JsonLines, RowFormat::Csv];
 
-/// An exactly-once sink writing each record's value as one line of JSON;
-/// output becomes visible only when the checkpoint covering it completes.
+/// An exactly-once sink writing each record's value as a row (a JSON line,
+/// or a CSV record under a header per file); output becomes visible only
+/// when the checkpoint covering it completes.
 ///
 /// Use it through [`TransactionalFileSink::exactly_once`].
 pub struct TransactionalFileSink<T> {
     dir: PathBuf,
+    format: RowFormat,
     _in: PhantomData<fn(T)>,
 }
 
@@ -89,7 +92,17 @@ impl<T: Data> TransactionalFileSink<T> {
     pub fn json_lines(dir: impl AsRef<Path>) -> Self {
         TransactionalFileSink {
             dir: dir.as_ref().to_owned(),
+            format: RowFormat::JsonLines,
             _in: PhantomData,
+        }
+    }
+
+    /// A sink writing CSV (a header row at the top of each committed file)
+    /// into directory `dir`, created when the job starts if it is missing.
+    pub fn csv(dir: impl AsRef<Path>) -> Self {
+        TransactionalFileSink {
+            format: RowFormat::Csv,
+            ..Self::json_lines(dir)
         }
     }
 
@@ -106,13 +119,18 @@ impl<T> TransactionalFileSink<T> {
         &self.dir
     }
 
-    /// The committed files in `dir` (visible `part-*.jsonl`), sorted by name,
-    /// which is checkpoint order.
+    /// The committed files in `dir` (visible `part-*.jsonl` and
+    /// `part-*.csv`), sorted by name, which is checkpoint order.
     ///
     /// # Errors
     /// When `dir` cannot be listed.
     pub fn committed_files(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, ConnectorError> {
-        list_files(dir.as_ref(), PART_PREFIX, PART_SUFFIX)
+        let mut all = Vec::new();
+        for format in FORMATS {
+            all.extend(list_files(dir.as_ref(), PART_PREFIX, format.extension())?);
+        }
+        all.sort_unstable();
+        Ok(all)
     }
 
     /// The hidden in-progress files in `dir`: transactions being written,
@@ -126,34 +144,43 @@ impl<T> TransactionalFileSink<T> {
 }
 
 impl<T: DeserializeOwned> TransactionalFileSink<T> {
-    /// Reads every committed value in `dir`: the visible `part-*.jsonl`
-    /// files in name order, each file's lines in order. Uncommitted (hidden)
-    /// files are ignored.
+    /// Reads every committed value in `dir`: the visible `part-*` files in
+    /// name order, each file's rows in order (JSON lines, or CSV by header).
+    /// Uncommitted (hidden) files are ignored.
     ///
     /// # Errors
-    /// When `dir` or a file cannot be read, or a line is not a `T`.
+    /// When `dir` or a file cannot be read, or a row is not a `T`.
     pub fn read_committed(dir: impl AsRef<Path>) -> Result<Vec<T>, ConnectorError> {
         let mut values = Vec::new();
         for path in Self::committed_files(dir)? {
             let file = File::open(&path).map_err(|e| ConnectorError::io("open", &path, e))?;
+            let undecodable = |at: String, e: &dyn fmt::Display| {
+                let reason = format!(
+                    "{at}: not a value of the expected type: {e}; read it as the type the \
+                     job wrote"
+                );
+                ConnectorError::io(
+                    "decode",
+                    &path,
+                    io::Error::new(io::ErrorKind::InvalidData, reason),
+                )
+            };
+            if path.extension().is_some_and(|e| e == "csv") {
+                for (index, row) in csv::Reader::from_reader(file).deserialize().enumerate() {
+                    values
+                        .push(row.map_err(|e| undecodable(format!("data row {}", index + 1), &e))?);
+                }
+                continue;
+            }
             for (index, line) in BufReader::new(file).lines().enumerate() {
                 let line = line.map_err(|e| ConnectorError::io("read", &path, e))?;
                 if line.trim().is_empty() {
                     continue;
                 }
-                let value = serde_json::from_str(&line).map_err(|e| {
-                    let reason = format!(
-                        "line {}: not a JSON value of the expected type: {e}; read it as \
-                         the type the job wrote",
-                        index + 1
-                    );
-                    ConnectorError::io(
-                        "decode",
-                        &path,
-                        io::Error::new(io::ErrorKind::InvalidData, reason),
-                    )
-                })?;
-                values.push(value);
+                values.push(
+                    serde_json::from_str(&line)
+                        .map_err(|e| undecodable(format!("line {}", index + 1), &e))?,
+                );
             }
         }
         Ok(values)
@@ -266,6 +293,7 @@ impl<T: Data> TwoPhaseCommitSink for TransactionalFileSink<T> {
         })?;
         Ok(TransactionalFileWriter {
             dir: self.dir.clone(),
+            format: self.format,
             subtask: ctx.subtask(),
             token: writer_token(),
             seq: 0,
@@ -335,11 +363,14 @@ fn commit(c: &FileCommittable) -> Result<(), ConnectorError> {
 struct OpenFile {
     out: BufWriter<File>,
     path: PathBuf,
+    /// Whether any row is in it yet (a CSV file starts with its header).
+    written: bool,
 }
 
 /// The writer of one subtask of a [`TransactionalFileSink`].
 pub struct TransactionalFileWriter<T> {
     dir: PathBuf,
+    format: RowFormat,
     subtask: usize,
     token: String,
     seq: u64,
@@ -363,8 +394,11 @@ impl<T> TransactionalFileWriter<T> {
     /// Creates the in-progress file of the current transaction.
     fn create_file(&self) -> Result<OpenFile, ConnectorError> {
         let name = format!(
-            "{IN_PROGRESS_PREFIX}{:05}-{}-{:06}{IN_PROGRESS_SUFFIX}",
-            self.subtask, self.token, self.seq
+            "{IN_PROGRESS_PREFIX}{:05}-{}-{:06}{}{IN_PROGRESS_SUFFIX}",
+            self.subtask,
+            self.token,
+            self.seq,
+            self.format.extension()
         );
         let path = self.dir.join(name);
         let file = File::options()
@@ -375,14 +409,19 @@ impl<T> TransactionalFileWriter<T> {
         Ok(OpenFile {
             out: BufWriter::with_capacity(64 * 1024, file),
             path,
+            written: false,
         })
     }
 
     /// The visible name of transaction `seq` prepared for checkpoint `id`.
     fn final_name(&self, id: CheckpointId) -> String {
         format!(
-            "{PART_PREFIX}{:020}-{:05}-{}-{:06}{PART_SUFFIX}",
-            id.0, self.subtask, self.token, self.seq
+            "{PART_PREFIX}{:020}-{:05}-{}-{:06}{}",
+            id.0,
+            self.subtask,
+            self.token,
+            self.seq,
+            self.format.extension()
         )
     }
 }
@@ -400,9 +439,9 @@ impl<T: Data> TwoPhaseCommitWriter for TransactionalFileWriter<T> {
             None => self.create_file()?,
         };
         let open = self.open.insert(open);
-        for record in batch.iter() {
-            write_json_line(&mut open.out, &record.value, &open.path)?;
-        }
+        self.format
+            .write(&mut open.out, batch, !open.written, &open.path)?;
+        open.written = true;
         Ok(())
     }
 
@@ -410,7 +449,7 @@ impl<T: Data> TwoPhaseCommitWriter for TransactionalFileWriter<T> {
         let Some(open) = self.open.take() else {
             return Ok(None);
         };
-        let OpenFile { out, path } = open;
+        let OpenFile { out, path, .. } = open;
         let file = out
             .into_inner()
             .map_err(|e| ConnectorError::io("flush", &path, e.into_error()))?;
@@ -433,7 +472,7 @@ impl<T> Drop for TransactionalFileWriter<T> {
     /// to it and it can never be committed: delete its file.
     fn drop(&mut self) {
         if let Some(open) = self.open.take() {
-            let OpenFile { out, path } = open;
+            let OpenFile { out, path, .. } = open;
             drop(out.into_parts());
             if let Err(e) = fs::remove_file(&path) {
                 tracing::warn!(path = %path.display(), error = %e, "transactional file sink: cannot delete an aborted in-progress file");
