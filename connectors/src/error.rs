@@ -27,6 +27,20 @@ pub enum ConnectorError {
         /// Why it could not be read.
         source: io::Error,
     },
+    /// A file source was given a compressed file.
+    #[error(
+        "file source: '{}' is {kind}-compressed; the file sources read uncompressed \
+         JSON lines and CSV: decompress it first (e.g. `{tool}`)",
+        .path.display()
+    )]
+    Compressed {
+        /// The file.
+        path: PathBuf,
+        /// The compression, e.g. `gzip`.
+        kind: &'static str,
+        /// The tool that decompresses it.
+        tool: &'static str,
+    },
     /// Reading or writing a file failed.
     #[error("cannot {action} '{}': {source}", .path.display())]
     Io {
@@ -116,7 +130,8 @@ impl ConnectorError {
             ConnectorError::Decode { .. }
             | ConnectorError::Encode { .. }
             | ConnectorError::InvalidConfig { .. }
-            | ConnectorError::PathUnreadable { .. } => ErrorKind::User,
+            | ConnectorError::PathUnreadable { .. }
+            | ConnectorError::Compressed { .. } => ErrorKind::User,
             ConnectorError::Io { .. }
             | ConnectorError::Kafka { .. }
             | ConnectorError::Redis { .. }

@@ -13,6 +13,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::marker::PhantomData;
+use std::path::Path;
 
 use csv::ByteRecord;
 use eddy_engine::element::Data;
@@ -101,6 +102,7 @@ impl<T: Data> FileReader<T> {
     fn open(format: FileFormat, split: &FileSplit) -> Result<OpenFile, ConnectorError> {
         let path = &split.path;
         let mut file = File::open(path).map_err(|e| ConnectorError::io("open", path, e))?;
+        refuse_compressed(&mut file, path)?;
         match format {
             FileFormat::JsonLines => {
                 if split.offset > 0 {
@@ -190,6 +192,34 @@ impl<T: Data> FileReader<T> {
                 })
             }
         }
+    }
+}
+
+/// Fails with a clear error when `file` starts like a gzip, zstd, bzip2 or
+/// xz stream: read as text, every line would be a dead letter. Leaves the
+/// file at its start.
+fn refuse_compressed(file: &mut File, path: &Path) -> Result<(), ConnectorError> {
+    const MAGIC: [(&[u8], &str, &str); 4] = [
+        (b"\x1f\x8b", "gzip", "gunzip"),
+        (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"),
+        (b"BZh", "bzip2", "bunzip2"),
+        (b"\xfd7zXZ\x00", "xz", "unxz"),
+    ];
+    let mut head = [0u8; 6];
+    let n =
+        std::io::Read::read(file, &mut head).map_err(|e| ConnectorError::io("read", path, e))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| ConnectorError::io("seek in", path, e))?;
+    match MAGIC
+        .iter()
+        .find(|(magic, _, _)| head[..n].starts_with(magic))
+    {
+        Some((_, kind, tool)) => Err(ConnectorError::Compressed {
+            path: path.to_owned(),
+            kind,
+            tool,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -744,5 +774,31 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("cannot open '/no/such/file.csv'"), "{err}");
+    }
+
+    #[test]
+    fn a_compressed_file_is_refused_with_the_tool_that_decompresses_it() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let gz = dir.path().join("bids.csv.gz");
+        fs::write(&gz, b"\x1f\x8b\x08\x00rest-of-a-gzip-stream")?;
+        let zst = dir.path().join("bids.jsonl.zst");
+        fs::write(&zst, b"\x28\xb5\x2f\xfdframe")?;
+        for (path, format, tool) in [
+            (gz, FileFormat::Csv { has_header: false }, "gunzip"),
+            (zst, FileFormat::JsonLines, "unzstd"),
+        ] {
+            let mut r = reader(
+                format,
+                OnDecodeError::DeadLetter,
+                std::slice::from_ref(&path),
+            );
+            let err = read(&mut r, 10)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("compressed") && err.contains(tool), "{err}");
+            assert!(err.contains(&path.display().to_string()), "{err}");
+        }
+        Ok(())
     }
 }
