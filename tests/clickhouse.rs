@@ -7,7 +7,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{counted_windows, expected_windows, restarting_config, run_killed, Service};
+use common::{
+    counted_windows, expected_windows, restarting_config, resuming_config, run_killed, Service,
+};
 use eddy::connectors::clickhouse::ClickHouseSink;
 use eddy::connectors::datagen::SplitMix64;
 use eddy::engine::element::CheckpointId;
@@ -81,7 +83,14 @@ fn clickhouse_exactly_once_sink_holds_every_window_once_after_injected_failures(
             .sink(ClickHouseSink::new(server.addr.clone(), "windows").exactly_once())
             .uid("sink");
         let stats = env.execute("clickhouse-exactly-once").unwrap();
-        assert_eq!(stats.restarts, 3, "p={parallelism}: failures at {at:?}");
+        // Injected failures close together can hit two subtasks in the same run
+        // (one restart for both), so up to three restarts; the output must be
+        // exact either way.
+        assert!(
+            (1..=3).contains(&stats.restarts),
+            "p={parallelism}: {} restarts for failures at {at:?}",
+            stats.restarts
+        );
         assert_eq!(read_windows(&server), want, "p={parallelism}");
     }
 }
@@ -108,8 +117,8 @@ fn clickhouse_exactly_once_commits_are_idempotent() {
         .collect();
     writer.write(&mut batch).unwrap();
     let prepared = writer.prepare(CheckpointId(1)).unwrap().expect("rows");
-    sink.commit(prepared.clone()).unwrap();
-    sink.commit(prepared).unwrap();
+    sink.commit(&prepared).unwrap();
+    sink.commit(&prepared).unwrap();
     assert_eq!(read_windows(&server).len(), 20);
     let all = query(&server, "SELECT count() FROM windows FORMAT TabSeparated");
     assert!(
@@ -145,13 +154,7 @@ fn clickhouse_child_job_resuming_from_its_latest_checkpoint() {
     };
     let dir = std::path::PathBuf::from(dir);
     let url = std::env::var("EDDY_CLICKHOUSE_URL").unwrap();
-    let mut config = restarting_config(2, &dir.join("chk"));
-    if let Some(latest) =
-        eddy::engine::checkpoint::latest_checkpoint(&dir.join("chk"), "clickhouse-killed")
-    {
-        config = config.with_restore(latest);
-    }
-    let env = Env::with_config(config).unwrap();
+    let env = Env::with_config(resuming_config(2, &dir, "clickhouse-killed")).unwrap();
     counted_windows(&env, KILLED_EVENTS, Vec::new())
         .map(to_row)
         .uid("rows")

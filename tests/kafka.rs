@@ -16,12 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, restarting_config, run_killed, Service};
+use common::{free_port, restarting_config, resuming_config, run_killed, Service};
 use eddy::connectors::datagen::SplitMix64;
 use eddy::connectors::file::TransactionalFileSink;
 use eddy::connectors::format::Format;
 use eddy::connectors::kafka::{KafkaRecord, KafkaSink, KafkaSource, StoppingOffsets};
-use eddy::engine::checkpoint::latest_checkpoint;
 use eddy::prelude::*;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -526,11 +525,7 @@ fn kafka_child_job_resuming_from_its_latest_checkpoint() {
     };
     let dir = PathBuf::from(dir);
     let addr = std::env::var("EDDY_KAFKA_ADDR").unwrap();
-    let mut config = restarting_config(2, &dir.join("chk"));
-    if let Some(latest) = latest_checkpoint(&dir.join("chk"), "kafka-killed") {
-        config = config.with_restore(latest);
-    }
-    let env = Env::with_config(config).unwrap();
+    let env = Env::with_config(resuming_config(2, &dir, "kafka-killed")).unwrap();
     let results = windowed(
         &env,
         &addr,
@@ -828,13 +823,13 @@ fn kafka_exactly_once_commits_are_idempotent_across_restarts() {
     }];
     writer.write(&mut more).unwrap();
     let epoch3 = writer.prepare(CheckpointId(3)).unwrap().expect("records");
-    first.commit(epoch1.clone()).unwrap();
-    first.commit(epoch1.clone()).unwrap();
+    first.commit(&epoch1).unwrap();
+    first.commit(&epoch1).unwrap();
     drop(first);
     let restarted = sink();
-    restarted.commit(epoch1).unwrap();
-    restarted.commit(epoch3.clone()).unwrap();
-    restarted.commit(epoch3).unwrap();
+    restarted.commit(&epoch1).unwrap();
+    restarted.commit(&epoch3).unwrap();
+    restarted.commit(&epoch3).unwrap();
     let mut want = clicks;
     want.push(Click { user: 99, ts: 99 });
     let mut back: Vec<Click> = read_back(&broker.addr, "once", |b: &[Click]| b.len() >= want.len());

@@ -32,8 +32,9 @@ use crate::sink::{Sink, SinkWriter};
 pub trait TwoPhaseCommitSink: Send + Sync + 'static {
     /// The records it accepts.
     type In: Data;
-    /// What a prepared transaction needs to be committed; kept in checkpoints.
-    type Committable: Data;
+    /// What a prepared transaction needs to be committed; kept in
+    /// checkpoints, and shared (not copied) with the commit thread.
+    type Committable: Data + Sync;
     /// Its per-subtask writer.
     type Writer: TwoPhaseCommitWriter<In = Self::In, Committable = Self::Committable>;
 
@@ -51,7 +52,7 @@ pub trait TwoPhaseCommitSink: Send + Sync + 'static {
     /// # Errors
     /// A commit failure; it is retried, then fails the job (which restarts
     /// and commits again).
-    fn commit(&self, committable: Self::Committable) -> Result<(), BoxError>;
+    fn commit(&self, committable: &Self::Committable) -> Result<(), BoxError>;
 }
 
 /// Writes the records of one subtask into the current transaction.
@@ -111,11 +112,11 @@ impl<S: TwoPhaseCommitSink> ExactlyOnce<S> {
 /// Commits `committable`, retrying with backoff.
 fn commit_with_retries<S: TwoPhaseCommitSink>(
     sink: &S,
-    committable: S::Committable,
+    committable: &S::Committable,
 ) -> Result<(), String> {
     let mut pause = FIRST_RETRY;
     for attempt in 1..=COMMIT_ATTEMPTS {
-        match sink.commit(committable.clone()) {
+        match sink.commit(committable) {
             Ok(()) => return Ok(()),
             Err(e) if attempt == COMMIT_ATTEMPTS => {
                 return Err(format!("commit failed after {attempt} attempts: {e}"))
@@ -138,7 +139,7 @@ impl<S: TwoPhaseCommitSink> Sink for ExactlyOnce<S> {
         // What the restored checkpoint prepared may not have been committed
         // before the failure: commit it (again), before anything new.
         for p in restored_pending::<S::Committable>(ctx)? {
-            commit_with_retries(&*self.sink, p.committable)?;
+            commit_with_retries(&*self.sink, &p.committable)?;
         }
         let (work_tx, work_rx) = crossbeam_channel::unbounded();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
@@ -193,11 +194,11 @@ fn restored_pending<C: Data>(ctx: &RuntimeContext) -> Result<Vec<Pending<C>>, Bo
 /// reports each outcome.
 fn run_committer<S: TwoPhaseCommitSink>(
     sink: &S,
-    work: &Receiver<(CheckpointId, S::Committable)>,
+    work: &Receiver<(CheckpointId, Arc<S::Committable>)>,
     done: &Sender<(CheckpointId, Result<(), String>)>,
 ) {
     for (id, committable) in work.iter() {
-        let outcome = commit_with_retries(sink, committable);
+        let outcome = commit_with_retries(sink, &committable);
         let failed = outcome.is_err();
         if done.send((id, outcome)).is_err() || failed {
             return;
@@ -213,9 +214,10 @@ pub struct ExactlyOnceWriter<S: TwoPhaseCommitSink> {
     parallelism: usize,
     /// Prepared, waiting for their checkpoint to complete.
     prepared: Vec<(CheckpointId, S::Committable)>,
-    /// Handed to the commit thread, not yet reported committed.
-    committing: Vec<(CheckpointId, S::Committable)>,
-    work: Option<Sender<(CheckpointId, S::Committable)>>,
+    /// Handed to the commit thread (shared with it, not copied), not yet
+    /// reported committed.
+    committing: Vec<(CheckpointId, Arc<S::Committable>)>,
+    work: Option<Sender<(CheckpointId, Arc<S::Committable>)>>,
     done: Receiver<(CheckpointId, Result<(), String>)>,
     committer: Option<JoinHandle<()>>,
     checkpointing: bool,
@@ -237,8 +239,9 @@ impl<S: TwoPhaseCommitSink> ExactlyOnceWriter<S> {
     fn commit_up_to(&mut self, id: CheckpointId) -> Result<(), BoxError> {
         let due = self.prepared.iter().take_while(|(p, _)| *p <= id).count();
         for (p, committable) in self.prepared.drain(..due) {
+            let committable = Arc::new(committable);
             if let Some(work) = &self.work {
-                work.send((p, committable.clone()))
+                work.send((p, Arc::clone(&committable)))
                     .map_err(|_| "the commit thread has stopped")?;
             }
             self.committing.push((p, committable));
@@ -274,16 +277,14 @@ impl<S: TwoPhaseCommitSink> SinkWriter for ExactlyOnceWriter<S> {
         }
         // Everything not known to be committed, oldest first.
         let (subtask, parallelism) = (self.subtask, self.parallelism);
-        let pending = self
-            .committing
-            .iter()
-            .chain(&self.prepared)
-            .map(|(id, committable)| Pending {
-                subtask,
-                parallelism,
-                id: *id,
-                committable,
-            });
+        let committing = self.committing.iter().map(|(id, c)| (*id, &**c));
+        let prepared = self.prepared.iter().map(|(id, c)| (*id, c));
+        let pending = committing.chain(prepared).map(|(id, committable)| Pending {
+            subtask,
+            parallelism,
+            id,
+            committable,
+        });
         out.list(PENDING, Redistribution::Union, pending)?;
         Ok(())
     }
@@ -370,14 +371,14 @@ mod tests {
             })
         }
 
-        fn commit(&self, (subtask, records): (usize, Vec<u64>)) -> Result<(), BoxError> {
+        fn commit(&self, (subtask, records): &(usize, Vec<u64>)) -> Result<(), BoxError> {
             let left = self.failures.load(Ordering::SeqCst);
             if left > 0 {
                 self.failures.store(left - 1, Ordering::SeqCst);
                 return Err("the destination is down".into());
             }
             let mut all = self.committed.lock().map_err(|_| "poisoned")?;
-            all.extend(records.into_iter().map(|r| (subtask, r)));
+            all.extend(records.iter().map(|&r| (*subtask, r)));
             Ok(())
         }
     }

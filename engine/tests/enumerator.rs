@@ -170,7 +170,13 @@ fn failures_while_splits_are_being_discovered_lose_and_repeat_nothing() {
     let want: Vec<u64> = (0..SPLITS * PER_SPLIT).collect();
     for (parallelism, failures) in [(1, [700, 2_100, 3_900]), (3, [500, 1_800, 4_000])] {
         let (got, restarts) = run(parallelism, &failures);
-        assert_eq!(restarts, 3, "p={parallelism}");
+        // Injected failures close together can hit two subtasks in the same run
+        // (one restart for both), so up to three restarts; the output must be
+        // exact either way.
+        assert!(
+            (1..=3).contains(&restarts),
+            "p={parallelism}: {restarts} restarts"
+        );
         assert_eq!(got, want, "p={parallelism}");
     }
 }

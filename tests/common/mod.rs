@@ -205,7 +205,7 @@ impl<S: TwoPhaseCommitSink> TwoPhaseCommitSink for FailingCommits<S> {
         self.sink.create_writer(ctx)
     }
 
-    fn commit(&self, committable: S::Committable) -> Result<(), eddy::engine::error::BoxError> {
+    fn commit(&self, committable: &S::Committable) -> Result<(), eddy::engine::error::BoxError> {
         use std::sync::atomic::Ordering;
         let left = self.failures.load(Ordering::SeqCst);
         if left > 0 {
@@ -213,5 +213,17 @@ impl<S: TwoPhaseCommitSink> TwoPhaseCommitSink for FailingCommits<S> {
             return Err("injected: the process died before this commit".into());
         }
         self.sink.commit(committable)
+    }
+}
+
+/// [`restarting_config`] with checkpoints in `dir/chk`, restoring the
+/// newest one of `job` there if there is one: how a killed job's next
+/// process resumes.
+pub fn resuming_config(parallelism: usize, dir: &Path, job: &str) -> EnvConfig {
+    let checkpoints = dir.join("chk");
+    let config = restarting_config(parallelism, &checkpoints);
+    match eddy::engine::checkpoint::latest_checkpoint(&checkpoints, job) {
+        Some(latest) => config.with_restore(latest),
+        None => config,
     }
 }

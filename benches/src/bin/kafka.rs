@@ -72,7 +72,7 @@ struct Cli {
     env: EnvArgs,
 }
 
-/// A ~100-byte JSON record.
+/// A JSON record of about 80 bytes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Reading {
     sensor: u64,

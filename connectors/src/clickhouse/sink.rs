@@ -14,6 +14,7 @@ use crate::error::ConnectorError;
 use crate::run_id::writer_label;
 
 /// Where a ClickHouse sink writes.
+#[derive(Clone)]
 struct Settings {
     url: String,
     table: String,
@@ -99,9 +100,7 @@ impl<T: Data> ClickHouseSink<T> {
     }
 
     fn with(mut self, change: impl FnOnce(&mut Settings)) -> Self {
-        if let Some(settings) = Arc::get_mut(&mut self.settings) {
-            change(settings);
-        }
+        change(Arc::make_mut(&mut self.settings));
         self
     }
 
@@ -230,7 +229,7 @@ impl<T: Data> TwoPhaseCommitSink for TransactionalClickHouseSink<T> {
         })
     }
 
-    fn commit(&self, batch: ClickHouseBatch) -> Result<(), BoxError> {
+    fn commit(&self, batch: &ClickHouseBatch) -> Result<(), BoxError> {
         let body = batch.body()?;
         Ok(self.settings.insert(&body, batch.rows.len())?)
     }

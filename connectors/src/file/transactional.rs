@@ -302,8 +302,8 @@ impl<T: Data> TwoPhaseCommitSink for TransactionalFileSink<T> {
         })
     }
 
-    fn commit(&self, committable: FileCommittable) -> Result<(), BoxError> {
-        Ok(commit(&committable)?)
+    fn commit(&self, committable: &FileCommittable) -> Result<(), BoxError> {
+        Ok(commit(committable)?)
     }
 }
 
@@ -533,7 +533,7 @@ mod tests {
         );
         assert_eq!(fs::read_to_string(&c.pending)?, "0\n1\n2\n3\n4\n");
 
-        sink.commit(c.clone())?;
+        sink.commit(&c)?;
         assert_eq!(read(&dir)?, vec![0, 1, 2, 3, 4]);
         assert!(hidden(&dir)?.is_empty());
         assert_eq!(
@@ -541,7 +541,7 @@ mod tests {
             vec![dir.join(&c.final_name)]
         );
 
-        sink.commit(c)?;
+        sink.commit(&c)?;
         assert_eq!(read(&dir)?, vec![0, 1, 2, 3, 4]);
         Ok(())
     }
@@ -565,9 +565,9 @@ mod tests {
         assert!(second.final_name < last.final_name);
 
         // Committed out of order, read in checkpoint order.
-        sink.commit(last)?;
+        sink.commit(&last)?;
         assert_eq!(read(tmp.path())?, vec![12]);
-        sink.commit(second)?;
+        sink.commit(&second)?;
         assert_eq!(read(tmp.path())?, vec![10, 11, 12]);
         Ok(())
     }
@@ -587,7 +587,7 @@ mod tests {
             "writer instances never share a file"
         );
         assert_ne!(ca.final_name, cb.final_name);
-        sink.commit(ca)?;
+        sink.commit(&ca)?;
         // b's transaction is prepared but its checkpoint never completes,
         // and a has a transaction open when it fails.
         a.write(&mut batch([3]))?;
@@ -608,7 +608,7 @@ mod tests {
         let c = writer.prepare(CheckpointId(4))?.ok_or("c")?;
         fs::remove_file(&c.pending)?;
         let msg = sink
-            .commit(c.clone())
+            .commit(&c)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -627,7 +627,7 @@ mod tests {
                 pending: tmp.path().join(".x"),
                 final_name: bad.to_owned(),
             };
-            assert!(sink.commit(c).is_err(), "{bad:?}");
+            assert!(sink.commit(&c).is_err(), "{bad:?}");
         }
         Ok(())
     }

@@ -203,13 +203,13 @@ impl<T: Data> TwoPhaseCommitSink for TransactionalKafkaSink<T> {
         })
     }
 
-    fn commit(&self, txn: KafkaTransaction) -> Result<(), BoxError> {
+    fn commit(&self, txn: &KafkaTransaction) -> Result<(), BoxError> {
         let mut committers = self.committers.lock().map_err(|_| "committers poisoned")?;
         let mut committer = match committers.remove(&txn.transactional_id) {
             Some(c) => c,
             None => self.committer(&txn.transactional_id)?,
         };
-        match self.write_once(&mut committer, &txn) {
+        match self.write_once(&mut committer, txn) {
             Ok(()) => {
                 committers.insert(txn.transactional_id.clone(), committer);
                 Ok(())

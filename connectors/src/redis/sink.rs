@@ -17,6 +17,7 @@ use crate::error::ConnectorError;
 type Mapping<T> = Arc<dyn Fn(&T) -> Vec<RedisCommand> + Send + Sync>;
 
 /// Where and how a Redis sink writes; shared by both guarantees.
+#[derive(Clone)]
 pub(crate) struct RedisSettings<T> {
     pub url: String,
     pub mapping: Mapping<T>,
@@ -88,9 +89,7 @@ impl<T: Data> RedisSink<T> {
     }
 
     fn with(mut self, change: impl FnOnce(&mut RedisSettings<T>)) -> Self {
-        if let Some(settings) = Arc::get_mut(&mut self.settings) {
-            change(settings);
-        }
+        change(Arc::make_mut(&mut self.settings));
         self
     }
 

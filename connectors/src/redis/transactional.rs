@@ -77,7 +77,7 @@ impl<T: Data> TwoPhaseCommitSink for TransactionalRedisSink<T> {
         })
     }
 
-    fn commit(&self, epoch: RedisEpoch) -> Result<(), BoxError> {
+    fn commit(&self, epoch: &RedisEpoch) -> Result<(), BoxError> {
         let mut con = self.con.lock().map_err(|_| "connection poisoned")?;
         if con.is_none() {
             *con = Some(self.settings.connect()?);

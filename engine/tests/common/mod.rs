@@ -260,8 +260,12 @@ impl<T: Data + Sync> TwoPhaseCommitSink for MemoryTxnSink<T> {
         })
     }
 
-    fn commit(&self, (id, records): (String, Vec<T>)) -> Result<(), BoxError> {
-        self.committed.lock().unwrap().entry(id).or_insert(records);
+    fn commit(&self, (id, records): &(String, Vec<T>)) -> Result<(), BoxError> {
+        self.committed
+            .lock()
+            .unwrap()
+            .entry(id.clone())
+            .or_insert_with(|| records.clone());
         Ok(())
     }
 }
