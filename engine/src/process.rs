@@ -153,7 +153,6 @@ pub struct KeyedProcessOperator<K, I, O, F> {
     max_parallelism: usize,
     backend: KeyedStateBackend<K>,
     timers: TimerService<K, ()>,
-    watermark: Timestamp,
     clock: Arc<dyn Clock>,
     _o: std::marker::PhantomData<fn() -> O>,
 }
@@ -167,7 +166,6 @@ impl<K: Key, I, O, F> KeyedProcessOperator<K, I, O, F> {
             max_parallelism: ctx.max_parallelism(),
             backend: KeyedStateBackend::new(ctx.key_groups(), Arc::clone(ctx.clock())),
             timers: TimerService::default(),
-            watermark: Timestamp::MIN,
             clock: Arc::clone(ctx.clock()),
             _o: std::marker::PhantomData,
         }
@@ -217,7 +215,7 @@ where
                     key: &key,
                     key_group,
                     timestamp: time,
-                    watermark: self.watermark,
+                    watermark: self.timers.watermark(),
                     domain: Some(domain),
                     backend: &mut self.backend,
                     timers: &mut self.timers,
@@ -265,7 +263,7 @@ where
                 key: &key,
                 key_group,
                 timestamp: record.ts,
-                watermark: self.watermark,
+                watermark: self.timers.watermark(),
                 domain: None,
                 backend: &mut self.backend,
                 timers: &mut self.timers,
@@ -277,7 +275,7 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Collector<'_, O>) -> UserResult {
-        self.watermark = watermark;
+        let watermark = self.timers.advance_watermark(watermark);
         self.fire(TimeDomain::EventTime, watermark, out)
     }
 

@@ -14,6 +14,7 @@ pub type TimerSet<K, N> = indexmap::IndexSet<(K, N), DefaultHashBuilder>;
 
 use crate::checkpoint::restore::RestoredState;
 use crate::checkpoint::snapshot::{decode_value, frames, incompatible, StateSnapshot};
+use crate::checkpoint::Redistribution;
 use crate::element::{Key, Timestamp};
 use crate::error::StateError;
 use crate::keygroup::{key_hash, KeyGroup};
@@ -25,6 +26,9 @@ type HashedTimer<'a, K, N> = (u64, (u8, Timestamp, &'a K, &'a N));
 
 /// Name under which timers are stored in snapshots.
 const TIMERS: &str = "@timers";
+
+/// Name of the list state holding each subtask's event-time watermark.
+const WATERMARK: &str = "@watermark";
 
 /// One queue of timers (event time or processing time).
 pub struct TimerQueue<K, N> {
@@ -97,12 +101,22 @@ impl<K: Key, N: Namespace> TimerQueue<K, N> {
     }
 }
 
-/// The event-time and processing-time timers of one keyed operator subtask.
+/// The event-time and processing-time timers of one keyed operator subtask,
+/// and its event-time clock: the watermark it has seen.
+///
+/// The watermark is part of the checkpoint. A restored operator starts from
+/// the lowest watermark its old subtasks had (the upstream watermarks start
+/// again from the bottom), so a record that was late before a crash is late
+/// after it too, instead of reopening windows whose state was already
+/// fired and dropped. The end-of-input watermark is not kept: a job
+/// restored from its end-of-input snapshot reads input that watermark said
+/// nothing about.
 pub struct TimerService<K, N> {
     /// Timers that fire when the watermark passes them.
     pub event: TimerQueue<K, N>,
     /// Timers that fire when processing time passes them.
     pub processing: TimerQueue<K, N>,
+    watermark: Timestamp,
 }
 
 impl<K: Key, N: Namespace> Default for TimerService<K, N> {
@@ -110,6 +124,7 @@ impl<K: Key, N: Namespace> Default for TimerService<K, N> {
         TimerService {
             event: TimerQueue::default(),
             processing: TimerQueue::default(),
+            watermark: Timestamp::MIN,
         }
     }
 }
@@ -123,6 +138,18 @@ impl<K: Key, N: Namespace> TimerService<K, N> {
     /// True when no timer of either kind is registered.
     pub fn is_empty(&self) -> bool {
         self.event.is_empty() && self.processing.is_empty()
+    }
+
+    /// The current event-time watermark (`Timestamp::MIN` before the first).
+    pub fn watermark(&self) -> Timestamp {
+        self.watermark
+    }
+
+    /// Takes a watermark from upstream; returns the operator's watermark,
+    /// which never goes back (after a restore, upstream starts lower).
+    pub fn advance_watermark(&mut self, watermark: Timestamp) -> Timestamp {
+        self.watermark = self.watermark.max(watermark);
+        self.watermark
     }
 
     /// Writes every timer, per key group, into `out`.
@@ -145,7 +172,8 @@ impl<K: Key, N: Namespace> TimerService<K, N> {
         for (kg, entries) in by_group {
             out.keyed_group(TIMERS, type_name, kg, entries)?;
         }
-        Ok(())
+        let kept = (self.watermark != Timestamp::MAX).then_some(self.watermark);
+        out.list(WATERMARK, Redistribution::Union, kept)
     }
 
     /// Registers this subtask's share of the restored timers.
@@ -154,6 +182,10 @@ impl<K: Key, N: Namespace> TimerService<K, N> {
     /// [`StateError::Incompatible`] when they do not decode as this service's
     /// key and namespace types.
     pub fn restore(&mut self, restored: &RestoredState) -> Result<(), StateError> {
+        let watermarks = restored.list::<Timestamp>(WATERMARK)?;
+        if let Some(lowest) = watermarks.into_iter().min() {
+            self.watermark = self.watermark.max(lowest);
+        }
         let Some(state) = restored.keyed(TIMERS) else {
             return Ok(());
         };
@@ -179,6 +211,35 @@ impl<K: Key, N: Namespace> TimerService<K, N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::element::CheckpointId;
+
+    fn snapshot_at(watermark: Timestamp) -> StateSnapshot {
+        let mut timers = TimerService::<u32, ()>::default();
+        timers.advance_watermark(watermark);
+        let mut out = StateSnapshot::new(CheckpointId(1), 8);
+        timers.snapshot(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_watermark_is_restored_as_the_lowest_of_the_old_subtasks_and_never_goes_back() {
+        let snapshots = vec![snapshot_at(Timestamp(50)), snapshot_at(Timestamp(30))];
+        let restored = RestoredState::from_snapshots(snapshots, 0, 1, 8);
+        let mut timers = TimerService::<u32, ()>::default();
+        timers.restore(&restored).unwrap();
+        assert_eq!(timers.watermark(), Timestamp(30));
+        assert_eq!(timers.advance_watermark(Timestamp(10)), Timestamp(30));
+        assert_eq!(timers.advance_watermark(Timestamp(40)), Timestamp(40));
+
+        let ended = RestoredState::from_snapshots(vec![snapshot_at(Timestamp::MAX)], 0, 1, 8);
+        let mut timers = TimerService::<u32, ()>::default();
+        timers.restore(&ended).unwrap();
+        assert_eq!(
+            timers.watermark(),
+            Timestamp::MIN,
+            "end of input is not kept"
+        );
+    }
 
     #[test]
     fn timers_are_deduplicated_and_fire_in_time_then_registration_order() {

@@ -117,7 +117,6 @@ struct IntervalJoinOperator<K, A, B, O, F> {
     max_parallelism: usize,
     backend: KeyedStateBackend<K>,
     timers: TimerService<K, Expiry>,
-    watermark: Timestamp,
     late_dropped: u64,
     _o: PhantomData<fn() -> O>,
 }
@@ -138,7 +137,6 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
             max_parallelism: ctx.max_parallelism(),
             backend: KeyedStateBackend::new(ctx.key_groups(), Arc::clone(ctx.clock())),
             timers: TimerService::default(),
-            watermark: Timestamp::MIN,
             late_dropped: 0,
             _o: PhantomData,
         }
@@ -150,7 +148,7 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
         out: &mut Collector<'_, O>,
     ) -> UserResult {
         let ts = record.ts;
-        if ts <= self.watermark {
+        if ts <= self.timers.watermark() {
             self.late_dropped += 1;
             return Ok(());
         }
@@ -247,7 +245,7 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, _out: &mut Collector<'_, O>) -> UserResult {
-        self.watermark = watermark;
+        let watermark = self.timers.advance_watermark(watermark);
         while let Some((_, due)) = self.timers.event.pop_due(watermark) {
             for (key, expiry) in due {
                 match expiry {

@@ -113,7 +113,6 @@ impl<K: Key, A: Data + Sync, C: Data + Sync, V: Data> TemporalJoin<K, A, C, V> {
                 max_parallelism: ctx.max_parallelism(),
                 backend: KeyedStateBackend::new(ctx.key_groups(), Arc::clone(ctx.clock())),
                 timers: TimerService::default(),
-                watermark: Timestamp::MIN,
                 late_dropped: 0,
                 _o: PhantomData,
             })
@@ -142,7 +141,6 @@ struct TemporalJoinOperator<K, A, C, V, O, F> {
     max_parallelism: usize,
     backend: KeyedStateBackend<K>,
     timers: TimerService<K, Due>,
-    watermark: Timestamp,
     late_dropped: u64,
     _o: PhantomData<fn() -> O>,
 }
@@ -157,7 +155,7 @@ where
     F: Fn(&A, Option<&V>) -> Option<O> + Send + Sync + 'static,
 {
     fn on_record(&mut self, record: Record<Either<A, C>>) -> UserResult {
-        if record.ts <= self.watermark {
+        if record.ts <= self.timers.watermark() {
             self.late_dropped += 1;
             return Ok(());
         }
@@ -273,7 +271,7 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Collector<'_, O>) -> UserResult {
-        self.watermark = watermark;
+        let watermark = self.timers.advance_watermark(watermark);
         while let Some((at, due)) = self.timers.event.pop_due(watermark) {
             // Versions before events of the same instant: both are in place
             // already; the order only matters for pruning, which is the same.

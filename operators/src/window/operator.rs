@@ -101,7 +101,6 @@ pub(crate) struct WindowOperator<K, T, A, F, O> {
     max_parallelism: usize,
     backend: KeyedStateBackend<K>,
     timers: TimerService<K, TimerKind>,
-    watermark: Timestamp,
     clock: Arc<dyn Clock>,
     late_dropped: u64,
     _o: PhantomData<fn() -> O>,
@@ -140,7 +139,6 @@ where
             max_parallelism: ctx.max_parallelism(),
             backend: KeyedStateBackend::new(ctx.key_groups(), Arc::clone(ctx.clock())),
             timers: TimerService::default(),
-            watermark: Timestamp::MIN,
             clock: Arc::clone(ctx.clock()),
             late_dropped: 0,
             _o: PhantomData,
@@ -163,7 +161,7 @@ where
 
     fn now_in(&self, domain: TimeDomain) -> Timestamp {
         match domain {
-            TimeDomain::EventTime => self.watermark,
+            TimeDomain::EventTime => self.timers.watermark(),
             TimeDomain::ProcessingTime => self.clock.now(),
         }
     }
@@ -189,7 +187,7 @@ where
 
     /// True when every firing and the cleanup of `w` are behind us.
     fn is_late(&self, w: &TimeWindow) -> bool {
-        self.event_time() && self.cleanup_time(w) <= self.watermark
+        self.event_time() && self.cleanup_time(w) <= self.timers.watermark()
     }
 
     fn register(&mut self, domain: TimeDomain, at: Timestamp, key: &K, kind: TimerKind) {
@@ -298,7 +296,7 @@ where
             window: w,
             key: s.key,
             key_group: s.kg,
-            watermark: self.watermark,
+            watermark: self.timers.watermark(),
             clock: self.clock.as_ref(),
             backend: &mut self.backend,
         };
@@ -753,7 +751,7 @@ where
             window: w,
             key: s.key,
             key_group: s.kg,
-            watermark: self.watermark,
+            watermark: self.timers.watermark(),
             clock: self.clock.as_ref(),
             backend: &mut self.backend,
         };
@@ -832,7 +830,7 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Collector<'_, O>) -> UserResult {
-        self.watermark = watermark;
+        let watermark = self.timers.advance_watermark(watermark);
         self.fire_timers(TimeDomain::EventTime, watermark, out)
     }
 
