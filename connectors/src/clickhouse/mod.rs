@@ -18,10 +18,25 @@
 //! ENGINE = ReplacingMergeTree ORDER BY (user, window_start, _eddy_batch, _eddy_seq);
 //! SELECT user, window_start, count FROM totals FINAL;
 //! ```
+//!
+//! Changelog output (a materialized view: one current row per key) needs no
+//! identity columns: with [`ClickHouseSink::upserts`] each row carries its
+//! key, a version that grows with every change of the key, and a deleted
+//! flag, into a `ReplacingMergeTree(version)` ordered by the key. A
+//! replayed row is the very row already there, and `FINAL` keeps each key's
+//! newest version (ClickHouse 18.16 has no `is_deleted` engine parameter,
+//! so readers filter deleted rows themselves):
+//!
+//! ```sql
+//! CREATE TABLE customer_totals (customer UInt64, total_cents Int64, orders Int64,
+//!                               version UInt64, deleted UInt8)
+//! ENGINE = ReplacingMergeTree(version) ORDER BY customer;
+//! SELECT customer, total_cents, orders FROM customer_totals FINAL WHERE deleted = 0;
+//! ```
 
 mod sink;
 
 pub use sink::{
-    ClickHouseBatch, ClickHouseSink, ClickHouseWriter, TransactionalClickHouseSink,
+    execute, ClickHouseBatch, ClickHouseSink, ClickHouseWriter, TransactionalClickHouseSink,
     TransactionalClickHouseWriter,
 };

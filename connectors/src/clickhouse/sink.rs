@@ -20,6 +20,8 @@ struct Settings {
     table: String,
     timeout: Duration,
     name: Option<String>,
+    /// Exactly-once: add the identity columns (`false` for upsert tables).
+    identity: bool,
     agent: ureq::Agent,
 }
 
@@ -61,6 +63,35 @@ impl Settings {
     }
 }
 
+/// Runs one statement (DDL such as `CREATE TABLE`, or a query) on the
+/// server at `url` (the HTTP interface); returns its output.
+///
+/// # Errors
+/// [`ConnectorError::ClickHouse`] naming the server, with its reply.
+pub fn execute(url: &str, sql: &str) -> Result<String, ConnectorError> {
+    let settings = Settings {
+        url: url.to_owned(),
+        table: String::new(),
+        timeout: Duration::from_secs(30),
+        name: None,
+        identity: true,
+        agent: agent(Duration::from_secs(30)),
+    };
+    let mut response = settings.agent.post(url).send(sql).map_err(|e| {
+        settings.error(format!("cannot reach the server: {e}; check that it is up"))
+    })?;
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    if response.status().is_success() {
+        Ok(body)
+    } else {
+        Err(settings.error(format!(
+            "`{sql}` failed ({}): {}",
+            response.status(),
+            body.trim()
+        )))
+    }
+}
+
 /// The JSON object of a record, one line.
 fn json_row<T: Serialize>(value: &T) -> Result<String, BoxError> {
     let row = serde_json::to_string(value)?;
@@ -93,6 +124,7 @@ impl<T: Data> ClickHouseSink<T> {
                 table: table.into(),
                 timeout,
                 name: None,
+                identity: true,
                 agent: agent(timeout),
             }),
             _type: std::marker::PhantomData,
@@ -117,6 +149,16 @@ impl<T: Data> ClickHouseSink<T> {
     pub fn name(self, name: impl Into<String>) -> Self {
         let name = name.into();
         self.with(|s| s.name = Some(name))
+    }
+
+    /// Exactly-once into an upsert table: the rows carry their own key and
+    /// a version that grows with every change of that key, in a
+    /// `ReplacingMergeTree(version)` table ordered by that key, so the sink
+    /// adds no identity columns: a replayed row equals the one already
+    /// there and `FINAL` keeps the newest version of each key (see the
+    /// module docs).
+    pub fn upserts(self) -> Self {
+        self.with(|s| s.identity = false)
     }
 
     /// The exactly-once sink (see the module docs for the table it needs).
@@ -230,7 +272,11 @@ impl<T: Data> TwoPhaseCommitSink for TransactionalClickHouseSink<T> {
     }
 
     fn commit(&self, batch: &ClickHouseBatch) -> Result<(), BoxError> {
-        let body = batch.body()?;
+        let body = if self.settings.identity {
+            batch.body()?
+        } else {
+            batch.rows.iter().flat_map(|r| [r.as_str(), "\n"]).collect()
+        };
         Ok(self.settings.insert(&body, batch.rows.len())?)
     }
 }
