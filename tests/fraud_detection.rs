@@ -4,43 +4,16 @@
 
 #[path = "../examples/fraud/mod.rs"]
 mod fraud;
-
-use std::collections::BTreeMap;
+#[path = "common/fraud_reference.rs"]
+mod fraud_reference;
 
 use eddy::connectors::datagen::{generate_at, DataGen, SplitMix64};
 use eddy::prelude::*;
-use fraud::{payment, Alert, Payment, SmallThenLarge, LARGE_CENTS, SMALL_CENTS, WINDOW};
+use fraud::{payment, Alert, Payment, SmallThenLarge};
+use fraud_reference::reference;
 
 const EVENTS: u64 = 60_000;
 const CARDS: u64 = 50;
-
-fn reference(payments: &[Payment]) -> Vec<Alert> {
-    let mut by_card: BTreeMap<u64, Vec<&Payment>> = BTreeMap::new();
-    for p in payments {
-        by_card.entry(p.card).or_default().push(p);
-    }
-    let mut alerts = Vec::new();
-    for (card, ps) in by_card {
-        for large in ps.iter().filter(|p| p.amount_cents > LARGE_CENTS) {
-            let latest_small = ps
-                .iter()
-                .filter(|s| s.amount_cents < SMALL_CENTS)
-                .map(|s| s.at)
-                .filter(|&at| at < large.at && large.at - WINDOW <= at)
-                .max();
-            if let Some(small_at) = latest_small {
-                alerts.push(Alert {
-                    card,
-                    small_at,
-                    large_at: large.at,
-                    large_amount_cents: large.amount_cents,
-                });
-            }
-        }
-    }
-    alerts.sort();
-    alerts
-}
 
 fn run(parallelism: usize) -> Vec<Alert> {
     let env = Env::with_config(EnvConfig::default().with_parallelism(parallelism)).unwrap();

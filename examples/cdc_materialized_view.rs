@@ -1,0 +1,56 @@
+//! The `cdc_materialized_view` pipeline (see `docs/pipelines.md`): Debezium
+//! changes of an `orders` table on Kafka → running totals per customer,
+//! right under updates and deletes → Redis (serving) and ClickHouse
+//! (analytics), exactly once.
+//!
+//! ```text
+//! scripts/pipeline.sh cdc_materialized_view       # servers, input, job, results: one command
+//! cargo run --release --example cdc_materialized_view -- --produce 200000   # the generator
+//! cargo run --release --example cdc_materialized_view -- --events 200000 --checkpoint-interval 1s
+//! ```
+
+use clap::Parser;
+use eddy::prelude::*;
+
+#[path = "pipelines/kafka_input.rs"]
+mod kafka_input;
+#[path = "pipelines/cdc_materialized_view.rs"]
+mod pipeline;
+
+use pipeline::{input, Servers, ORDERS, PARTITIONS};
+
+#[derive(Parser)]
+#[command(about = "Debezium order changes on Kafka → customer totals in Redis and ClickHouse")]
+struct Cli {
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    kafka: String,
+    /// Redis URL.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis: String,
+    /// ClickHouse HTTP URL.
+    #[arg(long, default_value = "http://127.0.0.1:8123/")]
+    clickhouse: String,
+    #[command(flatten)]
+    input: kafka_input::InputArgs,
+    #[command(flatten)]
+    env: EnvArgs,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if cli.input.produce_if_asked(&cli.kafka, ORDERS, input)? {
+        return Ok(());
+    }
+    let env = Env::with_config(cli.env.to_config()?)?;
+    let servers = Servers {
+        kafka: cli.kafka,
+        redis: cli.redis,
+        clickhouse: cli.clickhouse,
+    };
+    let stop = cli.input.stop(ORDERS, PARTITIONS, input);
+    pipeline::build(&env, &servers, stop)?;
+    let stats = env.execute("cdc-materialized-view")?;
+    println!("{stats}");
+    Ok(())
+}

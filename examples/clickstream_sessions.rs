@@ -1,0 +1,52 @@
+//! The `clickstream_sessions` pipeline (see `docs/pipelines.md`): page
+//! views on Kafka → session windows per user with allowed lateness → one
+//! row per session in ClickHouse, late views stored and counted, exactly
+//! once.
+//!
+//! ```text
+//! scripts/pipeline.sh clickstream_sessions         # servers, input, job, results: one command
+//! cargo run --release --example clickstream_sessions -- --produce 200000   # the generator
+//! cargo run --release --example clickstream_sessions -- --events 200000 --checkpoint-interval 1s
+//! ```
+
+use clap::Parser;
+use eddy::prelude::*;
+
+#[path = "pipelines/kafka_input.rs"]
+mod kafka_input;
+#[path = "pipelines/clickstream_sessions.rs"]
+mod pipeline;
+
+use pipeline::{input, Servers, PAGE_VIEWS, PARTITIONS};
+
+#[derive(Parser)]
+#[command(about = "Page views on Kafka → user sessions in ClickHouse")]
+struct Cli {
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    kafka: String,
+    /// ClickHouse HTTP URL.
+    #[arg(long, default_value = "http://127.0.0.1:8123/")]
+    clickhouse: String,
+    #[command(flatten)]
+    input: kafka_input::InputArgs,
+    #[command(flatten)]
+    env: EnvArgs,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if cli.input.produce_if_asked(&cli.kafka, PAGE_VIEWS, input)? {
+        return Ok(());
+    }
+    let env = Env::with_config(cli.env.to_config()?)?;
+    let servers = Servers {
+        kafka: cli.kafka,
+        clickhouse: cli.clickhouse,
+    };
+    let stop = cli.input.stop(PAGE_VIEWS, PARTITIONS, input);
+    pipeline::build(&env, &servers, stop)?;
+    let stats = env.execute("clickstream-sessions")?;
+    println!("{stats}");
+    Ok(())
+}
