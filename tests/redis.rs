@@ -84,6 +84,9 @@ fn redis_exactly_once_sink_applies_every_window_once_after_injected_failures() {
         );
         let windows: usize = redis::cmd("XLEN").arg("windows").query(&mut con).unwrap();
         assert_eq!(windows, want.len(), "p={parallelism}: XADD once per window");
+        let sink = stats.operator("sink").unwrap();
+        assert!(sink.metric("commits") > 0, "commits are counted: {stats}");
+        assert!(sink.name.contains("RedisSink"), "{}", sink.name);
     }
 }
 

@@ -27,6 +27,12 @@ pub trait Sink: Send + Sync + 'static {
     /// # Errors
     /// When the destination cannot be opened.
     fn create_writer(&self, ctx: &RuntimeContext) -> Result<Self::Writer, BoxError>;
+
+    /// The name the job graph and statistics show (`Sink: <name>`); the
+    /// type's name by default.
+    fn name(&self) -> String {
+        crate::dsl::short_type_name::<Self>()
+    }
 }
 
 /// Writes the records of one subtask. Called only from that subtask's thread.
@@ -74,6 +80,12 @@ pub trait SinkWriter: 'static {
     /// # Errors
     /// A write failure.
     fn finish(&mut self) -> Result<(), BoxError>;
+
+    /// Named counters for the job statistics (summed over subtasks), read
+    /// when the task ends, e.g. `commits`. None by default.
+    fn metrics(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// An in-memory sink for tests: every record, with its timestamp, lands in a

@@ -15,6 +15,7 @@
 //! parallelism is unchanged, and is dealt round-robin otherwise. Without
 //! checkpoints, the output is committed when the input ends.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -109,10 +110,46 @@ impl<S: TwoPhaseCommitSink> ExactlyOnce<S> {
     }
 }
 
-/// Commits `committable`, retrying with backoff.
+/// What one subtask's commits did, for the job statistics (`commits`,
+/// `commit_retries`, `commit_ms`: the time spent in commits, retries and
+/// their pauses included).
+#[derive(Default)]
+struct CommitMetrics {
+    commits: AtomicU64,
+    retries: AtomicU64,
+    micros: AtomicU64,
+}
+
+impl CommitMetrics {
+    fn report(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("commits", self.commits.load(Ordering::Relaxed)),
+            ("commit_retries", self.retries.load(Ordering::Relaxed)),
+            ("commit_ms", self.micros.load(Ordering::Relaxed) / 1_000),
+        ]
+    }
+}
+
+/// Commits `committable`, retrying with backoff; counts into `metrics`.
 fn commit_with_retries<S: TwoPhaseCommitSink>(
     sink: &S,
     committable: &S::Committable,
+    metrics: &CommitMetrics,
+) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let outcome = retry_commit(sink, committable, metrics);
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    metrics.micros.fetch_add(micros, Ordering::Relaxed);
+    if outcome.is_ok() {
+        metrics.commits.fetch_add(1, Ordering::Relaxed);
+    }
+    outcome
+}
+
+fn retry_commit<S: TwoPhaseCommitSink>(
+    sink: &S,
+    committable: &S::Committable,
+    metrics: &CommitMetrics,
 ) -> Result<(), String> {
     let mut pause = FIRST_RETRY;
     for attempt in 1..=COMMIT_ATTEMPTS {
@@ -123,6 +160,7 @@ fn commit_with_retries<S: TwoPhaseCommitSink>(
             }
             Err(e) => {
                 tracing::warn!(error = %e, attempt, "commit failed; trying again");
+                metrics.retries.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(pause);
                 pause *= 2;
             }
@@ -135,18 +173,25 @@ impl<S: TwoPhaseCommitSink> Sink for ExactlyOnce<S> {
     type In = S::In;
     type Writer = ExactlyOnceWriter<S>;
 
+    /// The two-phase-commit sink's name, e.g. `TransactionalRedisSink`.
+    fn name(&self) -> String {
+        crate::dsl::short_type_name::<S>()
+    }
+
     fn create_writer(&self, ctx: &RuntimeContext) -> Result<Self::Writer, BoxError> {
         // What the restored checkpoint prepared may not have been committed
         // before the failure: commit it (again), before anything new.
+        let metrics = Arc::new(CommitMetrics::default());
         for p in restored_pending::<S::Committable>(ctx)? {
-            commit_with_retries(&*self.sink, &p.committable)?;
+            commit_with_retries(&*self.sink, &p.committable, &metrics)?;
         }
         let (work_tx, work_rx) = crossbeam_channel::unbounded();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let sink = Arc::clone(&self.sink);
+        let thread_metrics = Arc::clone(&metrics);
         let committer = std::thread::Builder::new()
             .name(format!("eddy-commit-{}.{}", ctx.uid(), ctx.subtask()))
-            .spawn(move || run_committer(&*sink, &work_rx, &done_tx))?;
+            .spawn(move || run_committer(&*sink, &work_rx, &done_tx, &thread_metrics))?;
         Ok(ExactlyOnceWriter {
             writer: self.sink.create_writer(ctx)?,
             subtask: ctx.subtask(),
@@ -157,6 +202,7 @@ impl<S: TwoPhaseCommitSink> Sink for ExactlyOnce<S> {
             done: done_rx,
             committer: Some(committer),
             checkpointing: ctx.is_checkpointing(),
+            metrics,
         })
     }
 }
@@ -196,9 +242,10 @@ fn run_committer<S: TwoPhaseCommitSink>(
     sink: &S,
     work: &Receiver<(CheckpointId, Arc<S::Committable>)>,
     done: &Sender<(CheckpointId, Result<(), String>)>,
+    metrics: &CommitMetrics,
 ) {
     for (id, committable) in work.iter() {
-        let outcome = commit_with_retries(sink, &committable);
+        let outcome = commit_with_retries(sink, &committable, metrics);
         let failed = outcome.is_err();
         if done.send((id, outcome)).is_err() || failed {
             return;
@@ -221,6 +268,7 @@ pub struct ExactlyOnceWriter<S: TwoPhaseCommitSink> {
     done: Receiver<(CheckpointId, Result<(), String>)>,
     committer: Option<JoinHandle<()>>,
     checkpointing: bool,
+    metrics: Arc<CommitMetrics>,
 }
 
 impl<S: TwoPhaseCommitSink> ExactlyOnceWriter<S> {
@@ -310,6 +358,10 @@ impl<S: TwoPhaseCommitSink> SinkWriter for ExactlyOnceWriter<S> {
             self.drain_commits()?;
         }
         Ok(())
+    }
+
+    fn metrics(&self) -> Vec<(&'static str, u64)> {
+        self.metrics.report()
     }
 }
 
@@ -487,6 +539,9 @@ mod tests {
             *sink.sink.committed.lock().map_err(|_| "poisoned")?,
             [(0, 7)]
         );
+        let metrics: std::collections::HashMap<_, _> = w.metrics().into_iter().collect();
+        assert_eq!(metrics["commits"], 1);
+        assert_eq!(metrics["commit_retries"], 2);
         Ok(())
     }
 

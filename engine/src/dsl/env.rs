@@ -318,7 +318,7 @@ impl Env {
 
 /// The last path segment of a type's name, without generics: `DataGen<u64>`
 /// → `DataGen`.
-pub(crate) fn short_type_name<T>() -> String {
+pub(crate) fn short_type_name<T: ?Sized>() -> String {
     let full = std::any::type_name::<T>();
     let base = full.split('<').next().unwrap_or(full);
     base.rsplit("::").next().unwrap_or(base).to_owned()

@@ -400,7 +400,7 @@ impl<T: Data> DataStream<T> {
 
     /// Writes the stream to `sink`.
     pub fn sink<S: Sink<In = T>>(&self, sink: S) -> StreamSink {
-        let name = format!("Sink: {}", crate::dsl::env::short_type_name::<S>());
+        let name = format!("Sink: {}", sink.name());
         let id = self.add_node(
             &name,
             NodeBody::Sink(Arc::new(SinkNode(sink))),

@@ -297,7 +297,9 @@ impl<W: SinkWriter> Control for SinkStage<W> {
         })
     }
     fn collect_stats(&self, out: &mut Vec<StageStats>) {
-        out.push(self.stats.clone());
+        let mut own = self.stats.clone();
+        own.custom = self.writer.metrics();
+        out.push(own);
     }
 }
 

@@ -107,6 +107,18 @@ impl fmt::Display for JobStats {
                 o.backpressured.as_millis()
             )?;
         }
+        for o in self.operators.iter().filter(|o| o.metric("commits") > 0) {
+            let commits = o.metric("commits");
+            writeln!(
+                f,
+                "  {} ({}): {} commits ({} retried attempts), {:.1} ms per commit",
+                o.uid,
+                o.name,
+                commits,
+                o.metric("commit_retries"),
+                o.metric("commit_ms") as f64 / commits as f64
+            )?;
+        }
         for o in self.operators.iter().filter(|o| o.dead_letters > 0) {
             if o.records_out == 0 {
                 writeln!(
