@@ -14,6 +14,9 @@
 # servers when it ends (also on failure or Ctrl-C). RATE=0 produces
 # everything first and lets the job read it as a backlog. Set KEEP=1 to
 # leave the servers running. docs/pipelines.md explains what to look at.
+#
+# BENCH="--mode throughput" (or "--mode latency") runs the end-to-end
+# benchmark (benches/src/bin/pipelines.rs) on these servers instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,12 +55,20 @@ flags=(--kafka "${addr[kafka]}")
 [[ -n ${addr[redis]:-} ]] && flags+=(--redis "${addr[redis]}")
 [[ -n ${addr[clickhouse]:-} ]] && flags+=(--clickhouse "${addr[clickhouse]}/")
 
+bash scripts/services/kafka.sh topic "$work/kafka" "$topic" 4
+[[ $name == fraud_alerts ]] && bash scripts/services/kafka.sh topic "$work/kafka" alerts 1
+if [[ -n ${BENCH:-} ]]; then
+  echo "== benchmark"
+  cargo build --release --quiet -p eddy-bench --bin pipelines
+  # shellcheck disable=SC2086 # BENCH holds several flags
+  "${CARGO_TARGET_DIR:-target}/release/pipelines" $BENCH --pipeline "$name" \
+    --events "$events" --rate "$rate" "${flags[@]}"
+  exit
+fi
+
 echo "== build"
 cargo build --release --quiet --example "$name"
 bin=${CARGO_TARGET_DIR:-target}/release/examples/$name
-
-bash scripts/services/kafka.sh topic "$work/kafka" "$topic" 4
-[[ $name == fraud_alerts ]] && bash scripts/services/kafka.sh topic "$work/kafka" alerts 1
 if [[ $rate == 0 ]]; then
   echo "== input: $events messages to $topic"
   "$bin" "${flags[@]}" --produce "$events"
