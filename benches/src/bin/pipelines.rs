@@ -81,6 +81,13 @@ struct Cli {
     /// Parallelism of the job.
     #[arg(long, default_value_t = 2)]
     parallelism: usize,
+    /// Throughput: runs of the job.
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
+    /// Throughput: the topic holds the input already (from an earlier
+    /// call, on a topic that held nothing else): do not produce it.
+    #[arg(long)]
+    input_ready: bool,
 }
 
 impl Cli {
@@ -147,9 +154,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn throughput(cli: &Cli) -> anyhow::Result<()> {
-    kafka_input::produce(&cli.kafka, cli.topic(), cli.input(), None)?;
+    if !cli.input_ready {
+        kafka_input::produce(&cli.kafka, cli.topic(), cli.input(), None)?;
+    }
     let stop = kafka_input::stopping_offsets(cli.topic(), 4, cli.input());
-    for run in 1..=3 {
+    for run in 1..=cli.runs {
         let (env, _dir) = cli.env()?;
         cli.build(&env, stop.clone())?;
         let started = Instant::now();

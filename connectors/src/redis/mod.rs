@@ -28,6 +28,7 @@
 //! ```
 
 mod command;
+mod compact;
 mod sink;
 mod transactional;
 

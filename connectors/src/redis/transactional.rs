@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::run_id::writer_label;
 
 use super::command::RedisCommand;
+use super::compact::Compacted;
 use super::sink::RedisSettings;
 
 /// The hash where every exactly-once Redis sink records its applied epochs.
@@ -43,7 +44,8 @@ pub struct RedisEpoch {
     pub marker: String,
     /// The checkpoint.
     pub epoch: u64,
-    /// The commands, in order.
+    /// The commands, compacted (see `compact.rs`): applied in this order,
+    /// they leave Redis as the checkpoint's commands as made would.
     pub commands: Vec<RedisCommand>,
 }
 
@@ -73,7 +75,7 @@ impl<T: Data> TwoPhaseCommitSink for TransactionalRedisSink<T> {
         Ok(TransactionalRedisWriter {
             settings: Arc::clone(&self.settings),
             marker: writer_label(self.settings.name.as_deref(), ctx),
-            commands: Vec::new(),
+            commands: Compacted::default(),
         })
     }
 
@@ -116,7 +118,7 @@ impl<T: Data> TwoPhaseCommitSink for TransactionalRedisSink<T> {
 pub struct TransactionalRedisWriter<T> {
     settings: Arc<RedisSettings<T>>,
     marker: String,
-    commands: Vec<RedisCommand>,
+    commands: Compacted,
 }
 
 impl<T: Data> TwoPhaseCommitWriter for TransactionalRedisWriter<T> {
@@ -125,19 +127,21 @@ impl<T: Data> TwoPhaseCommitWriter for TransactionalRedisWriter<T> {
 
     fn write(&mut self, batch: &mut Vec<Record<T>>) -> Result<(), BoxError> {
         for record in batch.drain(..) {
-            self.commands.extend(self.settings.commands(&record.value)?);
+            for command in self.settings.commands(&record.value)? {
+                self.commands.push(command);
+            }
         }
         Ok(())
     }
 
     fn prepare(&mut self, id: CheckpointId) -> Result<Option<RedisEpoch>, BoxError> {
-        if self.commands.is_empty() {
+        if self.commands.len() == 0 {
             return Ok(None);
         }
         Ok(Some(RedisEpoch {
             marker: self.marker.clone(),
             epoch: id.0,
-            commands: std::mem::take(&mut self.commands),
+            commands: self.commands.take(),
         }))
     }
 }
