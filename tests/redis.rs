@@ -290,3 +290,67 @@ fn redis_an_outage_mid_run_leaves_the_results_exact() {
         .unwrap();
     assert_eq!(windows, want.len(), "every window once");
 }
+
+/// `totals` is a string, so every `HINCRBY totals …` is refused
+/// (WRONGTYPE). Dead-letter policy: the job goes on, the `XADD`s apply
+/// (every window once), and each refused command is in
+/// `eddy:dead-letters` with Redis's reply. Fail-job policy (the default):
+/// the job fails naming the command, the reply and the stream.
+#[test]
+fn redis_refused_commands_go_to_the_dead_letter_stream_or_fail_the_job() {
+    use eddy::connectors::redis::DEAD_LETTERS_KEY;
+    use eddy::connectors::rejected::OnRejected;
+    let events = 6_000;
+    let want = expected_windows(events);
+
+    let server = start_redis();
+    let mut con = connection(&server);
+    let _: () = con.set("totals", "not a hash").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::with_config(restarting_config(2, &dir.path().join("chk"))).unwrap();
+    counted_windows(&env, events, Vec::new())
+        .sink(
+            RedisSink::new(server.addr.clone(), commands)
+                .on_rejected(OnRejected::DeadLetter)
+                .exactly_once(),
+        )
+        .uid("sink");
+    let stats = env.execute("redis-refused").unwrap();
+    assert_eq!(stats.restarts, 0, "refused commands do not fail the job");
+    let windows: usize = redis::cmd("XLEN").arg("windows").query(&mut con).unwrap();
+    assert_eq!(windows, want.len(), "the other commands applied, once");
+    let dead: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(DEAD_LETTERS_KEY)
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .unwrap();
+    assert!(!dead.is_empty(), "refused commands are kept");
+    for (_, fields) in &dead {
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(f, _)| f == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert!(
+            field("command").unwrap().starts_with("HINCRBY totals "),
+            "{fields:?}"
+        );
+        assert!(field("reply").unwrap().contains("WRONGTYPE"), "{fields:?}");
+    }
+
+    let server = start_redis();
+    let _: () = connection(&server).set("totals", "not a hash").unwrap();
+    let env = Env::with_config(EnvConfig::default().with_parallelism(1)).unwrap();
+    counted_windows(&env, 1_000, Vec::new())
+        .sink(RedisSink::new(server.addr.clone(), commands).exactly_once())
+        .uid("sink");
+    let err = env.execute("redis-refused-fails").unwrap_err().to_string();
+    assert!(
+        err.contains("HINCRBY totals")
+            && err.contains("WRONGTYPE")
+            && err.contains(DEAD_LETTERS_KEY),
+        "{err}"
+    );
+}

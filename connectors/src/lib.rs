@@ -21,6 +21,8 @@
 //! - [`redis`](mod@redis) — [`RedisSink`](redis::RedisSink): commands made
 //!   from records, at least once or exactly once (epochs applied by one Lua
 //!   script).
+//! - [`rejected`] — [`OnRejected`](rejected::OnRejected): what the Redis
+//!   and ClickHouse sinks do with a write the server refuses.
 //! - [`format`](mod@format) — the decoders files and Kafka share: JSON, CSV, raw text,
 //!   Debezium.
 //! - [`print`](mod@print) — [`PrintSink`], Flink's `print()`.
@@ -55,6 +57,7 @@ pub mod kafka;
 pub mod nexmark;
 pub mod print;
 pub mod redis;
+pub mod rejected;
 mod run_id;
 
 pub use datagen::{DataGen, SplitMix64};

@@ -34,4 +34,6 @@ mod transactional;
 
 pub use command::RedisCommand;
 pub use sink::{RedisSink, RedisWriter};
-pub use transactional::{RedisEpoch, TransactionalRedisSink, TransactionalRedisWriter};
+pub use transactional::{
+    RedisEpoch, TransactionalRedisSink, TransactionalRedisWriter, COMMITS_KEY, DEAD_LETTERS_KEY,
+};

@@ -13,6 +13,7 @@ use eddy_engine::two_phase::ExactlyOnce;
 use super::command::RedisCommand;
 use super::transactional::TransactionalRedisSink;
 use crate::error::ConnectorError;
+use crate::rejected::OnRejected;
 
 type Mapping<T> = Arc<dyn Fn(&T) -> Vec<RedisCommand> + Send + Sync>;
 
@@ -24,6 +25,8 @@ pub(crate) struct RedisSettings<T> {
     pub timeout: Duration,
     /// Names this sink's epochs in `eddy:sink-commits`.
     pub name: Option<String>,
+    /// Exactly-once: what a command Redis refuses does.
+    pub on_rejected: OnRejected,
 }
 
 impl<T> RedisSettings<T> {
@@ -84,6 +87,7 @@ impl<T: Data> RedisSink<T> {
                 mapping: Arc::new(mapping),
                 timeout: Duration::from_secs(10),
                 name: None,
+                on_rejected: OnRejected::FailJob,
             }),
         }
     }
@@ -104,6 +108,18 @@ impl<T: Data> RedisSink<T> {
     pub fn name(self, name: impl Into<String>) -> Self {
         let name = name.into();
         self.with(|s| s.name = Some(name))
+    }
+
+    /// Exactly-once: what a command Redis refuses (e.g. `HINCRBY` on a
+    /// field that is not a number, a hash command on a string) does. Either
+    /// way the script applies the checkpoint's other commands, records the
+    /// epoch, and adds the refused command with Redis's reply to the stream
+    /// `eddy:dead-letters` (fields `sink`, `checkpoint`, `command`,
+    /// `reply`), in the same atomic script. With [`OnRejected::FailJob`]
+    /// (the default) the commit then fails the job, naming the command and
+    /// the reply; with [`OnRejected::DeadLetter`] it goes on.
+    pub fn on_rejected(self, policy: OnRejected) -> Self {
+        self.with(|s| s.on_rejected = policy)
     }
 
     /// The exactly-once sink writing where this one would.
