@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{
     counted_windows, expected_windows, restarting_config, resuming_config, run_killed, Service,
@@ -187,5 +188,121 @@ fn clickhouse_exactly_once_sink_after_five_kills_holds_every_window_once() {
         read_windows(&server),
         expected_windows(KILLED_EVENTS),
         "after {kills} kills"
+    );
+}
+
+/// ClickHouse stops answering for 10 s mid-run (SIGSTOP, then SIGCONT):
+/// inserts time out and are retried or fail the job, which restarts from
+/// its checkpoint; read with FINAL the results are exact.
+#[test]
+fn clickhouse_an_outage_mid_run_leaves_the_results_exact() {
+    let server = Service::start("clickhouse.sh");
+    query(&server, TABLE);
+    let dir = tempfile::tempdir().unwrap();
+    let events = 150_000;
+    let env = Env::with_config(restarting_config(2, &dir.path().join("chk"))).unwrap();
+    counted_windows(&env, events, Vec::new())
+        .map(to_row)
+        .uid("rows")
+        .sink(
+            ClickHouseSink::new(server.addr.clone(), "windows")
+                .timeout(Duration::from_secs(2))
+                .exactly_once(),
+        )
+        .uid("sink");
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while std::time::Instant::now() < deadline
+                && query(&server, "SELECT count() FROM windows").trim() == "0"
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            server.freeze_for(Duration::from_secs(10));
+        });
+        env.execute("clickhouse-outage").unwrap();
+    });
+    assert_eq!(
+        read_windows(&server),
+        expected_windows(events),
+        "every window once"
+    );
+}
+
+/// One row in ten has a value ClickHouse cannot parse into its Int64
+/// column. Dead-letter policy: the other rows are inserted, once, and each
+/// refused row is in `eddy_dead_letters` with the table and the server's
+/// reply. Fail-job policy (the default): the job fails naming the table,
+/// the row and the reply.
+#[test]
+fn clickhouse_refused_rows_go_to_the_dead_letter_table_or_fail_the_job() {
+    use eddy::connectors::clickhouse::DEAD_LETTERS_TABLE;
+    use eddy::connectors::rejected::OnRejected;
+
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    struct Reading {
+        n: u64,
+        value: serde_json::Value,
+    }
+    let readings: Vec<Reading> = (0..1_000u64)
+        .map(|n| Reading {
+            n,
+            value: if n % 10 == 3 {
+                serde_json::json!("not a number")
+            } else {
+                serde_json::json!(n as i64 * 7)
+            },
+        })
+        .collect();
+    let server = Service::start("clickhouse.sh");
+    query(
+        &server,
+        "CREATE TABLE readings (n UInt64, value Int64, _eddy_batch String, _eddy_seq UInt64) \
+         ENGINE = ReplacingMergeTree ORDER BY (n, _eddy_batch, _eddy_seq)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::with_config(restarting_config(2, &dir.path().join("chk"))).unwrap();
+    env.from_collection(readings.clone())
+        .sink(
+            ClickHouseSink::new(server.addr.clone(), "readings")
+                .on_rejected(OnRejected::DeadLetter)
+                .exactly_once(),
+        )
+        .uid("sink");
+    let stats = env.execute("clickhouse-refused").unwrap();
+    assert_eq!(stats.restarts, 0, "refused rows do not fail the job");
+    let good = query(&server, "SELECT count(), sum(value) FROM readings FINAL");
+    let want: i64 = (0..1_000i64).filter(|n| n % 10 != 3).map(|n| n * 7).sum();
+    assert_eq!(good.trim(), format!("900\t{want}"), "every good row once");
+    let dead = query(
+        &server,
+        &format!("SELECT table, row, reason FROM {DEAD_LETTERS_TABLE} FINAL FORMAT TabSeparated"),
+    );
+    assert_eq!(
+        dead.lines().count(),
+        100,
+        "every refused row kept once: {dead}"
+    );
+    for line in dead.lines() {
+        assert!(
+            line.starts_with("readings\t") && line.contains("not a number"),
+            "{line}"
+        );
+        assert!(line.contains("Code: "), "the server's reply: {line}");
+    }
+
+    let env = Env::with_config(EnvConfig::default().with_parallelism(1)).unwrap();
+    env.from_collection(readings)
+        .sink(ClickHouseSink::new(server.addr.clone(), "readings").exactly_once())
+        .uid("sink");
+    let err = env
+        .execute("clickhouse-refused-fails")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("readings refused 100 row(s)")
+            && err.contains("not a number")
+            && err.contains("Code: "),
+        "{err}"
     );
 }

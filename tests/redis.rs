@@ -246,14 +246,6 @@ fn redis_a_commit_lost_after_its_checkpoint_completed_is_made_by_the_restore() {
 #[test]
 fn redis_an_outage_mid_run_leaves_the_results_exact() {
     let server = start_redis();
-    let pid = std::fs::read_to_string(server.dir().join("redis.pid")).unwrap();
-    let signal = |sig: &str| {
-        let status = std::process::Command::new("kill")
-            .args([sig, pid.trim()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {sig}");
-    };
     let dir = tempfile::tempdir().unwrap();
     let events = 150_000;
     let env = Env::with_config(restarting_config(2, &dir.path().join("chk"))).unwrap();
@@ -277,9 +269,7 @@ fn redis_an_outage_mid_run_leaves_the_results_exact() {
             {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            signal("-STOP");
-            std::thread::sleep(Duration::from_secs(10));
-            signal("-CONT");
+            server.freeze_for(Duration::from_secs(10));
         });
         env.execute("redis-outage").unwrap();
     });

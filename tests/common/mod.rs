@@ -71,6 +71,24 @@ impl Service {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Stops the server's process (SIGSTOP) for `outage`, then lets it go
+    /// on (SIGCONT): it holds its connections and answers nothing meanwhile.
+    pub fn freeze_for(&self, outage: Duration) {
+        let name = self.script.trim_end_matches(".sh");
+        let pid =
+            std::fs::read_to_string(self.dir().join(format!("{name}.pid"))).expect("pid file");
+        let signal = |sig: &str| {
+            let status = std::process::Command::new("kill")
+                .args([sig, pid.trim()])
+                .status()
+                .expect("kill runs");
+            assert!(status.success(), "kill {sig} {name}");
+        };
+        signal("-STOP");
+        std::thread::sleep(outage);
+        signal("-CONT");
+    }
 }
 
 impl Drop for Service {

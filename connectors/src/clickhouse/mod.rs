@@ -38,5 +38,5 @@ mod sink;
 
 pub use sink::{
     execute, ClickHouseBatch, ClickHouseSink, ClickHouseWriter, TransactionalClickHouseSink,
-    TransactionalClickHouseWriter,
+    TransactionalClickHouseWriter, DEAD_LETTERS_TABLE,
 };

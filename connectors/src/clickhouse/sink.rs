@@ -11,6 +11,7 @@ use eddy_engine::two_phase::{ExactlyOnce, TwoPhaseCommitSink, TwoPhaseCommitWrit
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConnectorError;
+use crate::rejected::OnRejected;
 use crate::run_id::writer_label;
 
 /// Where a ClickHouse sink writes.
@@ -22,7 +23,47 @@ struct Settings {
     name: Option<String>,
     /// Exactly-once: add the identity columns (`false` for upsert tables).
     identity: bool,
+    /// What a row the server refuses does.
+    on_rejected: OnRejected,
     agent: ureq::Agent,
+}
+
+/// Why an insert failed.
+enum InsertError {
+    /// The server refused the data (a row it cannot parse into the table).
+    Refused(String),
+    /// Anything else: the server, the network, the table.
+    Failed(ConnectorError),
+}
+
+/// ClickHouse's error codes for data it cannot take into a table (parse
+/// errors, type mismatches, values out of range, unknown fields).
+const DATA_ERRORS: [u32; 15] = [
+    6, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 131, 321, 349, 354,
+];
+
+/// Whether ClickHouse's reply (`Code: N, e.displayText() = …`) refuses the
+/// data rather than failing otherwise.
+fn refuses_data(reply: &str) -> bool {
+    reply
+        .split_once("Code: ")
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|code| code.parse::<u32>().ok())
+        .is_some_and(|code| DATA_ERRORS.contains(&code))
+}
+
+/// The table refused rows are kept in under [`OnRejected::DeadLetter`].
+pub const DEAD_LETTERS_TABLE: &str = "eddy_dead_letters";
+
+const CREATE_DEAD_LETTERS: &str = "CREATE TABLE IF NOT EXISTS eddy_dead_letters \
+     (table String, row String, reason String, _eddy_batch String, _eddy_seq UInt64) \
+     ENGINE = ReplacingMergeTree ORDER BY (_eddy_batch, _eddy_seq)";
+
+/// One row as refused: the row, its place in the batch, the reply.
+struct Refused<'a> {
+    row: &'a str,
+    seq: usize,
+    reason: String,
 }
 
 impl Settings {
@@ -33,33 +74,131 @@ impl Settings {
         }
     }
 
+    /// Inserts `rows` of the batch `label` (identity columns added when
+    /// the sink has them and the batch a label). Rows the server refuses go
+    /// where [`OnRejected`] says; finding them takes at most two requests
+    /// per row.
+    fn insert_rows(&self, label: Option<&str>, rows: &[String]) -> Result<(), ConnectorError> {
+        let mut refused = Vec::new();
+        self.insert_or_split(label, rows, 0, &mut refused)?;
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let first = &refused[0];
+        let row: String = first.row.chars().take(300).collect();
+        if self.on_rejected == OnRejected::FailJob {
+            return Err(self.error(format!(
+                "{} refused {} row(s), the first {row}: {}; fix the row or the table, or keep refused \
+                 rows in {DEAD_LETTERS_TABLE} with .on_rejected(OnRejected::DeadLetter)",
+                self.table,
+                refused.len(),
+                first.reason
+            )));
+        }
+        tracing::warn!(table = %self.table, refused = refused.len(), first = %row, reason = %first.reason,
+            "ClickHouse refused rows; they are in {DEAD_LETTERS_TABLE}");
+        self.keep_refused(label, &refused)
+    }
+
+    /// Inserts `rows` (the batch's from place `from` on), or, when the
+    /// server refuses some, each half on its own, down to single rows.
+    fn insert_or_split<'a>(
+        &self,
+        label: Option<&str>,
+        rows: &'a [String],
+        from: usize,
+        refused: &mut Vec<Refused<'a>>,
+    ) -> Result<(), ConnectorError> {
+        let body = match (label, self.identity) {
+            (Some(label), true) => with_identity(label, from, rows)?,
+            _ => rows.iter().flat_map(|r| [r.as_str(), "\n"]).collect(),
+        };
+        match self.insert(&body, rows.len()) {
+            Ok(()) => Ok(()),
+            Err(InsertError::Failed(e)) => Err(e),
+            Err(InsertError::Refused(reason)) if rows.len() == 1 => {
+                refused.push(Refused {
+                    row: &rows[0],
+                    seq: from,
+                    reason,
+                });
+                Ok(())
+            }
+            Err(InsertError::Refused(_)) => {
+                let half = rows.len() / 2;
+                self.insert_or_split(label, &rows[..half], from, refused)?;
+                self.insert_or_split(label, &rows[half..], from + half, refused)
+            }
+        }
+    }
+
+    /// Inserts the refused rows into [`DEAD_LETTERS_TABLE`] (created when
+    /// missing), with the identity of the batch they came in.
+    fn keep_refused(
+        &self,
+        label: Option<&str>,
+        refused: &[Refused<'_>],
+    ) -> Result<(), ConnectorError> {
+        execute(&self.url, CREATE_DEAD_LETTERS)?;
+        let batch = label.unwrap_or_default();
+        let mut body = String::new();
+        for r in refused {
+            let line = serde_json::json!({
+                "table": self.table,
+                "row": r.row,
+                "reason": r.reason,
+                "_eddy_batch": batch,
+                "_eddy_seq": r.seq,
+            });
+            body.push_str(&line.to_string());
+            body.push('\n');
+        }
+        let query = format!("INSERT INTO {DEAD_LETTERS_TABLE} FORMAT JSONEachRow");
+        self.post(&query, &body, refused.len())
+            .map_err(|e| match e {
+                InsertError::Refused(reason)
+                | InsertError::Failed(ConnectorError::ClickHouse { reason, .. }) => self.error(
+                    format!("keeping refused rows in {DEAD_LETTERS_TABLE} failed: {reason}"),
+                ),
+                InsertError::Failed(e) => e,
+            })
+    }
+
     /// Inserts `rows` (JSON objects, one per line) in one request, as one
     /// block: all or nothing unless the connection breaks mid-body.
-    fn insert(&self, rows: &str, count: usize) -> Result<(), ConnectorError> {
+    fn insert(&self, rows: &str, count: usize) -> Result<(), InsertError> {
         let query = format!("INSERT INTO {} FORMAT JSONEachRow", self.table);
+        self.post(&query, rows, count)
+    }
+
+    /// Posts `body` for `query`, as one block of `count` rows.
+    fn post(&self, query: &str, body: &str, count: usize) -> Result<(), InsertError> {
         let block = count.max(1_048_576).to_string();
         let mut response = self
             .agent
             .post(&self.url)
-            .query("query", &query)
+            .query("query", query)
             .query("max_insert_block_size", &block)
-            .send(rows)
+            .send(body)
             .map_err(|e| {
-                self.error(format!(
+                InsertError::Failed(self.error(format!(
                     "cannot reach the server within {:?}: {e}; check that it is up",
                     self.timeout
-                ))
+                )))
             })?;
         if response.status().is_success() {
             return Ok(());
         }
-        let body = response.body_mut().read_to_string().unwrap_or_default();
-        Err(self.error(format!(
-            "inserting into {} failed ({}): {}",
+        let reply = response.body_mut().read_to_string().unwrap_or_default();
+        let reply = reply.trim();
+        if refuses_data(reply) {
+            return Err(InsertError::Refused(reply.to_owned()));
+        }
+        Err(InsertError::Failed(self.error(format!(
+            "inserting into {} failed ({}): {reply}",
             self.table,
             response.status(),
-            body.trim()
-        )))
+        ))))
     }
 }
 
@@ -75,6 +214,7 @@ pub fn execute(url: &str, sql: &str) -> Result<String, ConnectorError> {
         timeout: Duration::from_secs(30),
         name: None,
         identity: true,
+        on_rejected: OnRejected::FailJob,
         agent: agent(Duration::from_secs(30)),
     };
     let mut response = settings.agent.post(url).send(sql).map_err(|e| {
@@ -125,6 +265,7 @@ impl<T: Data> ClickHouseSink<T> {
                 timeout,
                 name: None,
                 identity: true,
+                on_rejected: OnRejected::FailJob,
                 agent: agent(timeout),
             }),
             _type: std::marker::PhantomData,
@@ -159,6 +300,17 @@ impl<T: Data> ClickHouseSink<T> {
     /// module docs).
     pub fn upserts(self) -> Self {
         self.with(|s| s.identity = false)
+    }
+
+    /// What a row the server refuses (one it cannot parse into the table: a
+    /// value out of range, a string where a number goes) does: with
+    /// [`OnRejected::FailJob`] (the default) the job fails naming the table,
+    /// the row and the server's reply; with [`OnRejected::DeadLetter`] the
+    /// row goes, with the reply, to the table `eddy_dead_letters` (`table`,
+    /// `row`, `reason`, and the batch identity, so replays collapse; created
+    /// when missing) and the rest of the batch is inserted.
+    pub fn on_rejected(self, policy: OnRejected) -> Self {
+        self.with(|s| s.on_rejected = policy)
     }
 
     /// The exactly-once sink (see the module docs for the table it needs).
@@ -208,12 +360,11 @@ impl<T: Data> SinkWriter for ClickHouseWriter<T> {
     type In = T;
 
     fn write(&mut self, batch: &mut Vec<Record<T>>) -> Result<(), BoxError> {
-        let mut rows = String::new();
-        for record in batch.iter() {
-            rows.push_str(&json_row(&record.value)?);
-            rows.push('\n');
-        }
-        self.settings.insert(&rows, batch.len())?;
+        let rows = batch
+            .iter()
+            .map(|record| json_row(&record.value))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.settings.insert_rows(None, &rows)?;
         batch.clear();
         Ok(())
     }
@@ -232,24 +383,27 @@ pub struct ClickHouseBatch {
     pub rows: Vec<String>,
 }
 
-impl ClickHouseBatch {
-    /// The request body: each row with its identity columns added.
-    fn body(&self) -> Result<String, serde_json::Error> {
-        let batch = serde_json::to_string(&self.batch)?;
-        let mut body = String::new();
-        for (seq, row) in self.rows.iter().enumerate() {
-            let rest = &row[1..];
-            let comma = if rest.trim_start().starts_with('}') {
-                ""
-            } else {
-                ","
-            };
-            body.push_str(&format!(
-                "{{\"_eddy_batch\":{batch},\"_eddy_seq\":{seq}{comma}{rest}\n"
-            ));
-        }
-        Ok(body)
+/// The request body of `rows`, places `from..` of the batch `label`: each
+/// row with its identity columns added.
+fn with_identity(label: &str, from: usize, rows: &[String]) -> Result<String, ConnectorError> {
+    let batch = serde_json::to_string(label).map_err(|e| ConnectorError::ClickHouse {
+        url: String::new(),
+        reason: e.to_string(),
+    })?;
+    let mut body = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let rest = &row[1..];
+        let comma = if rest.trim_start().starts_with('}') {
+            ""
+        } else {
+            ","
+        };
+        let seq = from + i;
+        body.push_str(&format!(
+            "{{\"_eddy_batch\":{batch},\"_eddy_seq\":{seq}{comma}{rest}\n"
+        ));
     }
+    Ok(body)
 }
 
 /// The exactly-once ClickHouse sink; made by [`ClickHouseSink::exactly_once`].
@@ -272,12 +426,7 @@ impl<T: Data> TwoPhaseCommitSink for TransactionalClickHouseSink<T> {
     }
 
     fn commit(&self, batch: &ClickHouseBatch) -> Result<(), BoxError> {
-        let body = if self.settings.identity {
-            batch.body()?
-        } else {
-            batch.rows.iter().flat_map(|r| [r.as_str(), "\n"]).collect()
-        };
-        Ok(self.settings.insert(&body, batch.rows.len())?)
+        Ok(self.settings.insert_rows(Some(&batch.batch), &batch.rows)?)
     }
 }
 
@@ -317,15 +466,23 @@ mod tests {
 
     #[test]
     fn rows_get_their_identity_columns_first() -> Result<(), BoxError> {
-        let b = ClickHouseBatch {
-            batch: "s/0/ab/3".into(),
-            rows: vec![r#"{"a":1}"#.into(), "{}".into()],
-        };
+        let rows = vec![r#"{"a":1}"#.into(), "{}".into()];
         assert_eq!(
-            b.body()?,
+            with_identity("s/0/ab/3", 0, &rows)?,
             "{\"_eddy_batch\":\"s/0/ab/3\",\"_eddy_seq\":0,\"a\":1}\n{\"_eddy_batch\":\"s/0/ab/3\",\"_eddy_seq\":1}\n"
         );
         assert!(json_row(&5u32).is_err());
         Ok(())
+    }
+
+    #[test]
+    fn data_errors_are_told_from_other_failures_by_their_code() {
+        assert!(refuses_data(
+            "Code: 27, e.displayText() = DB::Exception: Cannot parse input: expected , before: x"
+        ));
+        assert!(!refuses_data(
+            "Code: 60, e.displayText() = DB::Exception: Table default.t doesn't exist."
+        ));
+        assert!(!refuses_data("connection reset"));
     }
 }
