@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    counted_windows, expected_windows, restarting_config, resuming_config, run_killed, Service,
+    counted_windows, expected_windows, restarting_config, resuming_config, run_killed,
+    windows_with_a_lost_commit, Service,
 };
 use eddy::connectors::clickhouse::ClickHouseSink;
 use eddy::connectors::datagen::SplitMix64;
@@ -304,5 +305,22 @@ fn clickhouse_refused_rows_go_to_the_dead_letter_table_or_fail_the_job() {
             && err.contains("not a number")
             && err.contains("Code: "),
         "{err}"
+    );
+}
+
+/// The first commit is lost after its checkpoint completed (seven failures
+/// in a row: all its retries): the job fails, and the restart inserts the
+/// restored checkpoint's rows; read with FINAL, every window once.
+#[test]
+fn clickhouse_a_commit_lost_after_its_checkpoint_completed_is_made_by_the_restore() {
+    let server = Service::start("clickhouse.sh");
+    query(&server, TABLE);
+    let events = 12_000;
+    let sink = ClickHouseSink::new(server.addr.clone(), "windows").transactional();
+    windows_with_a_lost_commit(sink, events, |windows| windows.map(to_row));
+    assert_eq!(
+        read_windows(&server),
+        expected_windows(events),
+        "every window once"
     );
 }

@@ -234,6 +234,30 @@ impl<S: TwoPhaseCommitSink> TwoPhaseCommitSink for FailingCommits<S> {
     }
 }
 
+/// [`counted_windows`] of `events` at parallelism 1, shaped by `rows`, into
+/// `sink` wrapped in [`FailingCommits`] whose first seven commits fail (all
+/// the retries of the first commit, as if the process died after the
+/// checkpoint completed): the job fails, and its restart must commit the
+/// restored checkpoint. Returns the job's statistics.
+pub fn windows_with_a_lost_commit<S: TwoPhaseCommitSink>(
+    sink: S,
+    events: u64,
+    rows: impl FnOnce(DataStream<(u64, TimeWindow, u64)>) -> DataStream<S::In>,
+) -> JobStats {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = Env::with_config(restarting_config(1, &dir.path().join("chk"))).expect("env");
+    let sink = FailingCommits {
+        sink,
+        failures: std::sync::atomic::AtomicU32::new(7),
+    };
+    rows(counted_windows(&env, events, Vec::new()))
+        .sink(ExactlyOnce::new(sink))
+        .uid("sink");
+    let stats = env.execute("lost-commit").expect("the job ends");
+    assert!(stats.restarts >= 1, "the failed commit failed the job");
+    stats
+}
+
 /// [`restarting_config`] with checkpoints in `dir/chk`, restoring the
 /// newest one of `job` there if there is one: how a killed job's next
 /// process resumes.
