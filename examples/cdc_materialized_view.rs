@@ -39,18 +39,19 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if cli.input.produce_if_asked(&cli.kafka, ORDERS, input)? {
-        return Ok(());
-    }
-    let env = Env::with_config(cli.env.to_config()?)?;
-    let servers = Servers {
-        kafka: cli.kafka,
-        redis: cli.redis,
-        clickhouse: cli.clickhouse,
+    let pipeline = kafka_input::Pipeline {
+        name: "cdc-materialized-view",
+        topic: ORDERS,
+        partitions: PARTITIONS,
+        generate: input,
+        build: |env: &Env, stop| {
+            let servers = Servers {
+                kafka: cli.kafka.clone(),
+                redis: cli.redis.clone(),
+                clickhouse: cli.clickhouse.clone(),
+            };
+            pipeline::build(env, &servers, stop)
+        },
     };
-    let stop = cli.input.stop(ORDERS, PARTITIONS, input);
-    pipeline::build(&env, &servers, stop)?;
-    let stats = env.execute("cdc-materialized-view")?;
-    println!("{stats}");
-    Ok(())
+    pipeline.run(&cli.kafka, &cli.input, &cli.env)
 }

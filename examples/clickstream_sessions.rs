@@ -36,17 +36,18 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if cli.input.produce_if_asked(&cli.kafka, PAGE_VIEWS, input)? {
-        return Ok(());
-    }
-    let env = Env::with_config(cli.env.to_config()?)?;
-    let servers = Servers {
-        kafka: cli.kafka,
-        clickhouse: cli.clickhouse,
+    let pipeline = kafka_input::Pipeline {
+        name: "clickstream-sessions",
+        topic: PAGE_VIEWS,
+        partitions: PARTITIONS,
+        generate: input,
+        build: |env: &Env, stop| {
+            let servers = Servers {
+                kafka: cli.kafka.clone(),
+                clickhouse: cli.clickhouse.clone(),
+            };
+            pipeline::build(env, &servers, stop)
+        },
     };
-    let stop = cli.input.stop(PAGE_VIEWS, PARTITIONS, input);
-    pipeline::build(&env, &servers, stop)?;
-    let stats = env.execute("clickstream-sessions")?;
-    println!("{stats}");
-    Ok(())
+    pipeline.run(&cli.kafka, &cli.input, &cli.env)
 }

@@ -37,17 +37,18 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if cli.input.produce_if_asked(&cli.kafka, PAYMENTS, input)? {
-        return Ok(());
-    }
-    let env = Env::with_config(cli.env.to_config()?)?;
-    let servers = Servers {
-        kafka: cli.kafka,
-        redis: cli.redis,
+    let pipeline = kafka_input::Pipeline {
+        name: "fraud-alerts",
+        topic: PAYMENTS,
+        partitions: PARTITIONS,
+        generate: input,
+        build: |env: &Env, stop| {
+            let servers = Servers {
+                kafka: cli.kafka.clone(),
+                redis: cli.redis.clone(),
+            };
+            pipeline::build(env, &servers, stop)
+        },
     };
-    let stop = cli.input.stop(PAYMENTS, PARTITIONS, input);
-    pipeline::build(&env, &servers, stop)?;
-    let stats = env.execute("fraud-alerts")?;
-    println!("{stats}");
-    Ok(())
+    pipeline.run(&cli.kafka, &cli.input, &cli.env)
 }

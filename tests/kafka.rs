@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, restarting_config, resuming_config, run_killed, Service};
+use common::{free_port, read_back, restarting_config, resuming_config, run_killed, Service};
 use eddy::connectors::datagen::SplitMix64;
 use eddy::connectors::file::TransactionalFileSink;
 use eddy::connectors::format::Format;
@@ -383,44 +383,6 @@ fn kafka_sink_writes_every_record_at_least_once_and_reads_back() {
     let mut back: Vec<Click> = read_back(&broker.addr, "out", |b: &[Click]| b.len() >= items.len());
     back.sort_by_key(|c| c.ts);
     assert_eq!(back, items, "every record once (no failure happened)");
-}
-
-/// Reads `topic` from its start until `enough` says so (or a minute has
-/// passed), then a little longer for late duplicates. Tansu's end offsets
-/// are not reliable, so a bounded read cannot be used.
-fn read_back<T: Data + Sync + serde::de::DeserializeOwned>(
-    addr: &str,
-    topic: &str,
-    enough: impl Fn(&[T]) -> bool + Sync,
-) -> Vec<T> {
-    let source = KafkaSource::<T>::builder(addr)
-        .topics([topic])
-        .discovery_interval(Duration::ZERO)
-        .build()
-        .unwrap();
-    let chk = tempfile::tempdir().unwrap();
-    let env = Env::with_config(EnvConfig::default().with_checkpoint_dir(chk.path())).unwrap();
-    let (sink, got) = CollectSink::new();
-    env.source(source).sink(sink);
-    let control = env.control();
-    let sp = tempfile::tempdir().unwrap();
-    let mut back: Vec<T> = std::thread::scope(|scope| {
-        let watcher = scope.spawn(|| {
-            let mut back: Vec<T> = Vec::new();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !enough(&back) && Instant::now() < deadline {
-                back.extend(got.values());
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            std::thread::sleep(Duration::from_millis(300));
-            control.stop_with_savepoint(sp.path()).expect("stopped");
-            back
-        });
-        env.execute("kafka-read-back").unwrap();
-        watcher.join().unwrap()
-    });
-    back.extend(got.values());
-    back
 }
 
 /// Runs the windowed job into `sink` (`kafka` or `kafka-exactly-once`)

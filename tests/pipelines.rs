@@ -28,12 +28,10 @@ mod fraud_alerts;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use common::{resuming_config, run_killed, Service};
 use eddy::connectors::clickhouse::execute;
 use eddy::connectors::datagen::generate_at;
-use eddy::connectors::kafka::KafkaSource;
 use eddy::prelude::*;
 use redis::Commands;
 
@@ -255,50 +253,19 @@ fn fraud_alerts_after_five_kills_redis_holds_every_profile_and_alert_count_exact
         );
     }
 
-    let mut back = read_alerts(&servers.kafka.addr, alerts.len());
+    let mut back: Vec<fraud::Alert> = common::read_back(
+        &servers.kafka.addr,
+        fraud_alerts::ALERTS,
+        |back: &[fraud::Alert]| {
+            let mut distinct = back.to_vec();
+            distinct.sort();
+            distinct.dedup();
+            distinct.len() >= alerts.len()
+        },
+    );
     back.sort();
     back.dedup();
     assert_eq!(back, alerts, "every alert reached the alerts topic");
-}
-
-/// The alerts topic, read until `want` distinct alerts are there (or a
-/// minute has passed).
-fn read_alerts(addr: &str, want: usize) -> Vec<fraud::Alert> {
-    let source = KafkaSource::<fraud::Alert>::builder(addr)
-        .topics([fraud_alerts::ALERTS])
-        .discovery_interval(Duration::ZERO)
-        .build()
-        .unwrap();
-    let chk = tempfile::tempdir().unwrap();
-    let env = Env::with_config(EnvConfig::default().with_checkpoint_dir(chk.path())).unwrap();
-    let (sink, got) = CollectSink::new();
-    env.source(source).sink(sink);
-    let control = env.control();
-    let savepoint = tempfile::tempdir().unwrap();
-    let mut back = std::thread::scope(|scope| {
-        let watcher = scope.spawn(|| {
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            let mut back: Vec<fraud::Alert> = Vec::new();
-            loop {
-                back.extend(got.values());
-                let mut distinct = back.clone();
-                distinct.sort();
-                distinct.dedup();
-                if distinct.len() >= want || std::time::Instant::now() > deadline {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            control
-                .stop_with_savepoint(savepoint.path())
-                .expect("stopped");
-            back
-        });
-        env.execute("read-alerts").unwrap();
-        watcher.join().unwrap()
-    });
-    back.extend(got.values());
-    back
 }
 
 // -------------------------------------------------------- clickstream_sessions

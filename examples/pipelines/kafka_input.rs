@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use eddy::connectors::error::ConnectorError;
 use eddy::connectors::kafka::StoppingOffsets;
+use eddy::prelude::*;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
@@ -26,32 +28,41 @@ pub struct InputArgs {
     pub events: Option<u64>,
 }
 
-impl InputArgs {
-    /// With `--produce`: produces the input of `generate` to `topic` and
-    /// returns true (the program is done).
-    pub fn produce_if_asked<I: Iterator<Item = Message>>(
-        &self,
-        kafka: &str,
-        topic: &str,
-        generate: impl Fn(u64) -> I,
-    ) -> anyhow::Result<bool> {
-        let Some(n) = self.produce else {
-            return Ok(false);
-        };
-        let sent = produce(kafka, topic, generate(n), self.rate)?;
-        println!("produced {sent} messages to {topic}");
-        Ok(true)
-    }
+/// A pipeline as its example runs it.
+pub struct Pipeline<I, B> {
+    /// The job's name.
+    pub name: &'static str,
+    /// The input topic.
+    pub topic: &'static str,
+    /// Its partitions.
+    pub partitions: i32,
+    /// The first N generated input messages.
+    pub generate: fn(u64) -> I,
+    /// Adds the job to an `Env`, bounded by the stopping offsets if any.
+    pub build: B,
+}
 
-    /// With `--events`: where the job stops.
-    pub fn stop<I: Iterator<Item = Message>>(
-        &self,
-        topic: &str,
-        partitions: i32,
-        generate: impl Fn(u64) -> I,
-    ) -> Option<StoppingOffsets> {
-        self.events
-            .map(|n| stopping_offsets(topic, partitions, generate(n)))
+impl<I, B> Pipeline<I, B>
+where
+    I: Iterator<Item = Message>,
+    B: FnOnce(&Env, Option<StoppingOffsets>) -> Result<(), ConnectorError>,
+{
+    /// With `--produce`, the generator: produces the input to `kafka`.
+    /// Otherwise the job (flags `env`), bounded with `--events`; prints
+    /// its statistics.
+    pub fn run(self, kafka: &str, input: &InputArgs, env: &EnvArgs) -> anyhow::Result<()> {
+        if let Some(n) = input.produce {
+            let sent = produce(kafka, self.topic, (self.generate)(n), input.rate)?;
+            println!("produced {sent} messages to {}", self.topic);
+            return Ok(());
+        }
+        let job = Env::with_config(env.to_config()?)?;
+        let stop = input
+            .events
+            .map(|n| stopping_offsets(self.topic, self.partitions, (self.generate)(n)));
+        (self.build)(&job, stop)?;
+        println!("{}", job.execute(self.name)?);
+        Ok(())
     }
 }
 

@@ -269,3 +269,41 @@ pub fn resuming_config(parallelism: usize, dir: &Path, job: &str) -> EnvConfig {
         None => config,
     }
 }
+
+/// Reads `topic` from its start until `enough` says so (or a minute has
+/// passed), then a little longer for late duplicates. Tansu's end offsets
+/// are not reliable, so a bounded read cannot be used.
+pub fn read_back<T: Data + Sync + serde::de::DeserializeOwned>(
+    addr: &str,
+    topic: &str,
+    enough: impl Fn(&[T]) -> bool + Sync,
+) -> Vec<T> {
+    let source = eddy::connectors::kafka::KafkaSource::<T>::builder(addr)
+        .topics([topic])
+        .discovery_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    let chk = tempfile::tempdir().unwrap();
+    let env = Env::with_config(EnvConfig::default().with_checkpoint_dir(chk.path())).unwrap();
+    let (sink, got) = CollectSink::new();
+    env.source(source).sink(sink);
+    let control = env.control();
+    let sp = tempfile::tempdir().unwrap();
+    let mut back: Vec<T> = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut back: Vec<T> = Vec::new();
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !enough(&back) && std::time::Instant::now() < deadline {
+                back.extend(got.values());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            control.stop_with_savepoint(sp.path()).expect("stopped");
+            back
+        });
+        env.execute("kafka-read-back").unwrap();
+        watcher.join().unwrap()
+    });
+    back.extend(got.values());
+    back
+}
