@@ -156,7 +156,7 @@ fn clickhouse_child_job_resuming_from_its_latest_checkpoint() {
     };
     let dir = std::path::PathBuf::from(dir);
     let url = std::env::var("EDDY_CLICKHOUSE_URL").unwrap();
-    let env = Env::with_config(resuming_config(2, &dir, "clickhouse-killed")).unwrap();
+    let env = Env::with_config(resuming_config(2, &dir)).unwrap();
     counted_windows(&env, KILLED_EVENTS, Vec::new())
         .map(to_row)
         .uid("rows")

@@ -247,7 +247,7 @@ fn child_job_resuming_from_its_latest_checkpoint() {
         out: dir.join("out"),
         format: child_format(),
     };
-    let config = resuming_config(parallelism, &dir, "killed").with_state_backend(backend);
+    let config = resuming_config(parallelism, &dir).with_state_backend(backend);
     let env = Env::with_config(config).unwrap();
     job.build(&env);
     env.execute("killed").unwrap();
@@ -304,6 +304,12 @@ fn a_killed_process_resumes_from_its_checkpoint_exactly() {
         assert!(
             kills > 0,
             "p={parallelism}: the job was killed at least once"
+        );
+        let left = TransactionalFileSink::<WindowCount>::in_progress_files(dir.path().join("out"))
+            .unwrap();
+        assert!(
+            left.is_empty(),
+            "p={parallelism}: the restores deleted what killed writers left: {left:?}"
         );
         let files =
             TransactionalFileSink::<WindowCount>::committed_files(dir.path().join("out")).unwrap();

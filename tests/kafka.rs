@@ -487,7 +487,7 @@ fn kafka_child_job_resuming_from_its_latest_checkpoint() {
     };
     let dir = PathBuf::from(dir);
     let addr = std::env::var("EDDY_KAFKA_ADDR").unwrap();
-    let env = Env::with_config(resuming_config(2, &dir, "kafka-killed")).unwrap();
+    let env = Env::with_config(resuming_config(2, &dir)).unwrap();
     let results = windowed(
         &env,
         &addr,

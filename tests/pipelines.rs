@@ -111,7 +111,7 @@ fn pipeline_child_job_resuming_from_its_latest_checkpoint() {
     let var = |name: &str| std::env::var(name).unwrap();
     let dir = PathBuf::from(var("EDDY_PIPELINE_DIR"));
     let events: u64 = var("EDDY_PIPELINE_EVENTS").parse().unwrap();
-    let env = Env::with_config(resuming_config(2, &dir, &pipeline)).unwrap();
+    let env = Env::with_config(resuming_config(2, &dir)).unwrap();
     match pipeline.as_str() {
         "fraud-alerts" => {
             let servers = fraud_alerts::Servers {

@@ -173,7 +173,7 @@ fn redis_child_job_resuming_from_its_latest_checkpoint() {
     };
     let dir = std::path::PathBuf::from(dir);
     let url = std::env::var("EDDY_REDIS_URL").unwrap();
-    let env = Env::with_config(resuming_config(2, &dir, "redis-killed")).unwrap();
+    let env = Env::with_config(resuming_config(2, &dir)).unwrap();
     counted_windows(&env, KILLED_EVENTS, Vec::new())
         .sink(RedisSink::new(url, commands).exactly_once())
         .uid("sink");

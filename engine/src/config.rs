@@ -140,6 +140,13 @@ impl EnvConfig {
         self
     }
 
+    /// Starts from the job's newest complete checkpoint in the checkpoint
+    /// directory if there is one, from scratch otherwise (`run --resume`).
+    pub fn with_resume(mut self) -> Self {
+        self.checkpoints.resume = true;
+        self
+    }
+
     /// Chooses where keyed state lives.
     pub fn with_state_backend(mut self, backend: StateBackendKind) -> Self {
         self.state_backend = backend;
@@ -286,6 +293,11 @@ pub enum JobCommand {
         /// (its newest complete checkpoint).
         #[arg(long, value_name = "DIR")]
         restore: Option<PathBuf>,
+        /// Start from the job's newest complete checkpoint in
+        /// --checkpoint-dir if there is one, from scratch otherwise (for a
+        /// supervisor that restarts a crashed process).
+        #[arg(long, conflicts_with = "restore")]
+        resume: bool,
         /// Restore even when the savepoint holds state of operators (uids)
         /// the job no longer has; that state is dropped.
         #[arg(long)]
@@ -312,17 +324,19 @@ impl EnvArgs {
     pub fn to_config(&self) -> Result<EnvConfig, EngineError> {
         let d = EnvConfig::default();
         let c = d.checkpoints.clone();
-        let (restore, allow_non_restored_state, control) = match self.action.clone() {
-            None => (None, false, None),
+        let (restore, resume, allow_non_restored_state, control) = match self.action.clone() {
+            None => (None, false, false, None),
             Some(JobCommand::Run {
                 restore,
+                resume,
                 allow_non_restored_state,
-            }) => (restore, allow_non_restored_state, None),
+            }) => (restore, resume, allow_non_restored_state, None),
             Some(JobCommand::Savepoint { dir }) => {
-                (None, false, Some(ControlAction::Savepoint(dir)))
+                (None, false, false, Some(ControlAction::Savepoint(dir)))
             }
             Some(JobCommand::Stop { savepoint }) => (
                 None,
+                false,
                 false,
                 Some(ControlAction::StopWithSavepoint(savepoint)),
             ),
@@ -336,6 +350,7 @@ impl EnvArgs {
             retained: self.retained_checkpoints.unwrap_or(c.retained),
             restart: self.restart_strategy.clone(),
             restore,
+            resume,
             allow_non_restored_state,
         };
         let config = EnvConfig {

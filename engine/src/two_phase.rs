@@ -54,6 +54,24 @@ pub trait TwoPhaseCommitSink: Send + Sync + 'static {
     /// A commit failure; it is retried, then fails the job (which restarts
     /// and commits again).
     fn commit(&self, committable: &Self::Committable) -> Result<(), BoxError>;
+
+    /// Called on each subtask of a restored job, after its own restored
+    /// committables were committed and before its writer is created, with
+    /// every committable the restored checkpoint holds (of all subtasks).
+    /// A sink whose killed writers may have left transactions behind that
+    /// no checkpoint refers to (they can never commit) deletes them here —
+    /// only those this subtask is responsible for, since the other
+    /// subtasks run at the same time. Does nothing by default.
+    ///
+    /// # Errors
+    /// A failure to clean up; it fails the job.
+    fn clean_up_after_restore(
+        &self,
+        _ctx: &RuntimeContext,
+        _restored: &[&Self::Committable],
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
 }
 
 /// Writes the records of one subtask into the current transaction.
@@ -184,6 +202,16 @@ impl<S: TwoPhaseCommitSink> Sink for ExactlyOnce<S> {
         let metrics = Arc::new(CommitMetrics::default());
         for p in restored_pending::<S::Committable>(ctx)? {
             commit_with_retries(&*self.sink, &p.committable, &metrics)?;
+        }
+        if let Some(restored) = ctx.restored_state() {
+            let all = restored.list::<Pending<S::Committable>>(PENDING)?;
+            let legacy = restored.list::<S::Committable>("committables")?;
+            let every: Vec<&S::Committable> = all
+                .iter()
+                .map(|p| &p.committable)
+                .chain(legacy.iter())
+                .collect();
+            self.sink.clean_up_after_restore(ctx, &every)?;
         }
         let (work_tx, work_rx) = crossbeam_channel::unbounded();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    all_committed, memory_sink, Committed, CountingSource, MemoryTxnSink, ScriptedSource,
+    all_committed, memory_sink, wait_until, Committed, CountingSource, MemoryTxnSink,
+    ScriptedSource,
 };
 use crossbeam_channel::Receiver;
 use eddy_engine::checkpoint::RestartStrategy;
@@ -54,8 +55,7 @@ fn spawn_job(
         let _ = done_tx.send(env.execute("savepoints").map_err(|e| e.to_string()));
     });
     let control = control_rx.recv().unwrap();
-    // `execute` sets the job running right after the handle is sent.
-    std::thread::sleep(Duration::from_millis(100));
+    wait_until("the job to run", || control.is_running());
     (control, done_rx)
 }
 
@@ -134,6 +134,8 @@ fn stop_with_savepoint_while_a_source_finishes_ends_the_job() {
     let dir = tempfile::tempdir().unwrap();
     let finish_now = Arc::new(AtomicBool::new(false));
     let finish = Arc::clone(&finish_now);
+    let in_poll = Arc::new(AtomicBool::new(false));
+    let polling = Arc::clone(&in_poll);
     let committed: Committed<u64> = Default::default();
     let sink_side = Arc::clone(&committed);
     let (control, done) = spawn_job(
@@ -142,6 +144,7 @@ fn stop_with_savepoint_while_a_source_finishes_ends_the_job() {
                 .source(ScriptedSource::new(1, move |_, _| {
                     if finish.load(Ordering::SeqCst) {
                         // The trigger arrives while this poll runs.
+                        polling.store(true, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_millis(300));
                         return Ok(ReadStatus::Finished);
                     }
@@ -156,7 +159,7 @@ fn stop_with_savepoint_while_a_source_finishes_ends_the_job() {
         config(dir.path()),
     );
     finish_now.store(true, Ordering::SeqCst);
-    std::thread::sleep(Duration::from_millis(50));
+    wait_until("the finishing poll", || in_poll.load(Ordering::SeqCst));
     let savepoint = control.stop_with_savepoint(dir.path().join("sp")).unwrap();
     let stats = finished(&done);
     assert_eq!(stats.stopped_with_savepoint, Some(savepoint));
@@ -313,19 +316,19 @@ fn finished_parts_commit_with_the_next_checkpoint_and_savepoints_still_work() {
             .uid("long-sink");
     };
     let (control, done) = spawn_job(build.clone(), config.clone());
-    std::thread::sleep(Duration::from_millis(400));
-    assert_eq!(
-        all_committed(&short_out),
-        vec![1, 2, 3],
-        "committed while the job runs"
-    );
+    wait_until("the finished part's records to commit", || {
+        all_committed(&short_out) == vec![1, 2, 3]
+    });
     let first = control.stop_with_savepoint(dir.path().join("sp1")).unwrap();
     finished(&done);
 
     // At parallelism 2 the collection source's second subtask has nothing
     // to read and finishes at once.
     let (control, done) = spawn_job(build, config.with_parallelism(2).with_restore(&first));
-    std::thread::sleep(Duration::from_millis(200));
+    let before = all_committed(&long_out).len();
+    wait_until("a checkpoint after the restore to commit", || {
+        all_committed(&long_out).len() > before
+    });
     control.stop_with_savepoint(dir.path().join("sp2")).unwrap();
     finished(&done);
     assert_eq!(
@@ -366,7 +369,7 @@ fn a_stateless_operator_may_leave_the_job() {
         .uid("sink");
     let control = env.control();
     let stopper = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
+        wait_until("the restored job to run", || control.is_running());
         control.stop_with_savepoint(dir.path().join("sp2"))
     });
     env.execute("restored").unwrap();

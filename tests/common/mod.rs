@@ -258,16 +258,11 @@ pub fn windows_with_a_lost_commit<S: TwoPhaseCommitSink>(
     stats
 }
 
-/// [`restarting_config`] with checkpoints in `dir/chk`, restoring the
-/// newest one of `job` there if there is one: how a killed job's next
-/// process resumes.
-pub fn resuming_config(parallelism: usize, dir: &Path, job: &str) -> EnvConfig {
-    let checkpoints = dir.join("chk");
-    let config = restarting_config(parallelism, &checkpoints);
-    match eddy::engine::checkpoint::latest_checkpoint(&checkpoints, job) {
-        Some(latest) => config.with_restore(latest),
-        None => config,
-    }
+/// [`restarting_config`] with checkpoints in `dir/chk`, resuming from the
+/// job's newest checkpoint there if there is one (`run --resume`): how a
+/// killed job's next process resumes.
+pub fn resuming_config(parallelism: usize, dir: &Path) -> EnvConfig {
+    restarting_config(parallelism, &dir.join("chk")).with_resume()
 }
 
 /// Reads `topic` from its start until `enough` says so (or a minute has

@@ -36,9 +36,9 @@
 //! ([`TransactionalFileSink::read_committed`] does): hidden files are
 //! transactions not (yet) committed. A failed subtask deletes its open
 //! in-progress file; a prepared file whose checkpoint never completed stays
-//! hidden. Such leftovers ([`TransactionalFileSink::in_progress_files`]) may
-//! be deleted once no job runs or will restore from a checkpoint into this
-//! directory.
+//! hidden. A restored job deletes such leftovers of its killed writers —
+//! the in-progress files no restored checkpoint refers to, which can never
+//! commit ([`TransactionalFileSink::in_progress_files`] lists them).
 
 use std::fmt;
 use std::fs::{self, File};
@@ -304,6 +304,46 @@ impl<T: Data> TwoPhaseCommitSink for TransactionalFileSink<T> {
 
     fn commit(&self, committable: &FileCommittable) -> Result<(), BoxError> {
         Ok(commit(committable)?)
+    }
+
+    /// Deletes the in-progress files that no restored checkpoint refers to
+    /// (open transactions of killed writers, prepared ones whose checkpoint
+    /// never completed): they can never commit. Each subtask deletes those
+    /// of the old subtasks numbered like it modulo the parallelism; the
+    /// files of this run's writers are not there yet (a writer creates its
+    /// file at its first record).
+    fn clean_up_after_restore(
+        &self,
+        ctx: &RuntimeContext,
+        restored: &[&FileCommittable],
+    ) -> Result<(), BoxError> {
+        if !self.dir.exists() {
+            return Ok(());
+        }
+        let referenced: std::collections::HashSet<&std::ffi::OsStr> = restored
+            .iter()
+            .filter_map(|c| c.pending.file_name())
+            .collect();
+        let mut removed = 0;
+        for path in Self::in_progress_files(&self.dir)? {
+            let Some(name) = path.file_name() else {
+                continue;
+            };
+            let subtask = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(IN_PROGRESS_PREFIX))
+                .and_then(|n| n.split('-').next())
+                .and_then(|n| n.parse::<usize>().ok());
+            let mine = subtask.is_some_and(|s| s % ctx.parallelism() == ctx.subtask());
+            if mine && !referenced.contains(name) {
+                fs::remove_file(&path).map_err(|e| ConnectorError::io("delete", &path, e))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(dir = %self.dir.display(), removed, "deleted in-progress files no checkpoint refers to");
+        }
+        Ok(())
     }
 }
 
@@ -668,6 +708,33 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(msg.contains(&missing.display().to_string()), "{msg}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_restore_deletes_the_leftovers_of_its_subtasks_no_checkpoint_refers_to() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let sink = TransactionalFileSink::<u64>::json_lines(tmp.path());
+        let hidden = |subtask: usize, token: &str| {
+            tmp.path().join(format!(
+                ".part-{subtask:05}-{token}-000000.jsonl.inprogress"
+            ))
+        };
+        for subtask in 0..4 {
+            fs::write(hidden(subtask, "old"), "1\n")?;
+        }
+        fs::write(hidden(2, "prepared"), "2\n")?;
+        let prepared = FileCommittable {
+            pending: hidden(2, "prepared"),
+            final_name: "part-x.jsonl".into(),
+        };
+        // Subtask 0 of 2: the old subtasks 0 and 2 are its own.
+        sink.clean_up_after_restore(&ctx(0), &[&prepared])?;
+        let mut left = TransactionalFileSink::<u64>::in_progress_files(tmp.path())?;
+        left.sort();
+        let mut want = vec![hidden(1, "old"), hidden(2, "prepared"), hidden(3, "old")];
+        want.sort();
+        assert_eq!(left, want);
         Ok(())
     }
 }

@@ -75,6 +75,10 @@ pub struct CheckpointConfig {
     pub restart: Option<RestartStrategy>,
     /// Start from this savepoint or checkpoint.
     pub restore: Option<PathBuf>,
+    /// Without `restore`: start from this job's newest complete checkpoint
+    /// in `dir` if there is one, from scratch otherwise (what a supervisor
+    /// restarting a crashed process needs).
+    pub resume: bool,
     /// Allow a restore whose snapshot holds state of uids the job lacks.
     pub allow_non_restored_state: bool,
 }
@@ -90,6 +94,7 @@ impl Default for CheckpointConfig {
             retained: 1,
             restart: None,
             restore: None,
+            resume: false,
             allow_non_restored_state: false,
         }
     }

@@ -53,6 +53,12 @@ pub struct JobControl {
 }
 
 impl JobControl {
+    /// Whether the job is running (between the start and the end of its
+    /// `execute`).
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
     /// Takes a savepoint into `dir` and waits until it is complete; the job
     /// keeps running.
     ///
@@ -256,6 +262,19 @@ impl Env {
             return self.send_control(job_name, action);
         }
         let job = self.job_graph()?;
+        let mut checkpoints = c.checkpoints.clone();
+        if checkpoints.resume && checkpoints.restore.is_none() {
+            checkpoints.restore = crate::checkpoint::latest_checkpoint(&checkpoints.dir, job_name);
+            match &checkpoints.restore {
+                Some(latest) => {
+                    tracing::info!(job = job_name, from = %latest.display(), "resuming")
+                }
+                None => tracing::info!(
+                    job = job_name,
+                    "no checkpoint to resume from: starting from scratch"
+                ),
+            }
+        }
         let run = executor::RunSettings {
             settings: TaskSettings {
                 batch_size: c.batch_size,
@@ -265,7 +284,7 @@ impl Env {
             },
             channel_capacity: c.channel_capacity,
             clock: Arc::clone(&self.inner.clock.borrow()),
-            checkpoints: c.checkpoints.clone(),
+            checkpoints,
             requests: self.inner.requests.1.clone(),
             state_backend: c.state_backend,
             state_dir: c.state_dir.clone(),

@@ -289,3 +289,16 @@ impl<T: Data> TwoPhaseCommitWriter for MemoryTxnWriter<T> {
         Ok(Some((id, std::mem::take(&mut self.open))))
     }
 }
+
+/// Waits until `done` holds (checked every millisecond), at most a minute;
+/// fails the test naming `what` after that.
+pub fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited a minute for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
