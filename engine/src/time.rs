@@ -22,6 +22,9 @@ pub type TimestampAssigner<T> = Arc<dyn Fn(&T) -> Timestamp + Send + Sync>;
 /// How event time is assigned and how watermarks are generated.
 pub struct WatermarkStrategy<T> {
     out_of_orderness: Option<Duration>,
+    /// How far below `max − out_of_orderness` the watermark is: 1 ms
+    /// (Flink's DataStream rule) or 0 (Flink SQL's `ts - INTERVAL`).
+    below_ms: i64,
     timestamp: Option<TimestampAssigner<T>>,
     idleness: Option<Duration>,
     emission: WatermarkEmission,
@@ -41,6 +44,7 @@ impl<T> Clone for WatermarkStrategy<T> {
     fn clone(&self) -> Self {
         WatermarkStrategy {
             out_of_orderness: self.out_of_orderness,
+            below_ms: self.below_ms,
             timestamp: self.timestamp.clone(),
             idleness: self.idleness,
             emission: self.emission,
@@ -52,6 +56,7 @@ impl<T> fmt::Debug for WatermarkStrategy<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WatermarkStrategy")
             .field("out_of_orderness", &self.out_of_orderness)
+            .field("below_ms", &self.below_ms)
             .field("has_timestamp_assigner", &self.timestamp.is_some())
             .field("idleness", &self.idleness)
             .field("emission", &self.emission)
@@ -60,14 +65,27 @@ impl<T> fmt::Debug for WatermarkStrategy<T> {
 }
 
 impl<T> WatermarkStrategy<T> {
-    /// Watermark = highest timestamp seen − `max_delay` − 1 ms: a record up
-    /// to `max_delay` behind the newest one is not late.
+    /// Watermark = highest timestamp seen − `max_delay` − 1 ms (Flink's
+    /// `forBoundedOutOfOrderness`): a record up to `max_delay` behind the
+    /// newest one is not late.
     pub fn bounded_out_of_orderness(max_delay: Duration) -> Self {
         WatermarkStrategy {
             out_of_orderness: Some(max_delay),
+            below_ms: 1,
             timestamp: None,
             idleness: None,
             emission: WatermarkEmission::Periodic(None),
+        }
+    }
+
+    /// Watermark = highest timestamp seen − `delay`, as Flink SQL's
+    /// `WATERMARK FOR ts AS ts - INTERVAL '…'`: a record exactly `delay`
+    /// behind the newest one is at the watermark, so late (for jobs ported
+    /// from SQL that must drop the same records).
+    pub fn max_minus(delay: Duration) -> Self {
+        WatermarkStrategy {
+            below_ms: 0,
+            ..Self::bounded_out_of_orderness(delay)
         }
     }
 
@@ -80,6 +98,7 @@ impl<T> WatermarkStrategy<T> {
     pub fn no_watermarks() -> Self {
         WatermarkStrategy {
             out_of_orderness: None,
+            below_ms: 1,
             timestamp: None,
             idleness: None,
             emission: WatermarkEmission::Periodic(None),
@@ -247,7 +266,7 @@ impl<T> SplitWatermarks<T> {
         }
         if let (Some(delay), Some(max_ts)) = (self.strategy.out_of_orderness, min_max_ts) {
             if max_ts > Timestamp::MIN {
-                let wm = (max_ts - delay).add_millis(-1);
+                let wm = (max_ts - delay).add_millis(-self.strategy.below_ms);
                 if wm > self.emitted {
                     self.emitted = wm;
                     update.watermark = Some(wm);
@@ -455,6 +474,17 @@ mod tests {
         w.on_record(0, &900, Timestamp::MIN);
         assert_eq!(w.check(Timestamp(0)).watermark, Some(Timestamp(899)));
         assert_eq!(w.check(Timestamp(0)).watermark, None, "no repeat");
+
+        let sql = WatermarkStrategy::<i64>::max_minus(Duration::from_millis(100))
+            .with_timestamp(|v| Timestamp(*v));
+        let mut w = SplitWatermarks::new(sql);
+        w.add_split(Timestamp(0));
+        w.on_record(0, &1_000, Timestamp::MIN);
+        assert_eq!(
+            w.check(Timestamp(0)).watermark,
+            Some(Timestamp(900)),
+            "SQL: max - d"
+        );
     }
 
     #[test]

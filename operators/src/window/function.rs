@@ -56,6 +56,11 @@ where
     ) -> UserResult {
         self(key, &ctx.window, input, out)
     }
+
+    /// A closure sees no window state.
+    fn keeps_window_state(&self) -> bool {
+        false
+    }
 }
 
 /// What a process window function sees besides the contents.

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use eddy_engine::dsl::{DataStream, KeyedStream};
 use eddy_engine::element::{Data, Key};
-use eddy_engine::operator::OutputTag;
+use eddy_engine::error::UserResult;
+use eddy_engine::operator::{Collector, OutputTag};
 use eddy_engine::process::TimeDomain;
 use eddy_engine::state::AggregateFunction;
 
@@ -148,6 +149,48 @@ impl<K: Key, T: Data + Sync> WindowedStream<K, T> {
         F: ProcessWindowFunction<K, Vec<T>, O> + Clone + Sync,
     {
         self.build("Window(process)", CollectAll::<T>::default(), f)
+    }
+
+    /// Calls the closure `f(key, window, records, out)` with all records of
+    /// each window when it fires (Flink's `apply` with a `WindowFunction`).
+    /// Unlike [`process`](Self::process), the closure needs no type
+    /// annotations: its parameter types come from the stream.
+    ///
+    /// ```
+    /// use eddy_engine::config::EnvConfig;
+    /// use eddy_engine::dsl::Env;
+    /// use eddy_engine::element::Timestamp;
+    /// use eddy_engine::sink::CollectSink;
+    /// use eddy_engine::time::WatermarkStrategy;
+    /// use eddy_operators::window::{TumblingEventTime, WindowExt};
+    /// use std::time::Duration;
+    ///
+    /// let env = Env::with_config(EnvConfig::default()).unwrap();
+    /// let (sink, out) = CollectSink::new();
+    /// env.from_collection(vec![('a', 1_000i64), ('a', 4_000), ('b', 2_000)])
+    ///     .assign_timestamps(WatermarkStrategy::monotonous().with_timestamp(|r: &(char, i64)| Timestamp(r.1)))
+    ///     .key_by(|r| r.0)
+    ///     .window(TumblingEventTime::of(Duration::from_secs(10)))
+    ///     .apply(|key, window, records, out| {
+    ///         out.emit(format!("{key} {} {}", window.start.millis(), records.len()));
+    ///         Ok(())
+    ///     })
+    ///     .sink(sink);
+    /// env.execute("apply").unwrap();
+    /// let mut lines = out.values();
+    /// lines.sort();
+    /// assert_eq!(lines, ["a 0 2", "b 0 1"]);
+    /// ```
+    pub fn apply<O, F>(&self, f: F) -> DataStream<O>
+    where
+        O: Data,
+        F: FnMut(&K, &TimeWindow, Vec<T>, &mut Collector<'_, O>) -> UserResult
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.build("Window(apply)", CollectAll::<T>::default(), f)
     }
 
     /// Aggregates incrementally, then calls `f` with the result (and the
