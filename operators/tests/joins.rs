@@ -156,3 +156,28 @@ fn an_empty_join_interval_is_an_error_before_running() {
         "{err}"
     );
 }
+
+/// `within(before, after)` takes `Duration`s: `a.ts - before <= b.ts <=
+/// a.ts + after`, both ends inclusive.
+#[test]
+fn an_interval_join_within_durations_keeps_both_ends() {
+    let env = Env::with_config(EnvConfig::default().with_parallelism(2)).unwrap();
+    let (sink, out) = CollectSink::new();
+    let stamped = |v: &(u64, i64)| Timestamp(v.1);
+    let a = env
+        .from_collection(vec![(1u64, 10_000i64)])
+        .assign_timestamps(WatermarkStrategy::monotonous().with_timestamp(stamped))
+        .key_by(|v| v.0);
+    let b = env
+        .from_collection(vec![(1u64, 7_999i64), (1, 8_000), (1, 13_000), (1, 13_001)])
+        .assign_timestamps(WatermarkStrategy::monotonous().with_timestamp(stamped))
+        .key_by(|v| v.0);
+    a.interval_join(&b)
+        .within(Duration::from_secs(2), Duration::from_secs(3))
+        .process(|_, b| b.1)
+        .sink(sink);
+    env.execute("within").unwrap();
+    let mut got = out.values();
+    got.sort();
+    assert_eq!(got, vec![8_000, 13_000]);
+}

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use eddy_engine::context::RuntimeContext;
 use eddy_engine::dsl::{DataStream, KeyedStream};
@@ -55,7 +56,16 @@ pub struct IntervalJoin<K, A, B> {
 }
 
 impl<K: Key, A: Data + Sync, B: Data + Sync> IntervalJoin<K, A, B> {
-    /// `a.ts + lower_ms <= b.ts <= a.ts + upper_ms` (either may be negative).
+    /// `a.ts - before <= b.ts <= a.ts + after`: the common case of
+    /// [`between`](Self::between), in `Duration`s as windows take them.
+    pub fn within(self, before: Duration, after: Duration) -> Self {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        self.between(-ms(before), ms(after))
+    }
+
+    /// `a.ts + lower_ms <= b.ts <= a.ts + upper_ms`, in milliseconds, either
+    /// of them negative (Flink's `between(lower, upper)`); see
+    /// [`within`](Self::within) for an interval around `a.ts`.
     pub fn between(mut self, lower_ms: i64, upper_ms: i64) -> Self {
         self.bounds = Bounds {
             lower: lower_ms,
