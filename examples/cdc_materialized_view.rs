@@ -23,13 +23,13 @@ use pipeline::{input, Servers, ORDERS, PARTITIONS};
 #[command(about = "Debezium order changes on Kafka → customer totals in Redis and ClickHouse")]
 struct Cli {
     /// Kafka bootstrap servers.
-    #[arg(long, default_value = "127.0.0.1:9092")]
+    #[arg(long, global = true, default_value = "127.0.0.1:9092")]
     kafka: String,
     /// Redis URL.
-    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    #[arg(long, global = true, default_value = "redis://127.0.0.1:6379")]
     redis: String,
     /// ClickHouse HTTP URL.
-    #[arg(long, default_value = "http://127.0.0.1:8123/")]
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8123/")]
     clickhouse: String,
     #[command(flatten)]
     input: kafka_input::InputArgs,

@@ -23,10 +23,10 @@ use pipeline::{input, Servers, PAGE_VIEWS, PARTITIONS};
 #[command(about = "Page views on Kafka → user sessions in ClickHouse")]
 struct Cli {
     /// Kafka bootstrap servers.
-    #[arg(long, default_value = "127.0.0.1:9092")]
+    #[arg(long, global = true, default_value = "127.0.0.1:9092")]
     kafka: String,
     /// ClickHouse HTTP URL.
-    #[arg(long, default_value = "http://127.0.0.1:8123/")]
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8123/")]
     clickhouse: String,
     #[command(flatten)]
     input: kafka_input::InputArgs,

@@ -24,10 +24,10 @@ use pipeline::{input, Servers, PARTITIONS, PAYMENTS};
 #[command(about = "Card payments on Kafka → fraud alerts on Kafka and risk profiles in Redis")]
 struct Cli {
     /// Kafka bootstrap servers.
-    #[arg(long, default_value = "127.0.0.1:9092")]
+    #[arg(long, global = true, default_value = "127.0.0.1:9092")]
     kafka: String,
     /// Redis URL.
-    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    #[arg(long, global = true, default_value = "redis://127.0.0.1:6379")]
     redis: String,
     #[command(flatten)]
     input: kafka_input::InputArgs,

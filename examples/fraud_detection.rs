@@ -31,23 +31,28 @@ use fraud::{payment, SmallThenLarge};
 #[command(about = "Flags a small card payment followed within a minute by a large one")]
 struct Cli {
     /// Payments to generate (the job ends after them).
-    #[arg(long, default_value_t = 2_000_000)]
+    #[arg(long, global = true, default_value_t = 2_000_000)]
     events: u64,
     /// Number of distinct cards.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, global = true, default_value_t = 10_000)]
     cards: u64,
     /// How many alerts to print (all are counted).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, global = true, default_value_t = 10)]
     show: u64,
     /// Generate at most this many payments per second (to watch
     /// checkpoints, savepoints and restores at work) [default: no limit].
-    #[arg(long)]
+    #[arg(long, global = true)]
     rate: Option<f64>,
     #[command(flatten)]
     env: EnvArgs,
 }
 
 fn main() -> anyhow::Result<()> {
+    // `savepoint` / `stop --savepoint`: answered here, needing no job flag.
+    if let Some(answer) = Env::control_command("fraud-detection")? {
+        print!("{answer}");
+        return Ok(());
+    }
     let cli = Cli::parse();
     let env = Env::with_config(cli.env.to_config()?)?;
     let cards = cli.cards.max(1);

@@ -55,7 +55,7 @@ And by opposing end them.";
 #[command(about = "Counts words")]
 struct Cli {
     /// A text file to count (default: a built-in verse).
-    #[arg(long)]
+    #[arg(long, global = true)]
     input: Option<PathBuf>,
     #[command(flatten)]
     env: EnvArgs,

@@ -222,66 +222,78 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{e}; write a number and a unit, e.g. 5ms, 1s, 2min"))
 }
 
-/// The standard command-line flags of every job binary. Flatten it into a
-/// job's own clap parser, or use `Env::from_args()` when the job has no
-/// flags of its own.
+/// The standard command line of every job binary: the engine's flags and
+/// commands (`run`, `savepoint`, `stop`). Flatten it into a job's own clap
+/// parser, or use `Env::from_args()` when the job has no flags of its own.
+/// The engine's flags may come before or after the command
+/// (`my_job run --restore D --parallelism 2`). A job with subcommands of its
+/// own flattens [`EnvFlags`] instead and [`JobCommand`] into its command
+/// enum (`#[command(flatten)] Engine(JobCommand)`).
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct EnvArgs {
+    /// The engine's flags.
+    #[command(flatten)]
+    pub flags: EnvFlags,
+    /// What to do: run (the default), or talk to a running instance.
+    #[command(subcommand)]
+    pub action: Option<JobCommand>,
+}
+
+/// The engine's flags (global: they may follow the command).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct EnvFlags {
     /// Default parallelism of operators [default: number of cores].
-    #[arg(long, value_name = "N")]
+    #[arg(long, global = true, value_name = "N")]
     pub parallelism: Option<usize>,
     /// Number of key groups: the upper bound for rescaling [default: 128].
-    #[arg(long, value_name = "N")]
+    #[arg(long, global = true, value_name = "N")]
     pub max_parallelism: Option<usize>,
     /// Longest wait before a partly filled batch is sent, e.g. 5ms [default: 5ms].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub buffer_timeout: Option<Duration>,
     /// Records per batch between tasks [default: 1024].
-    #[arg(long, value_name = "N")]
+    #[arg(long, global = true, value_name = "N")]
     pub batch_size: Option<usize>,
     /// Batches per channel before the sender blocks [default: 8].
-    #[arg(long, value_name = "N")]
+    #[arg(long, global = true, value_name = "N")]
     pub channel_capacity: Option<usize>,
     /// Interval of periodic watermarks, e.g. 200ms [default: 200ms].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub watermark_interval: Option<Duration>,
     /// Run every operator in its own task.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub disable_chaining: bool,
     /// Where keyed state lives [default: heap].
-    #[arg(long, value_name = "BACKEND")]
+    #[arg(long, global = true, value_name = "BACKEND")]
     pub state_backend: Option<StateBackendKind>,
     /// Working directory of the RocksDB backend [default: TMPDIR/eddy-state].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Take a checkpoint this often, e.g. 1s [default: no checkpoints].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub checkpoint_interval: Option<Duration>,
     /// Barrier alignment [default: exactly-once].
-    #[arg(long, value_name = "MODE")]
+    #[arg(long, global = true, value_name = "MODE")]
     pub checkpointing_mode: Option<CheckpointingMode>,
     /// Root directory of checkpoints; a job's go to DIR/JOB (the job name)
     /// [default: TMPDIR/eddy-checkpoints].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
     /// Abandon a checkpoint not complete after this long [default: 10min].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub checkpoint_timeout: Option<Duration>,
     /// Checkpoints in flight at once [default: 1].
-    #[arg(long, value_name = "N")]
+    #[arg(long, global = true, value_name = "N")]
     pub max_concurrent_checkpoints: Option<usize>,
     /// Complete checkpoints kept [default: 1].
-    #[arg(long, value_name = "N")]
+    #[arg(long, global = true, value_name = "N")]
     pub retained_checkpoints: Option<usize>,
     /// What to do when a task fails: none, fixed-delay:attempts=3,delay=1s,
     /// exponential:initial=1s,max=1min,multiplier=1.5[,attempts=N] or
     /// failure-rate:max=3,interval=5min,delay=1s [default: none without
     /// checkpoints, exponential with them].
-    #[arg(long, value_name = "SPEC")]
+    #[arg(long, global = true, value_name = "SPEC")]
     pub restart_strategy: Option<RestartStrategy>,
-    /// What to do: run (the default), or talk to a running instance.
-    #[command(subcommand)]
-    pub action: Option<JobCommand>,
 }
 
 /// The commands of every job binary.
@@ -317,14 +329,25 @@ pub enum JobCommand {
 }
 
 impl EnvArgs {
-    /// The configuration these flags describe, validated.
+    /// The configuration these flags and this command describe, validated.
     ///
     /// # Errors
     /// [`EngineError::Config`] for an out-of-range value.
     pub fn to_config(&self) -> Result<EnvConfig, EngineError> {
+        self.flags.to_config(self.action.as_ref())
+    }
+}
+
+impl EnvFlags {
+    /// The configuration these flags and `action` (none: run) describe,
+    /// validated.
+    ///
+    /// # Errors
+    /// [`EngineError::Config`] for an out-of-range value.
+    pub fn to_config(&self, action: Option<&JobCommand>) -> Result<EnvConfig, EngineError> {
         let d = EnvConfig::default();
         let c = d.checkpoints.clone();
-        let (restore, resume, allow_non_restored_state, control) = match self.action.clone() {
+        let (restore, resume, allow_non_restored_state, control) = match action.cloned() {
             None => (None, false, false, None),
             Some(JobCommand::Run {
                 restore,

@@ -375,3 +375,96 @@ fn a_stateless_operator_may_leave_the_job() {
     env.execute("restored").unwrap();
     stopper.join().unwrap().unwrap();
 }
+
+/// The job command line: engine flags after the command; a job with
+/// subcommands of its own; and `stop --savepoint` against a running job
+/// whose own flags (one of them required) are not given.
+#[test]
+fn the_job_command_line_mixes_flags_takes_job_subcommands_and_controls_without_job_flags() {
+    use clap::{Parser, Subcommand};
+    use eddy_engine::config::{EnvArgs, EnvFlags, JobCommand};
+
+    #[derive(Parser)]
+    struct Job {
+        /// A flag of the job's own, required.
+        #[arg(long)]
+        input: PathBuf,
+        #[command(flatten)]
+        env: EnvArgs,
+    }
+    let job = Job::try_parse_from([
+        "job",
+        "--input",
+        "in",
+        "run",
+        "--restore",
+        "/sp",
+        "--parallelism",
+        "3",
+    ])
+    .unwrap();
+    let restored = job.env.to_config().unwrap();
+    assert_eq!(restored.parallelism, 3, "an engine flag after `run`");
+    assert_eq!(restored.checkpoints.restore, Some(PathBuf::from("/sp")));
+
+    #[derive(Parser)]
+    struct WithCommands {
+        #[command(flatten)]
+        env: EnvFlags,
+        #[command(subcommand)]
+        command: Option<Command>,
+    }
+    #[derive(Subcommand)]
+    enum Command {
+        /// The job's own.
+        Produce { n: u64 },
+        #[command(flatten)]
+        Engine(JobCommand),
+    }
+    let own = WithCommands::try_parse_from(["job", "produce", "5"]).unwrap();
+    assert!(matches!(own.command, Some(Command::Produce { n: 5 })));
+    let engine =
+        WithCommands::try_parse_from(["job", "--parallelism", "2", "run", "--resume"]).unwrap();
+    let Some(Command::Engine(run)) = &engine.command else {
+        panic!("the engine's run command");
+    };
+    let resumed = engine.env.to_config(Some(run)).unwrap();
+    assert!(resumed.checkpoints.resume && resumed.parallelism == 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let committed: Committed<u64> = Default::default();
+    let sink_side = Arc::clone(&committed);
+    let (_control, done) = spawn_job(
+        move |env| {
+            env.source(counting(None))
+                .uid("src")
+                .map(paced(100))
+                .sink(memory_sink(&sink_side))
+                .uid("sink");
+        },
+        config(dir.path()),
+    );
+    let d = dir.path().display().to_string();
+    let sp = dir.path().join("sp").display().to_string();
+    let args = ["job", "--checkpoint-dir", &d, "stop", "--savepoint", &sp];
+    assert!(
+        Job::try_parse_from(args).is_err(),
+        "the job's parser wants --input"
+    );
+    let answer = Env::control_command_from("savepoints", args)
+        .unwrap()
+        .expect("a control command");
+    assert_eq!(answer.stopped_with_savepoint, Some(PathBuf::from(&sp)));
+    assert_eq!(
+        answer.to_string().trim(),
+        format!("job 'savepoints': savepoint in {sp}")
+    );
+    let stats = finished(&done);
+    assert_eq!(stats.stopped_with_savepoint, Some(PathBuf::from(&sp)));
+    assert!(
+        Env::control_command_from("savepoints", ["job", "--parallelism", "2"])
+            .unwrap()
+            .is_none(),
+        "no command: the job runs"
+    );
+}

@@ -17,14 +17,14 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 pub struct InputArgs {
     /// Be the generator: produce the first N generated input messages to
     /// the pipeline's topic (4 partitions, create it first), then exit.
-    #[arg(long, value_name = "N")]
+    #[arg(long, global = true, value_name = "N")]
     pub produce: Option<u64>,
     /// With --produce: at most this many messages per second.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub rate: Option<f64>,
     /// Stop after the first N generated input messages [default: run until
     /// stopped].
-    #[arg(long, value_name = "N")]
+    #[arg(long, global = true, value_name = "N")]
     pub events: Option<u64>,
 }
 
@@ -51,6 +51,10 @@ where
     /// Otherwise the job (flags `env`), bounded with `--events`; prints
     /// its statistics.
     pub fn run(self, kafka: &str, input: &InputArgs, env: &EnvArgs) -> anyhow::Result<()> {
+        if let Some(answer) = Env::control_command(self.name)? {
+            print!("{answer}");
+            return Ok(());
+        }
         if let Some(n) = input.produce {
             let sent = produce(kafka, self.topic, (self.generate)(n), input.rate)?;
             println!("produced {sent} messages to {}", self.topic);

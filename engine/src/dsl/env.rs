@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, FromArgMatches, Parser};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -142,6 +142,45 @@ impl Env {
     /// out of range.
     pub fn from_args() -> Result<Self, EngineError> {
         Self::from_arg_list(std::env::args_os())
+    }
+
+    /// Runs the `savepoint` / `stop --savepoint` command of the command
+    /// line against the running instance of `job_name`, if the command line
+    /// has one; `None` otherwise. Call it first in `main`: it reads only the
+    /// engine's flags and commands, so the job's own flags (even required
+    /// ones) need not be given to control a running job.
+    ///
+    /// # Errors
+    /// When the command cannot be delivered or the savepoint fails.
+    pub fn control_command(job_name: &str) -> Result<Option<JobStats>, EngineError> {
+        Self::control_command_from(job_name, std::env::args_os())
+    }
+
+    /// [`Env::control_command`] with an explicit argument list.
+    ///
+    /// # Errors
+    /// As [`Env::control_command`].
+    pub fn control_command_from<I, A>(
+        job_name: &str,
+        args: I,
+    ) -> Result<Option<JobStats>, EngineError>
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<OsString> + Clone,
+    {
+        let command = clap::Command::new("job").ignore_errors(true);
+        let parsed = EnvOnly::augment_args(command).try_get_matches_from(args);
+        let Ok(matches) = parsed else {
+            return Ok(None);
+        };
+        let Ok(only) = EnvOnly::from_arg_matches(&matches) else {
+            return Ok(None);
+        };
+        let config = only.env.to_config()?;
+        if config.control.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Self::with_config(config)?.execute(job_name)?))
     }
 
     /// Like [`Env::from_args`] with an explicit argument list (first item is

@@ -83,6 +83,15 @@ impl JobStats {
 
 impl fmt::Display for JobStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let (true, Some(savepoint)) = (self.operators.is_empty(), &self.stopped_with_savepoint) {
+            // The answer to a `savepoint` or `stop` command: no run here.
+            return writeln!(
+                f,
+                "job '{}': savepoint in {}",
+                self.job,
+                savepoint.display()
+            );
+        }
         writeln!(
             f,
             "job '{}' finished in {:.3} s",
