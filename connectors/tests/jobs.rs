@@ -233,3 +233,40 @@ fn the_source_harness_reads_a_generator_the_same_at_any_parallelism() {
     assert_eq!(sorted(1).len(), 500);
     assert_eq!(sorted(1), sorted(3));
 }
+
+/// With `--max-dead-letter-ratio`, a source whose records are mostly
+/// undecodable fails the job naming the source and what to check; under
+/// the ratio the job runs.
+#[test]
+fn a_source_over_the_dead_letter_ratio_fails_the_job() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut lines = String::new();
+    for i in 0..1_000 {
+        if i % 4 == 0 {
+            lines.push_str(&format!("{{\"sensor\":{i},\"value\":0.5}}\n"));
+        } else {
+            lines.push_str("sensor;value\n");
+        }
+    }
+    fs::write(dir.path().join("a.jsonl"), lines)?;
+    let run = |ratio: f64| -> Result<(), String> {
+        let env = Env::with_config(
+            EnvConfig::default()
+                .with_parallelism(1)
+                .with_max_dead_letter_ratio(ratio),
+        )
+        .map_err(|e| e.to_string())?;
+        env.source(FileSource::<Reading>::json_lines(dir.path()))
+            .sink(DiscardSink::new());
+        env.execute("ratio").map(|_| ()).map_err(|e| e.to_string())
+    };
+    let err = run(0.5).unwrap_err();
+    assert!(
+        err.contains("--max-dead-letter-ratio")
+            && err.contains("FileSource")
+            && err.contains("undecodable"),
+        "{err}"
+    );
+    run(0.8)?;
+    Ok(())
+}

@@ -8,6 +8,10 @@ use crate::checkpoint::{CheckpointConfig, CheckpointingMode, RestartStrategy};
 use crate::error::EngineError;
 use crate::keygroup::MAX_MAX_PARALLELISM;
 
+/// How many records a source subtask reads before
+/// [`EnvConfig::max_dead_letter_ratio`] is checked.
+pub const DEAD_LETTER_SAMPLE: u64 = 100;
+
 /// Settings of a job. Build with [`EnvConfig::default`] and the `with_`
 /// methods, or from the command line with [`EnvArgs`].
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +31,10 @@ pub struct EnvConfig {
     pub watermark_interval: Duration,
     /// Whether operators are chained into tasks (default true).
     pub chaining: bool,
+    /// Fail the job when more than this share of a source subtask's
+    /// records are undecodable (dead letters), checked once it has read
+    /// [`DEAD_LETTER_SAMPLE`] (default: never).
+    pub max_dead_letter_ratio: Option<f64>,
     /// Where keyed state lives (default: the heap).
     pub state_backend: StateBackendKind,
     /// Working directory of disk-based state backends (default
@@ -70,6 +78,7 @@ impl Default for EnvConfig {
             batch_size: 1024,
             channel_capacity: 8,
             watermark_interval: Duration::from_millis(200),
+            max_dead_letter_ratio: None,
             chaining: true,
             state_backend: StateBackendKind::Heap,
             state_dir: std::env::temp_dir().join("eddy-state"),
@@ -113,6 +122,13 @@ impl EnvConfig {
     /// Sets the periodic watermark interval.
     pub fn with_watermark_interval(mut self, d: Duration) -> Self {
         self.watermark_interval = d;
+        self
+    }
+
+    /// Fails the job when more than `ratio` (0–1) of what a source subtask
+    /// reads is undecodable.
+    pub fn with_max_dead_letter_ratio(mut self, ratio: f64) -> Self {
+        self.max_dead_letter_ratio = Some(ratio);
         self
     }
 
@@ -195,6 +211,16 @@ impl EnvConfig {
                 "must be at least 1 batch",
             ));
         }
+        if let Some(r) = self
+            .max_dead_letter_ratio
+            .filter(|r| !(0.0..=1.0).contains(r))
+        {
+            return Err(EngineError::config(
+                "--max-dead-letter-ratio",
+                r,
+                "must be between 0 and 1, e.g. 0.01 for one record in a hundred",
+            ));
+        }
         if self.watermark_interval.is_zero() {
             return Err(EngineError::config(
                 "--watermark-interval",
@@ -260,6 +286,10 @@ pub struct EnvFlags {
     /// Interval of periodic watermarks, e.g. 200ms [default: 200ms].
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub watermark_interval: Option<Duration>,
+    /// Fail the job when more than this share (0–1) of what a source
+    /// subtask reads is undecodable, e.g. 0.01 [default: never].
+    #[arg(long, global = true, value_name = "RATIO")]
+    pub max_dead_letter_ratio: Option<f64>,
     /// Run every operator in its own task.
     #[arg(long, global = true)]
     pub disable_chaining: bool,
@@ -384,6 +414,7 @@ impl EnvFlags {
             channel_capacity: self.channel_capacity.unwrap_or(d.channel_capacity),
             watermark_interval: self.watermark_interval.unwrap_or(d.watermark_interval),
             chaining: !self.disable_chaining,
+            max_dead_letter_ratio: self.max_dead_letter_ratio,
             state_backend: self.state_backend.unwrap_or(d.state_backend),
             state_dir: self.state_dir.clone().unwrap_or(d.state_dir),
             checkpoints,

@@ -320,6 +320,7 @@ impl Env {
                 buffer_timeout: c.buffer_timeout,
                 watermark_interval: c.watermark_interval,
                 checkpointing_mode: c.checkpoints.mode,
+                max_dead_letter_ratio: c.max_dead_letter_ratio,
             },
             channel_capacity: c.channel_capacity,
             clock: Arc::clone(&self.inner.clock.borrow()),

@@ -11,7 +11,7 @@ use crate::checkpoint::coordinator::{SplitBatch, TaskCommand, TaskState};
 use crate::checkpoint::{Redistribution, StateSnapshot};
 use crate::context::RuntimeContext;
 use crate::element::{Barrier, CheckpointId, Record, StreamStatus, Timestamp};
-use crate::error::EngineError;
+use crate::error::{EngineError, Location};
 use crate::runtime::chain::{connector_error, guarded, Control, Downstream};
 use crate::runtime::stats::StageStats;
 use crate::runtime::task::{end_of_input_snapshot, snapshot_chain, Housekeeping, TaskEnv};
@@ -258,6 +258,7 @@ pub(crate) fn run_source_task<S: Source>(
         }
         if !dead.is_empty() {
             stats.dead_letters += dead.len() as u64;
+            check_dead_letter_ratio(stats, env.settings.max_dead_letter_ratio, location)?;
             match chain.dead_letters.as_mut() {
                 Some(d) => d.on_batch(&mut dead)?,
                 None if !dead_warned => {
@@ -297,4 +298,29 @@ pub(crate) fn run_source_task<S: Source>(
     let finished = assigned.finished::<S::Split>(&[]);
     let state = source_state::<S::Split>(ctx, CheckpointId::END, Vec::new(), finished)?;
     end_of_input_snapshot(chain, state, env)
+}
+
+/// Fails the source when its share of undecodable records exceeds `max`
+/// (once it has read enough to judge).
+fn check_dead_letter_ratio(
+    stats: &StageStats,
+    max: Option<f64>,
+    location: &Location,
+) -> Result<(), EngineError> {
+    let Some(max) = max else {
+        return Ok(());
+    };
+    let read = stats.records_out + stats.dead_letters;
+    if read < crate::config::DEAD_LETTER_SAMPLE || stats.dead_letters as f64 <= max * read as f64 {
+        return Ok(());
+    }
+    Err(EngineError::Config {
+        option: "--max-dead-letter-ratio".into(),
+        value: max.to_string(),
+        reason: format!(
+            "source {} ({}): {} of its first {read} records were undecodable; check the input's \
+             format (a CSV header? compressed input? the record type?), or raise the ratio",
+            location.operator, location.subtask, stats.dead_letters
+        ),
+    })
 }

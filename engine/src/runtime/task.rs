@@ -25,6 +25,7 @@ pub(crate) struct TaskSettings {
     pub buffer_timeout: Duration,
     pub watermark_interval: Duration,
     pub checkpointing_mode: CheckpointingMode,
+    pub max_dead_letter_ratio: Option<f64>,
 }
 
 /// What a task shares with the rest of the job.
