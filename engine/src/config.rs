@@ -65,6 +65,12 @@ pub enum ControlAction {
     Savepoint(PathBuf),
     /// Take a savepoint into this directory, then stop the job.
     StopWithSavepoint(PathBuf),
+    /// Stop the job without a savepoint; it does not restart.
+    Cancel,
+    /// Tell whether the job runs, and its newest checkpoint.
+    Status,
+    /// Tell every job under the checkpoint directory, with its status.
+    List,
 }
 
 impl Default for EnvConfig {
@@ -356,6 +362,14 @@ pub enum JobCommand {
         #[arg(long, value_name = "DIR")]
         savepoint: PathBuf,
     },
+    /// Cancel the running job (same --checkpoint-dir): it stops without a
+    /// savepoint and does not restart.
+    Cancel,
+    /// Whether the job (same --checkpoint-dir) runs, and its newest
+    /// checkpoint.
+    Status,
+    /// Every job under --checkpoint-dir, with its status.
+    List,
 }
 
 impl EnvArgs {
@@ -393,6 +407,9 @@ impl EnvFlags {
                 false,
                 Some(ControlAction::StopWithSavepoint(savepoint)),
             ),
+            Some(JobCommand::Cancel) => (None, false, false, Some(ControlAction::Cancel)),
+            Some(JobCommand::Status) => (None, false, false, Some(ControlAction::Status)),
+            Some(JobCommand::List) => (None, false, false, Some(ControlAction::List)),
         };
         let checkpoints = CheckpointConfig {
             interval: self.checkpoint_interval.or(c.interval),

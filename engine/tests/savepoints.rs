@@ -468,3 +468,50 @@ fn the_job_command_line_mixes_flags_takes_job_subcommands_and_controls_without_j
         "no command: the job runs"
     );
 }
+
+/// `status`, `list` and `cancel` need only the checkpoint directory: a
+/// running job says so (with its process), a cancelled one ends with
+/// "cancelled" and does not restart, and then it is not running.
+#[test]
+fn status_list_and_cancel_answer_from_the_checkpoint_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let committed: Committed<u64> = Default::default();
+    let sink_side = Arc::clone(&committed);
+    let restarting = config(dir.path()).with_restart_strategy(RestartStrategy::FixedDelay {
+        attempts: 5,
+        delay: Duration::ZERO,
+    });
+    let (_control, done) = spawn_job(
+        move |env| {
+            env.source(counting(None))
+                .uid("src")
+                .map(paced(100))
+                .sink(memory_sink(&sink_side))
+                .uid("sink");
+        },
+        restarting,
+    );
+    let d = dir.path().display().to_string();
+    let ask = |command: &str| {
+        Env::control_command_from("savepoints", ["job", "--checkpoint-dir", &d, command])
+            .unwrap()
+            .expect("a control command")
+            .to_string()
+    };
+    let running = format!("job 'savepoints': running (process {})", std::process::id());
+    assert!(ask("status").starts_with(&running), "{}", ask("status"));
+    assert!(ask("list").starts_with(&running), "{}", ask("list"));
+    assert_eq!(ask("cancel").trim(), "job 'savepoints': cancelled");
+    let result = done
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the job ends");
+    assert!(
+        result.unwrap_err().contains("cancelled"),
+        "cancelled, not restarted"
+    );
+    assert!(
+        ask("status").starts_with("job 'savepoints': not running"),
+        "{}",
+        ask("status")
+    );
+}

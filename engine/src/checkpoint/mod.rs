@@ -23,6 +23,7 @@ pub(crate) mod requests;
 pub(crate) mod restart;
 pub(crate) mod restore;
 pub mod snapshot;
+pub(crate) mod status;
 pub(crate) mod storage;
 
 use std::path::PathBuf;

@@ -21,6 +21,17 @@ const PICKUP: Duration = Duration::from_secs(5);
 struct RequestFile {
     dir: PathBuf,
     stop: bool,
+    /// A cancel request (no savepoint).
+    #[serde(default)]
+    cancel: bool,
+}
+
+/// What a running job was asked from another process.
+pub(crate) enum Request {
+    /// A savepoint, perhaps then a stop.
+    Savepoint(SavepointRequest),
+    /// Stop without a savepoint (answered when picked up).
+    Cancel,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -50,7 +61,7 @@ impl RequestInbox {
     }
 
     /// Writes the answers that are ready and picks up new requests.
-    pub(crate) fn poll(&mut self, now: Instant) -> Vec<SavepointRequest> {
+    pub(crate) fn poll(&mut self, now: Instant) -> Vec<Request> {
         self.waiting
             .retain(|(answer_path, rx)| match rx.try_recv() {
                 Ok(result) => {
@@ -87,13 +98,18 @@ impl RequestInbox {
                 write_answer(&answer_path, Err("unreadable request".into()));
                 continue;
             };
+            if request.cancel {
+                write_answer(&answer_path, Ok(PathBuf::new()));
+                requests.push(Request::Cancel);
+                continue;
+            }
             let (reply, rx) = crossbeam_channel::bounded(1);
             self.waiting.push((answer_path, rx));
-            requests.push(SavepointRequest {
+            requests.push(Request::Savepoint(SavepointRequest {
                 dir: request.dir,
                 stop: request.stop,
                 reply,
-            });
+            }));
         }
         requests
     }
@@ -120,9 +136,36 @@ pub(crate) fn request_savepoint(
         "requesting a savepoint from the job using {}",
         job_root.display()
     );
-    let requests = job_root.join("requests");
-    fs::create_dir_all(&requests).map_err(|e| EngineError::checkpoint(&context, e))?;
     let dir = std::path::absolute(dir).map_err(|e| EngineError::checkpoint(&context, e))?;
+    let request = RequestFile {
+        dir,
+        stop,
+        cancel: false,
+    };
+    send(job_root, &request, timeout, &context)
+}
+
+/// The requesting side: asks the job whose checkpoint directory is
+/// `job_root` to stop without a savepoint.
+pub(crate) fn request_cancel(job_root: &Path, timeout: Duration) -> Result<(), EngineError> {
+    let context = format!("cancelling the job using {}", job_root.display());
+    let request = RequestFile {
+        dir: PathBuf::new(),
+        stop: false,
+        cancel: true,
+    };
+    send(job_root, &request, timeout, &context).map(|_| ())
+}
+
+/// Drops `request` into the job's inbox and waits for its answer.
+fn send(
+    job_root: &Path,
+    request: &RequestFile,
+    timeout: Duration,
+    context: &str,
+) -> Result<PathBuf, EngineError> {
+    let requests = job_root.join("requests");
+    fs::create_dir_all(&requests).map_err(|e| EngineError::checkpoint(context, e))?;
     let name = format!(
         "{}-{}",
         std::process::id(),
@@ -131,13 +174,12 @@ pub(crate) fn request_savepoint(
             .unwrap_or_default()
             .as_nanos()
     );
-    let request = requests.join(format!("{name}.request"));
     let tmp = requests.join(format!("{name}.tmp"));
-    let bytes = serde_json::to_vec(&RequestFile { dir, stop })
-        .map_err(|e| EngineError::checkpoint(&context, e))?;
+    let bytes = serde_json::to_vec(request).map_err(|e| EngineError::checkpoint(context, e))?;
+    let request = requests.join(format!("{name}.request"));
     fs::write(&tmp, bytes)
         .and_then(|()| fs::rename(&tmp, &request))
-        .map_err(|e| EngineError::checkpoint(&context, e))?;
+        .map_err(|e| EngineError::checkpoint(context, e))?;
     let answer = request.with_extension("answer");
     // A running job picks a request up within its polling interval.
     let pickup = Instant::now() + PICKUP;
@@ -159,10 +201,10 @@ pub(crate) fn request_savepoint(
         if let Ok(bytes) = fs::read(&answer) {
             let _ = fs::remove_file(&answer);
             let parsed: AnswerFile =
-                serde_json::from_slice(&bytes).map_err(|e| EngineError::checkpoint(&context, e))?;
+                serde_json::from_slice(&bytes).map_err(|e| EngineError::checkpoint(context, e))?;
             return parsed
                 .result
-                .map_err(|reason| EngineError::checkpoint(&context, reason));
+                .map_err(|reason| EngineError::checkpoint(context, reason));
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -13,7 +13,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::checkpoint::coordinator::{job_root, SavepointRequest};
-use crate::checkpoint::requests::request_savepoint;
+use crate::checkpoint::requests::{request_cancel, request_savepoint};
+use crate::checkpoint::status::{self, RunningMarker};
 use crate::clock::{Clock, SystemClock};
 use crate::collection::CollectionSource;
 use crate::config::{ControlAction, EnvArgs, EnvConfig};
@@ -336,7 +337,9 @@ impl Env {
             let _ = stale.reply.send(Err("the job was not running".into()));
         }
         self.inner.running.store(true, Ordering::SeqCst);
+        let marker = RunningMarker::create(&job_root(&c.checkpoints.dir, job_name));
         let result = executor::execute(job_name, &graph, job, run);
+        drop(marker);
         self.inner.running.store(false, Ordering::SeqCst);
         let stats = result?;
         tracing::info!(
@@ -358,19 +361,31 @@ impl Env {
     ) -> Result<JobStats, EngineError> {
         let c = &self.inner.config.checkpoints;
         let root = job_root(&c.dir, job_name);
-        let (dir, stop) = match action {
-            ControlAction::Savepoint(dir) => (dir, false),
-            ControlAction::StopWithSavepoint(dir) => (dir, true),
-        };
         let timeout = c.timeout.max(Duration::from_secs(10));
-        let path = request_savepoint(&root, dir, stop, timeout)?;
+        let mut savepoint = None;
+        let answer = match action {
+            ControlAction::Savepoint(dir) | ControlAction::StopWithSavepoint(dir) => {
+                let stop = matches!(action, ControlAction::StopWithSavepoint(_));
+                let path = request_savepoint(&root, dir, stop, timeout)?;
+                let answer = format!("job '{job_name}': savepoint in {}", path.display());
+                savepoint = Some(path);
+                answer
+            }
+            ControlAction::Cancel => {
+                request_cancel(&root, timeout)?;
+                format!("job '{job_name}': cancelled")
+            }
+            ControlAction::Status => status::job_status(job_name, &root),
+            ControlAction::List => status::list(&c.dir),
+        };
         Ok(JobStats {
             job: job_name.to_owned(),
             duration: Duration::ZERO,
             operators: Vec::new(),
             restarts: 0,
             checkpoints: Vec::new(),
-            stopped_with_savepoint: Some(path),
+            stopped_with_savepoint: savepoint,
+            answer: Some(answer),
         })
     }
 }

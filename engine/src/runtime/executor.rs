@@ -17,7 +17,7 @@ use crate::checkpoint::coordinator::{
     job_root, CheckpointLink, CompletedCheckpoint, Coordinator, Progress, SavepointRequest,
     TaskCommand, TaskInfo,
 };
-use crate::checkpoint::requests::RequestInbox;
+use crate::checkpoint::requests::{Request, RequestInbox};
 use crate::checkpoint::restart::RestartPolicy;
 use crate::checkpoint::restore::RestoredJob;
 use crate::checkpoint::storage::{OperatorEntry, SnapshotKind};
@@ -333,6 +333,7 @@ fn run_once(
     let mut failure: Option<EngineError> = None;
     let mut stats: Vec<StageStats> = Vec::new();
     let mut stopped = None;
+    let mut cancelled = false;
     let fail = |e: EngineError, failure: &mut Option<EngineError>| {
         if matches!(failure, None | Some(EngineError::Cancelled)) {
             if !matches!(e, EngineError::Cancelled) {
@@ -381,7 +382,15 @@ fn run_once(
         let now = Instant::now();
         enumerators.iter_mut().for_each(|e| e.tick(now));
         for request in inbox.poll(now) {
-            coordinator.savepoint(request);
+            match request {
+                Request::Savepoint(request) => coordinator.savepoint(request),
+                Request::Cancel => {
+                    tracing::info!(job = %plan.job_name, "cancelled on request");
+                    cancelled = true;
+                    coordinator.abort_all("the job was cancelled");
+                    cancel.store(true, Ordering::SeqCst);
+                }
+            }
         }
         if let Err(e) = coordinator.tick(now) {
             cancel.store(true, Ordering::SeqCst);
@@ -393,6 +402,9 @@ fn run_once(
     }
     inbox.poll(Instant::now());
     completed.append(&mut coordinator.completed);
+    if cancelled {
+        return Err(EngineError::Cancelled);
+    }
     match failure {
         // Every task reported cancellation, yet none failed and nobody
         // cancelled: a task ended without telling its consumers.
@@ -566,5 +578,6 @@ fn summarise(job_name: &str, job: &JobGraph, stats: &[StageStats], duration: Dur
         restarts: 0,
         checkpoints: Vec::new(),
         stopped_with_savepoint: None,
+        answer: None,
     }
 }

@@ -69,6 +69,9 @@ pub struct JobStats {
     /// Where the savepoint is when the job was stopped with one (or, for
     /// the `savepoint` command, where the running job wrote it).
     pub stopped_with_savepoint: Option<std::path::PathBuf>,
+    /// The answer to a control command (`savepoint`, `stop`, `cancel`,
+    /// `status`, `list`), which ran instead of the job.
+    pub answer: Option<String>,
 }
 
 impl JobStats {
@@ -83,14 +86,8 @@ impl JobStats {
 
 impl fmt::Display for JobStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let (true, Some(savepoint)) = (self.operators.is_empty(), &self.stopped_with_savepoint) {
-            // The answer to a `savepoint` or `stop` command: no run here.
-            return writeln!(
-                f,
-                "job '{}': savepoint in {}",
-                self.job,
-                savepoint.display()
-            );
+        if let Some(answer) = &self.answer {
+            return writeln!(f, "{answer}");
         }
         writeln!(
             f,
@@ -193,6 +190,7 @@ mod tests {
             restarts: 0,
             checkpoints: Vec::new(),
             stopped_with_savepoint: None,
+            answer: None,
         };
         let text = stats.to_string();
         let window = text
