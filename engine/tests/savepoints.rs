@@ -59,6 +59,23 @@ fn spawn_job(
     (control, done_rx)
 }
 
+/// A job that counts until it is stopped, run by [`spawn_job`] (named
+/// `savepoints`); returns where its result arrives.
+fn spawn_endless(config: EnvConfig) -> Receiver<Result<JobStats, String>> {
+    let committed: Committed<u64> = Default::default();
+    let (_control, done) = spawn_job(
+        move |env| {
+            env.source(counting(None))
+                .uid("src")
+                .map(paced(100))
+                .sink(memory_sink(&committed))
+                .uid("sink");
+        },
+        config,
+    );
+    done
+}
+
 fn finished(done: &Receiver<Result<JobStats, String>>) -> JobStats {
     done.recv_timeout(Duration::from_secs(60))
         .expect("the job ends")
@@ -432,18 +449,7 @@ fn the_job_command_line_mixes_flags_takes_job_subcommands_and_controls_without_j
     assert!(resumed.checkpoints.resume && resumed.parallelism == 2);
 
     let dir = tempfile::tempdir().unwrap();
-    let committed: Committed<u64> = Default::default();
-    let sink_side = Arc::clone(&committed);
-    let (_control, done) = spawn_job(
-        move |env| {
-            env.source(counting(None))
-                .uid("src")
-                .map(paced(100))
-                .sink(memory_sink(&sink_side))
-                .uid("sink");
-        },
-        config(dir.path()),
-    );
+    let done = spawn_endless(config(dir.path()));
     let d = dir.path().display().to_string();
     let sp = dir.path().join("sp").display().to_string();
     let args = ["job", "--checkpoint-dir", &d, "stop", "--savepoint", &sp];
@@ -475,22 +481,12 @@ fn the_job_command_line_mixes_flags_takes_job_subcommands_and_controls_without_j
 #[test]
 fn status_list_and_cancel_answer_from_the_checkpoint_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let committed: Committed<u64> = Default::default();
-    let sink_side = Arc::clone(&committed);
-    let restarting = config(dir.path()).with_restart_strategy(RestartStrategy::FixedDelay {
-        attempts: 5,
-        delay: Duration::ZERO,
-    });
-    let (_control, done) = spawn_job(
-        move |env| {
-            env.source(counting(None))
-                .uid("src")
-                .map(paced(100))
-                .sink(memory_sink(&sink_side))
-                .uid("sink");
+    let done = spawn_endless(config(dir.path()).with_restart_strategy(
+        RestartStrategy::FixedDelay {
+            attempts: 5,
+            delay: Duration::ZERO,
         },
-        restarting,
-    );
+    ));
     let d = dir.path().display().to_string();
     let ask = |command: &str| {
         Env::control_command_from("savepoints", ["job", "--checkpoint-dir", &d, command])
