@@ -233,9 +233,11 @@ fn a_timed_out_stop_with_savepoint_leaves_the_job_running() {
     config.checkpoints.timeout = Duration::from_millis(20);
     let committed: Committed<u64> = Default::default();
     let sink_side = Arc::clone(&committed);
+    let source = counting(Some(1_500));
+    let produced = Arc::clone(&source.produced);
     let (control, done) = spawn_job(
         move |env| {
-            env.source(counting(Some(1_500)))
+            env.source(source)
                 .parallelism(1)
                 .rebalance()
                 .map(paced(1))
@@ -243,6 +245,11 @@ fn a_timed_out_stop_with_savepoint_leaves_the_job_running() {
         },
         config,
     );
+    // Full channels (2 × 4 batches of 32) ahead of the slow map: a barrier
+    // now waits far longer than the 20 ms timeout.
+    wait_until("the channels to fill", || {
+        produced.load(Ordering::SeqCst) >= 400
+    });
     let err = control
         .stop_with_savepoint(dir.path().join("sp"))
         .unwrap_err();
