@@ -19,6 +19,8 @@ mod fraud_reference;
 #[path = "../examples/pipelines/kafka_input.rs"]
 mod kafka_input;
 
+#[path = "../examples/pipelines/any.rs"]
+mod any;
 #[path = "../examples/pipelines/cdc_materialized_view.rs"]
 mod cdc_materialized_view;
 #[path = "../examples/pipelines/clickstream_sessions.rs"]
@@ -29,6 +31,7 @@ mod fraud_alerts;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
+use any::Pipeline;
 use common::{resuming_config, run_killed, Service};
 use eddy::connectors::clickhouse::execute;
 use eddy::connectors::datagen::generate_at;
@@ -87,10 +90,15 @@ impl Servers {
     }
 
     /// What a child job needs to find the servers.
-    fn child_env(&self, pipeline: &str, dir: &std::path::Path, events: u64) -> Vec<(&str, String)> {
+    fn child_env(
+        &self,
+        pipeline: Pipeline,
+        dir: &std::path::Path,
+        events: u64,
+    ) -> Vec<(&str, String)> {
         let addr = |s: &Option<Service>| s.as_ref().map(|s| s.addr.clone()).unwrap_or_default();
         vec![
-            ("EDDY_PIPELINE_CHILD", pipeline.to_owned()),
+            ("EDDY_PIPELINE_CHILD", pipeline.job_name().to_owned()),
             ("EDDY_PIPELINE_DIR", dir.display().to_string()),
             ("EDDY_PIPELINE_EVENTS", events.to_string()),
             ("EDDY_KAFKA_ADDR", self.kafka.addr.clone()),
@@ -112,51 +120,24 @@ fn pipeline_child_job_resuming_from_its_latest_checkpoint() {
     let dir = PathBuf::from(var("EDDY_PIPELINE_DIR"));
     let events: u64 = var("EDDY_PIPELINE_EVENTS").parse().unwrap();
     let env = Env::with_config(resuming_config(2, &dir)).unwrap();
-    match pipeline.as_str() {
-        "fraud-alerts" => {
-            let servers = fraud_alerts::Servers {
-                kafka: var("EDDY_KAFKA_ADDR"),
-                redis: var("EDDY_REDIS_URL"),
-            };
-            let stop = kafka_input::stopping_offsets(
-                fraud_alerts::PAYMENTS,
-                fraud_alerts::PARTITIONS,
-                fraud_alerts::input(events),
-            );
-            fraud_alerts::build(&env, &servers, Some(stop)).unwrap();
-        }
-        "clickstream-sessions" => {
-            let servers = clickstream_sessions::Servers {
-                kafka: var("EDDY_KAFKA_ADDR"),
-                clickhouse: var("EDDY_CLICKHOUSE_URL"),
-            };
-            let stop = kafka_input::stopping_offsets(
-                clickstream_sessions::PAGE_VIEWS,
-                clickstream_sessions::PARTITIONS,
-                clickstream_sessions::input(events),
-            );
-            clickstream_sessions::build(&env, &servers, Some(stop)).unwrap();
-        }
-        "cdc-materialized-view" => {
-            let servers = cdc_materialized_view::Servers {
-                kafka: var("EDDY_KAFKA_ADDR"),
-                redis: var("EDDY_REDIS_URL"),
-                clickhouse: var("EDDY_CLICKHOUSE_URL"),
-            };
-            let stop = kafka_input::stopping_offsets(
-                cdc_materialized_view::ORDERS,
-                cdc_materialized_view::PARTITIONS,
-                cdc_materialized_view::input(events),
-            );
-            cdc_materialized_view::build(&env, &servers, Some(stop)).unwrap();
-        }
-        other => panic!("no pipeline {other}"),
-    }
-    env.execute(&pipeline).unwrap();
+    let pipeline = <Pipeline as clap::ValueEnum>::value_variants()
+        .iter()
+        .copied()
+        .find(|p| p.job_name() == pipeline)
+        .expect("a pipeline's job name");
+    let at = any::Endpoints {
+        kafka: var("EDDY_KAFKA_ADDR"),
+        redis: var("EDDY_REDIS_URL"),
+        clickhouse: var("EDDY_CLICKHOUSE_URL"),
+    };
+    pipeline
+        .build(&env, &at, pipeline.stop_after(events))
+        .unwrap();
+    env.execute(pipeline.job_name()).unwrap();
 }
 
 /// Runs `pipeline` on its input under five kills; returns how many landed.
-fn run_under_kills(servers: &Servers, pipeline: &str, events: u64, seed: u64) -> u32 {
+fn run_under_kills(servers: &Servers, pipeline: Pipeline, events: u64, seed: u64) -> u32 {
     let dir = tempfile::tempdir().unwrap();
     let env = servers.child_env(pipeline, dir.path(), events);
     let kills = run_killed(
@@ -211,7 +192,7 @@ fn fraud_alerts_after_five_kills_redis_holds_every_profile_and_alert_count_exact
         None,
     );
     servers.topic(fraud_alerts::ALERTS, 1);
-    let kills = run_under_kills(&servers, "fraud-alerts", FRAUD_EVENTS, 41);
+    let kills = run_under_kills(&servers, Pipeline::FraudAlerts, FRAUD_EVENTS, 41);
 
     let payments: Vec<fraud::Payment> = (0..FRAUD_EVENTS)
         .map(|i| generate_at(0, i, |i, rng| fraud::payment(i, rng, fraud_alerts::CARDS)))
@@ -349,7 +330,7 @@ fn clickstream_sessions_after_five_kills_clickhouse_holds_every_session_and_late
             )
             .expect("input produced")
         });
-        run_under_kills(&servers, "clickstream-sessions", CLICK_EVENTS, 43)
+        run_under_kills(&servers, Pipeline::ClickstreamSessions, CLICK_EVENTS, 43)
     });
 
     let views: Vec<View> = (0..CLICK_EVENTS)
@@ -437,7 +418,7 @@ fn cdc_materialized_view_after_five_kills_redis_and_clickhouse_agree_with_the_re
         cdc_materialized_view::input(CDC_EVENTS),
         None,
     );
-    let kills = run_under_kills(&servers, "cdc-materialized-view", CDC_EVENTS, 47);
+    let kills = run_under_kills(&servers, Pipeline::CdcMaterializedView, CDC_EVENTS, 47);
     let want = expected_totals(CDC_EVENTS);
 
     let mut con = servers.redis();

@@ -200,17 +200,12 @@ impl<S: TwoPhaseCommitSink> Sink for ExactlyOnce<S> {
         // What the restored checkpoint prepared may not have been committed
         // before the failure: commit it (again), before anything new.
         let metrics = Arc::new(CommitMetrics::default());
-        for p in restored_pending::<S::Committable>(ctx)? {
-            commit_with_retries(&*self.sink, &p.committable, &metrics)?;
+        let restored = restored_pending::<S::Committable>(ctx)?;
+        for (_, committable) in restored.iter().filter(|(mine, _)| *mine) {
+            commit_with_retries(&*self.sink, committable, &metrics)?;
         }
-        if let Some(restored) = ctx.restored_state() {
-            let all = restored.list::<Pending<S::Committable>>(PENDING)?;
-            let legacy = restored.list::<S::Committable>("committables")?;
-            let every: Vec<&S::Committable> = all
-                .iter()
-                .map(|p| &p.committable)
-                .chain(legacy.iter())
-                .collect();
+        if ctx.restored_state().is_some() {
+            let every: Vec<&S::Committable> = restored.iter().map(|(_, c)| c).collect();
             self.sink.clean_up_after_restore(ctx, &every)?;
         }
         let (work_tx, work_rx) = crossbeam_channel::unbounded();
@@ -235,33 +230,34 @@ impl<S: TwoPhaseCommitSink> Sink for ExactlyOnce<S> {
     }
 }
 
-/// The committables the restored state holds for this subtask: its own when
-/// the parallelism is unchanged, a round-robin share otherwise. Reads the
-/// older, unrouted state name too.
-fn restored_pending<C: Data>(ctx: &RuntimeContext) -> Result<Vec<Pending<C>>, BoxError> {
+/// Every committable the restored state holds (of all subtasks), each with
+/// whether this subtask commits it: its own when the parallelism is
+/// unchanged, a round-robin share otherwise. Those under the older, unrouted
+/// state name are this subtask's share already.
+fn restored_pending<C: Data>(ctx: &RuntimeContext) -> Result<Vec<(bool, C)>, BoxError> {
     let Some(restored) = ctx.restored_state() else {
         return Ok(Vec::new());
     };
-    let all = restored.list::<Pending<C>>(PENDING)?;
     let (subtask, parallelism) = (ctx.subtask(), ctx.parallelism());
-    let mut mine: Vec<Pending<C>> = all
+    let mut all: Vec<(bool, C)> = restored
+        .list::<Pending<C>>(PENDING)?
         .into_iter()
         .enumerate()
-        .filter(|(i, p)| match p.parallelism == parallelism {
-            true => p.subtask == subtask,
-            false => i % parallelism == subtask,
+        .map(|(i, p)| {
+            let mine = match p.parallelism == parallelism {
+                true => p.subtask == subtask,
+                false => i % parallelism == subtask,
+            };
+            (mine, p.committable)
         })
-        .map(|(_, p)| p)
         .collect();
-    for committable in restored.list::<C>("committables")? {
-        mine.push(Pending {
-            subtask,
-            parallelism,
-            id: CheckpointId(0),
-            committable,
-        });
-    }
-    Ok(mine)
+    all.extend(
+        restored
+            .list::<C>("committables")?
+            .into_iter()
+            .map(|c| (true, c)),
+    );
+    Ok(all)
 }
 
 /// The commit thread of one subtask: commits what it is sent, in order, and

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use eddy::connectors::clickhouse::execute;
 use eddy::connectors::format::debezium::{Change, ChangeOp};
-use eddy::connectors::kafka::StoppingOffsets;
 use eddy::prelude::*;
 
 #[path = "../../../examples/pipelines/cdc_materialized_view.rs"]
@@ -34,24 +33,19 @@ mod fraud;
 #[path = "../../../examples/pipelines/fraud_alerts.rs"]
 mod fraud_alerts;
 // The examples' command-line flags are not used here.
+#[path = "../../../examples/pipelines/any.rs"]
+mod any;
 #[allow(dead_code)]
 #[path = "../../../examples/pipelines/kafka_input.rs"]
 mod kafka_input;
 
+use any::Pipeline;
 use kafka_input::Message;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Mode {
     Throughput,
     Latency,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-#[value(rename_all = "snake_case")]
-enum Pipeline {
-    FraudAlerts,
-    ClickstreamSessions,
-    CdcMaterializedView,
 }
 
 #[derive(Parser)]
@@ -91,48 +85,13 @@ struct Cli {
 }
 
 impl Cli {
-    fn topic(&self) -> &'static str {
-        match self.pipeline {
-            Pipeline::FraudAlerts => fraud_alerts::PAYMENTS,
-            Pipeline::ClickstreamSessions => clickstream_sessions::PAGE_VIEWS,
-            Pipeline::CdcMaterializedView => cdc_materialized_view::ORDERS,
+    /// Where the servers are.
+    fn endpoints(&self) -> any::Endpoints {
+        any::Endpoints {
+            kafka: self.kafka.clone(),
+            redis: self.redis.clone(),
+            clickhouse: self.clickhouse.clone(),
         }
-    }
-
-    fn input(&self) -> Box<dyn Iterator<Item = Message>> {
-        match self.pipeline {
-            Pipeline::FraudAlerts => Box::new(fraud_alerts::input(self.events)),
-            Pipeline::ClickstreamSessions => Box::new(clickstream_sessions::input(self.events)),
-            Pipeline::CdcMaterializedView => Box::new(cdc_materialized_view::input(self.events)),
-        }
-    }
-
-    /// A job of the pipeline on `env`, bounded by `stop`.
-    fn build(&self, env: &Env, stop: StoppingOffsets) -> anyhow::Result<()> {
-        let (kafka, redis, clickhouse) = (
-            self.kafka.clone(),
-            self.redis.clone(),
-            self.clickhouse.clone(),
-        );
-        match self.pipeline {
-            Pipeline::FraudAlerts => {
-                let servers = fraud_alerts::Servers { kafka, redis };
-                fraud_alerts::build(env, &servers, Some(stop))?;
-            }
-            Pipeline::ClickstreamSessions => {
-                let servers = clickstream_sessions::Servers { kafka, clickhouse };
-                clickstream_sessions::build(env, &servers, Some(stop))?;
-            }
-            Pipeline::CdcMaterializedView => {
-                let servers = cdc_materialized_view::Servers {
-                    kafka,
-                    redis,
-                    clickhouse,
-                };
-                cdc_materialized_view::build(env, &servers, Some(stop))?;
-            }
-        }
-        Ok(())
     }
 
     fn env(&self) -> anyhow::Result<(Env, tempfile::TempDir)> {
@@ -155,14 +114,19 @@ fn main() -> anyhow::Result<()> {
 
 fn throughput(cli: &Cli) -> anyhow::Result<()> {
     if !cli.input_ready {
-        kafka_input::produce(&cli.kafka, cli.topic(), cli.input(), None)?;
+        kafka_input::produce(
+            &cli.kafka,
+            cli.pipeline.topic(),
+            cli.pipeline.input(cli.events),
+            None,
+        )?;
     }
-    let stop = kafka_input::stopping_offsets(cli.topic(), 4, cli.input());
+    let stop = cli.pipeline.stop_after(cli.events);
     for run in 1..=cli.runs {
         let (env, _dir) = cli.env()?;
-        cli.build(&env, stop.clone())?;
+        cli.pipeline.build(&env, &cli.endpoints(), stop.clone())?;
         let started = Instant::now();
-        let stats = env.execute("pipeline-bench")?;
+        let stats = env.execute(cli.pipeline.job_name())?;
         let secs = started.elapsed().as_secs_f64();
         if run == 1 {
             println!("{stats}");
@@ -250,10 +214,13 @@ fn latency(cli: &Cli) -> anyhow::Result<()> {
     );
     let n = (cli.events / PROBE_EVERY) as usize;
     let probes = Probes::new(n);
-    let stop =
-        kafka_input::stopping_offsets(cli.topic(), 4, with_probes(cli.events).map(|(_, m)| m));
+    let stop = kafka_input::stopping_offsets(
+        cli.pipeline.topic(),
+        4,
+        with_probes(cli.events).map(|(_, m)| m),
+    );
     let (env, _dir) = cli.env()?;
-    cli.build(&env, stop)?;
+    cli.pipeline.build(&env, &cli.endpoints(), stop)?;
     let done = AtomicBool::new(false);
     let stats = std::thread::scope(|scope| -> anyhow::Result<JobStats> {
         scope.spawn(|| {
@@ -263,12 +230,12 @@ fn latency(cli: &Cli) -> anyhow::Result<()> {
                 }
                 m
             });
-            kafka_input::produce(&cli.kafka, cli.topic(), messages, Some(cli.rate))
+            kafka_input::produce(&cli.kafka, cli.pipeline.topic(), messages, Some(cli.rate))
                 .expect("input produced");
         });
         scope.spawn(|| watch_redis(&cli.redis, &probes, &done));
         scope.spawn(|| watch_clickhouse(&cli.clickhouse, &probes, &done));
-        let stats = env.execute("pipeline-latency");
+        let stats = env.execute(cli.pipeline.job_name());
         std::thread::sleep(Duration::from_millis(500));
         done.store(true, Ordering::Relaxed);
         Ok(stats?)

@@ -110,7 +110,7 @@ impl Settings {
         refused: &mut Vec<Refused<'a>>,
     ) -> Result<(), ConnectorError> {
         let body = match (label, self.identity) {
-            (Some(label), true) => with_identity(label, from, rows)?,
+            (Some(label), true) => with_identity(label, from, rows),
             _ => rows.iter().flat_map(|r| [r.as_str(), "\n"]).collect(),
         };
         match self.insert(&body, rows.len()) {
@@ -156,10 +156,9 @@ impl Settings {
         let query = format!("INSERT INTO {DEAD_LETTERS_TABLE} FORMAT JSONEachRow");
         self.post(&query, &body, refused.len())
             .map_err(|e| match e {
-                InsertError::Refused(reason)
-                | InsertError::Failed(ConnectorError::ClickHouse { reason, .. }) => self.error(
-                    format!("keeping refused rows in {DEAD_LETTERS_TABLE} failed: {reason}"),
-                ),
+                InsertError::Refused(reason) => self.error(format!(
+                    "{DEAD_LETTERS_TABLE} refused the refused rows: {reason}"
+                )),
                 InsertError::Failed(e) => e,
             })
     }
@@ -208,23 +207,19 @@ impl Settings {
 /// # Errors
 /// [`ConnectorError::ClickHouse`] naming the server, with its reply.
 pub fn execute(url: &str, sql: &str) -> Result<String, ConnectorError> {
-    let settings = Settings {
+    let error = |reason: String| ConnectorError::ClickHouse {
         url: url.to_owned(),
-        table: String::new(),
-        timeout: Duration::from_secs(30),
-        name: None,
-        identity: true,
-        on_rejected: OnRejected::FailJob,
-        agent: agent(Duration::from_secs(30)),
+        reason,
     };
-    let mut response = settings.agent.post(url).send(sql).map_err(|e| {
-        settings.error(format!("cannot reach the server: {e}; check that it is up"))
-    })?;
+    let mut response = agent(Duration::from_secs(30))
+        .post(url)
+        .send(sql)
+        .map_err(|e| error(format!("cannot reach the server: {e}; check that it is up")))?;
     let body = response.body_mut().read_to_string().unwrap_or_default();
     if response.status().is_success() {
         Ok(body)
     } else {
-        Err(settings.error(format!(
+        Err(error(format!(
             "`{sql}` failed ({}): {}",
             response.status(),
             body.trim()
@@ -385,11 +380,8 @@ pub struct ClickHouseBatch {
 
 /// The request body of `rows`, places `from..` of the batch `label`: each
 /// row with its identity columns added.
-fn with_identity(label: &str, from: usize, rows: &[String]) -> Result<String, ConnectorError> {
-    let batch = serde_json::to_string(label).map_err(|e| ConnectorError::ClickHouse {
-        url: String::new(),
-        reason: e.to_string(),
-    })?;
+fn with_identity(label: &str, from: usize, rows: &[String]) -> String {
+    let batch = serde_json::Value::from(label).to_string();
     let mut body = String::new();
     for (i, row) in rows.iter().enumerate() {
         let rest = &row[1..];
@@ -403,7 +395,7 @@ fn with_identity(label: &str, from: usize, rows: &[String]) -> Result<String, Co
             "{{\"_eddy_batch\":{batch},\"_eddy_seq\":{seq}{comma}{rest}\n"
         ));
     }
-    Ok(body)
+    body
 }
 
 /// The exactly-once ClickHouse sink; made by [`ClickHouseSink::exactly_once`].
@@ -468,7 +460,7 @@ mod tests {
     fn rows_get_their_identity_columns_first() -> Result<(), BoxError> {
         let rows = vec![r#"{"a":1}"#.into(), "{}".into()];
         assert_eq!(
-            with_identity("s/0/ab/3", 0, &rows)?,
+            with_identity("s/0/ab/3", 0, &rows),
             "{\"_eddy_batch\":\"s/0/ab/3\",\"_eddy_seq\":0,\"a\":1}\n{\"_eddy_batch\":\"s/0/ab/3\",\"_eddy_seq\":1}\n"
         );
         assert!(json_row(&5u32).is_err());
