@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    counted_windows, expected_windows, restarting_config, resuming_config, run_killed,
-    windows_with_a_lost_commit, Service,
+    assert_staging_drained, counted_windows, expected_windows, restarting_config, resuming_config,
+    run_killed, windows_with_a_lost_commit, Service,
 };
 use eddy::connectors::clickhouse::ClickHouseSink;
 use eddy::connectors::datagen::SplitMix64;
@@ -160,7 +160,11 @@ fn clickhouse_child_job_resuming_from_its_latest_checkpoint() {
     counted_windows(&env, KILLED_EVENTS, Vec::new())
         .map(to_row)
         .uid("rows")
-        .sink(ClickHouseSink::new(url, "windows").exactly_once())
+        .sink(
+            ClickHouseSink::new(url, "windows")
+                .max_buffered_bytes(STAGED_BYTES)
+                .exactly_once(),
+        )
         .uid("sink");
     env.execute("clickhouse-killed").unwrap();
 }
@@ -168,6 +172,10 @@ fn clickhouse_child_job_resuming_from_its_latest_checkpoint() {
 /// Takes the rate-limited job about five seconds in all, so that five
 /// kills at 200–700 ms into each run all land before it ends.
 const KILLED_EVENTS: u64 = 300_000;
+
+/// The killed job's sink holds this much in memory, so its checkpoints'
+/// rows go through staging files inserted in parts: kills land mid-commit.
+const STAGED_BYTES: usize = 32 << 10;
 
 #[test]
 fn clickhouse_exactly_once_sink_after_five_kills_holds_every_window_once() {
@@ -190,6 +198,7 @@ fn clickhouse_exactly_once_sink_after_five_kills_holds_every_window_once() {
         expected_windows(KILLED_EVENTS),
         "after {kills} kills"
     );
+    assert_staging_drained(dir.path(), "clickhouse-killed", "sink");
 }
 
 /// ClickHouse stops answering for 10 s mid-run (SIGSTOP, then SIGCONT):

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    counted_windows, expected_windows, restarting_config, resuming_config, run_killed,
-    windows_with_a_lost_commit, Service,
+    assert_staging_drained, counted_windows, expected_windows, restarting_config, resuming_config,
+    run_killed, windows_with_a_lost_commit, Service,
 };
 use eddy::connectors::datagen::SplitMix64;
 use eddy::connectors::redis::{RedisCommand, RedisSink};
@@ -94,20 +94,30 @@ fn redis_exactly_once_sink_applies_every_window_once_after_injected_failures() {
 /// new one as after a restart — apply once.
 #[test]
 fn redis_exactly_once_commits_are_idempotent_across_restarts() {
+    for buffered in [1 << 20, 100] {
+        commit_twice_and_after_a_restart(buffered);
+    }
+}
+
+/// The idempotence test with `buffered` bytes of commands in memory (at
+/// 100, each checkpoint's are staged in a file and applied in parts).
+fn commit_twice_and_after_a_restart(buffered: usize) {
     let server = start_redis();
     let sink = || {
         RedisSink::new(server.addr.clone(), |v: &i64| {
-            vec![RedisCommand::HIncrBy {
-                key: "n".into(),
-                field: "sum".into(),
-                by: *v,
+            vec![RedisCommand::XAdd {
+                key: "log".into(),
+                fields: vec![("v".into(), v.to_string())],
             }]
         })
         .name("idempotence")
+        .max_buffered_bytes(buffered)
         .transactional()
     };
+    let staging = tempfile::tempdir().unwrap();
     let ctx =
-        RuntimeContext::standalone("sink", 0, 1, 128, Arc::new(ManualClock::new(Timestamp(0))));
+        RuntimeContext::standalone("sink", 0, 1, 128, Arc::new(ManualClock::new(Timestamp(0))))
+            .with_staging_root(staging.path().to_path_buf());
     let first = sink();
     let mut writer = first.create_writer(&ctx).unwrap();
     let mut batch: Vec<Record<i64>> = (1..=10)
@@ -130,8 +140,18 @@ fn redis_exactly_once_commits_are_idempotent_across_restarts() {
     restarted.commit(&epoch1).unwrap();
     restarted.commit(&epoch2).unwrap();
     restarted.commit(&epoch2).unwrap();
-    let sum: i64 = connection(&server).hget("n", "sum").unwrap();
-    assert_eq!(sum, 55 + 100);
+    let log: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg("log")
+        .arg("-")
+        .arg("+")
+        .query(&mut connection(&server))
+        .unwrap();
+    let values: Vec<&str> = log.iter().map(|(_, f)| f[0].1.as_str()).collect();
+    let want: Vec<String> = (1..=10).chain([100]).map(|v| v.to_string()).collect();
+    assert_eq!(
+        values, want,
+        "each entry once, in order (buffer {buffered})"
+    );
 }
 
 #[test]
@@ -175,7 +195,11 @@ fn redis_child_job_resuming_from_its_latest_checkpoint() {
     let url = std::env::var("EDDY_REDIS_URL").unwrap();
     let env = Env::with_config(resuming_config(2, &dir)).unwrap();
     counted_windows(&env, KILLED_EVENTS, Vec::new())
-        .sink(RedisSink::new(url, commands).exactly_once())
+        .sink(
+            RedisSink::new(url, commands)
+                .max_buffered_bytes(STAGED_BYTES)
+                .exactly_once(),
+        )
         .uid("sink");
     env.execute("redis-killed").unwrap();
 }
@@ -183,6 +207,11 @@ fn redis_child_job_resuming_from_its_latest_checkpoint() {
 /// Takes the rate-limited job about five seconds in all, so that five
 /// kills at 200–700 ms into each run all land before it ends.
 const KILLED_EVENTS: u64 = 300_000;
+
+/// The killed job's sink holds this much in memory, so its checkpoints'
+/// commands go through staging files applied in many scripts: kills land
+/// mid-commit, and the replay must resume after the last applied script.
+const STAGED_BYTES: usize = 8 << 10;
 
 #[test]
 fn redis_exactly_once_sink_after_five_kills_holds_every_window_once() {
@@ -213,6 +242,7 @@ fn redis_exactly_once_sink_after_five_kills_holds_every_window_once() {
         want.len(),
         "XADD once per window after {kills} kills"
     );
+    assert_staging_drained(dir.path(), "redis-killed", "sink");
 }
 
 /// Commits that fail after their checkpoint completed (7 in a row: all the

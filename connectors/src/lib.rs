@@ -59,6 +59,7 @@ pub mod print;
 pub mod redis;
 pub mod rejected;
 mod run_id;
+pub mod staging;
 
 pub use datagen::{DataGen, SplitMix64};
 pub use discard::DiscardSink;

@@ -22,6 +22,7 @@ pub struct RuntimeContext {
     pub(crate) checkpointing: bool,
     pub(crate) state_backend: StateBackendKind,
     pub(crate) state_dir: PathBuf,
+    pub(crate) staging_root: PathBuf,
 }
 
 impl RuntimeContext {
@@ -47,6 +48,7 @@ impl RuntimeContext {
             checkpointing: false,
             state_backend: StateBackendKind::Heap,
             state_dir: std::env::temp_dir().join("eddy-state"),
+            staging_root: std::env::temp_dir().join("eddy-staging"),
         }
     }
 
@@ -65,16 +67,29 @@ impl RuntimeContext {
     pub fn state_dir_for_subtask(&self) -> PathBuf {
         static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let uid: String = self
-            .uid()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
         self.state_dir.join(format!(
-            "{uid}-{}-{}-{n}",
+            "{}-{}-{}-{n}",
+            safe_file_name(self.uid()),
             self.subtask(),
             std::process::id()
         ))
+    }
+
+    /// Where this operator's subtasks keep what they prepare for a
+    /// checkpoint and commit once it completes (a sink's data too large to
+    /// hold in memory): under the job's checkpoint storage when the job
+    /// checkpoints, so it outlives a failure and every subtask sees what the
+    /// others left (a rescaled restore commits them); under the state
+    /// directory otherwise. Shared by all subtasks of the operator: name
+    /// files by subtask. Not created until used.
+    pub fn staging_dir(&self) -> PathBuf {
+        self.staging_root.join(safe_file_name(self.uid()))
+    }
+
+    /// The same context with staging directories under `root` (harnesses).
+    pub fn with_staging_root(mut self, root: PathBuf) -> Self {
+        self.staging_root = root;
+        self
     }
 
     /// The same context with `state` to restore from (harnesses, tools).
@@ -144,4 +159,11 @@ impl RuntimeContext {
     pub fn location(&self) -> &Location {
         &self.location
     }
+}
+
+/// `name` with every character but ASCII letters and digits replaced by `_`.
+fn safe_file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }

@@ -265,6 +265,20 @@ pub fn resuming_config(parallelism: usize, dir: &Path) -> EnvConfig {
     restarting_config(parallelism, &dir.join("chk")).with_resume()
 }
 
+/// Asserts that the exactly-once sink `uid` of `job`, run with
+/// [`resuming_config`] in `dir`, staged files (its checkpoints outgrew its
+/// memory bound) and that none is left: every staged checkpoint was
+/// committed, and those of checkpoints that never completed were deleted.
+pub fn assert_staging_drained(dir: &Path, job: &str, uid: &str) {
+    let staging = dir.join("chk").join(job).join("staging").join(uid);
+    let left: Vec<_> = std::fs::read_dir(&staging)
+        .unwrap_or_else(|e| panic!("{} was never made: {e}", staging.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "staged files left behind: {left:?}");
+}
+
 /// Reads `topic` from its start until `enough` says so (or a minute has
 /// passed), then a little longer for late duplicates. Tansu's end offsets
 /// are not reliable, so a bounded read cannot be used.

@@ -8,7 +8,9 @@
 //! subtask, writer run, checkpoint) and `_eddy_seq` (its place in the
 //! batch) — in a `ReplacingMergeTree` table whose sorting key ends with
 //! them, and readers read with `FINAL`. A checkpoint's rows are inserted in
-//! one request when the checkpoint completes; an insert that is retried,
+//! one request when the checkpoint completes (in several when they outgrew
+//! [`max_buffered_bytes`](ClickHouseSink::max_buffered_bytes) and went to a
+//! staging file); an insert that is retried,
 //! replayed after a restore, or cut short by a crash and then repeated adds
 //! only rows that `FINAL` folds into the ones already there.
 //!

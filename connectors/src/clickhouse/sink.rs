@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ConnectorError;
 use crate::rejected::OnRejected;
 use crate::run_id::writer_label;
+use crate::staging::{self, Staged, StagingBuffer, DEFAULT_BUFFER_BYTES};
 
 /// Where a ClickHouse sink writes.
 #[derive(Clone)]
@@ -25,6 +26,9 @@ struct Settings {
     identity: bool,
     /// What a row the server refuses does.
     on_rejected: OnRejected,
+    /// Exactly-once: the bytes of rows a subtask holds in memory per
+    /// checkpoint, and about the size of one insert of a staged file.
+    buffer_bytes: usize,
     agent: ureq::Agent,
 }
 
@@ -74,13 +78,18 @@ impl Settings {
         }
     }
 
-    /// Inserts `rows` of the batch `label` (identity columns added when
-    /// the sink has them and the batch a label). Rows the server refuses go
-    /// where [`OnRejected`] says; finding them takes at most two requests
-    /// per row.
-    fn insert_rows(&self, label: Option<&str>, rows: &[String]) -> Result<(), ConnectorError> {
+    /// Inserts `rows`, places `from..` of the batch `label` (identity
+    /// columns added when the sink has them and the batch a label). Rows
+    /// the server refuses go where [`OnRejected`] says; finding them takes
+    /// at most two requests per row.
+    fn insert_rows(
+        &self,
+        label: Option<&str>,
+        from: usize,
+        rows: &[String],
+    ) -> Result<(), ConnectorError> {
         let mut refused = Vec::new();
-        self.insert_or_split(label, rows, 0, &mut refused)?;
+        self.insert_or_split(label, rows, from, &mut refused)?;
         if refused.is_empty() {
             return Ok(());
         }
@@ -261,6 +270,7 @@ impl<T: Data> ClickHouseSink<T> {
                 name: None,
                 identity: true,
                 on_rejected: OnRejected::FailJob,
+                buffer_bytes: DEFAULT_BUFFER_BYTES,
                 agent: agent(timeout),
             }),
             _type: std::marker::PhantomData,
@@ -306,6 +316,16 @@ impl<T: Data> ClickHouseSink<T> {
     /// when missing) and the rest of the batch is inserted.
     pub fn on_rejected(self, policy: OnRejected) -> Self {
         self.with(|s| s.on_rejected = policy)
+    }
+
+    /// Exactly-once: how many bytes of rows (as JSON) a subtask holds in
+    /// memory per checkpoint (default 32 MiB). Beyond that it writes them
+    /// to a staging file in checkpoint storage (see
+    /// [`RuntimeContext::staging_dir`]) and the commit inserts the file in
+    /// INSERTs of about this size; the identity columns make a replay of
+    /// any of them collapse into the rows already there.
+    pub fn max_buffered_bytes(self, bytes: usize) -> Self {
+        self.with(|s| s.buffer_bytes = bytes)
     }
 
     /// The exactly-once sink (see the module docs for the table it needs).
@@ -359,7 +379,7 @@ impl<T: Data> SinkWriter for ClickHouseWriter<T> {
             .iter()
             .map(|record| json_row(&record.value))
             .collect::<Result<Vec<_>, _>>()?;
-        self.settings.insert_rows(None, &rows)?;
+        self.settings.insert_rows(None, 0, &rows)?;
         batch.clear();
         Ok(())
     }
@@ -374,8 +394,9 @@ impl<T: Data> SinkWriter for ClickHouseWriter<T> {
 pub struct ClickHouseBatch {
     /// The rows' `_eddy_batch`: `<name>/<subtask>/<writer run>/<checkpoint>`.
     pub batch: String,
-    /// The rows as JSON objects, in order (their `_eddy_seq`).
-    pub rows: Vec<String>,
+    /// The rows as JSON objects, in order (their `_eddy_seq`), in a staging
+    /// file when they outgrew the sink's memory bound.
+    pub rows: Staged<String>,
 }
 
 /// The request body of `rows`, places `from..` of the batch `label`: each
@@ -412,21 +433,44 @@ impl<T: Data> TwoPhaseCommitSink for TransactionalClickHouseSink<T> {
     fn create_writer(&self, ctx: &RuntimeContext) -> Result<Self::Writer, BoxError> {
         Ok(TransactionalClickHouseWriter {
             prefix: writer_label(self.settings.name.as_deref(), ctx),
-            rows: Vec::new(),
+            rows: StagingBuffer::new(ctx, self.settings.buffer_bytes),
             _type: std::marker::PhantomData,
         })
     }
 
     fn commit(&self, batch: &ClickHouseBatch) -> Result<(), BoxError> {
-        Ok(self.settings.insert_rows(Some(&batch.batch), &batch.rows)?)
+        let found = batch.rows.for_each_chunk(
+            self.settings.buffer_bytes,
+            String::len,
+            |from, rows, _| {
+                self.settings
+                    .insert_rows(Some(&batch.batch), from as usize, rows)
+            },
+        )?;
+        if !found {
+            tracing::info!(batch = %batch.batch, "batch inserted before: its staging file is gone");
+        }
+        Ok(batch.rows.discard()?)
+    }
+
+    fn clean_up_after_restore(
+        &self,
+        ctx: &RuntimeContext,
+        restored: &[&ClickHouseBatch],
+    ) -> Result<(), BoxError> {
+        Ok(staging::clean_up_after_restore(
+            ctx,
+            restored.iter().map(|b| &b.rows),
+        )?)
     }
 }
 
 /// The writer of one exactly-once ClickHouse sink subtask: it collects the
-/// rows of the current checkpoint.
+/// rows of the current checkpoint, in memory up to the sink's bound and in
+/// its staging file beyond it.
 pub struct TransactionalClickHouseWriter<T> {
     prefix: String,
-    rows: Vec<String>,
+    rows: StagingBuffer<String>,
     _type: std::marker::PhantomData<fn(T)>,
 }
 
@@ -436,18 +480,17 @@ impl<T: Data> TwoPhaseCommitWriter for TransactionalClickHouseWriter<T> {
 
     fn write(&mut self, batch: &mut Vec<Record<T>>) -> Result<(), BoxError> {
         for record in batch.drain(..) {
-            self.rows.push(json_row(&record.value)?);
+            let row = json_row(&record.value)?;
+            let size = row.len();
+            self.rows.push(row, size)?;
         }
         Ok(())
     }
 
     fn prepare(&mut self, id: CheckpointId) -> Result<Option<ClickHouseBatch>, BoxError> {
-        if self.rows.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(ClickHouseBatch {
+        Ok(self.rows.prepare()?.map(|rows| ClickHouseBatch {
             batch: format!("{}/{}", self.prefix, id.0),
-            rows: std::mem::take(&mut self.rows),
+            rows,
         }))
     }
 }

@@ -104,6 +104,25 @@ impl RedisCommand {
         w
     }
 
+    /// About how many bytes the command takes in memory.
+    pub(crate) fn size(&self) -> usize {
+        let text = match self {
+            RedisCommand::Set { key, value, .. } => key.len() + value.len(),
+            RedisCommand::HSet { key, field, value } => key.len() + field.len() + value.len(),
+            RedisCommand::HIncrBy { key, field, .. } => key.len() + field.len(),
+            RedisCommand::ZAdd { key, member, .. } => key.len() + member.len(),
+            RedisCommand::XAdd { key, fields } => {
+                key.len()
+                    + fields
+                        .iter()
+                        .map(|(f, v)| f.len() + v.len() + 48)
+                        .sum::<usize>()
+            }
+            RedisCommand::Del { key } | RedisCommand::Expire { key, .. } => key.len(),
+        };
+        std::mem::size_of::<Self>() + text
+    }
+
     /// A malformed command, before anything is sent: Redis cannot roll a
     /// script back, so every command is checked before it runs.
     pub(crate) fn check(&self) -> Result<(), String> {

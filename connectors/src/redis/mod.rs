@@ -9,7 +9,9 @@
 //! `eddy:sink-commits`: an epoch already applied is skipped, and the epoch
 //! is recorded in the same script. Redis runs a script atomically, so even
 //! non-idempotent commands (`HINCRBY`, `XADD`) never apply twice after a
-//! restore or a retried commit.
+//! restore or a retried commit. Past
+//! [`max_buffered_bytes`](RedisSink::max_buffered_bytes) the commands go to
+//! a staging file and are applied in parts, each recording how far it got.
 //!
 //! ```no_run
 //! use eddy_connectors::redis::{RedisCommand, RedisSink};

@@ -14,6 +14,7 @@ use super::command::RedisCommand;
 use super::transactional::TransactionalRedisSink;
 use crate::error::ConnectorError;
 use crate::rejected::OnRejected;
+use crate::staging::DEFAULT_BUFFER_BYTES;
 
 type Mapping<T> = Arc<dyn Fn(&T) -> Vec<RedisCommand> + Send + Sync>;
 
@@ -27,6 +28,10 @@ pub(crate) struct RedisSettings<T> {
     pub name: Option<String>,
     /// Exactly-once: what a command Redis refuses does.
     pub on_rejected: OnRejected,
+    /// Exactly-once: the bytes of commands a subtask holds in memory per
+    /// checkpoint before it moves them to its staging file, and about the
+    /// size of one script that applies them.
+    pub buffer_bytes: usize,
 }
 
 impl<T> RedisSettings<T> {
@@ -88,6 +93,7 @@ impl<T: Data> RedisSink<T> {
                 timeout: Duration::from_secs(10),
                 name: None,
                 on_rejected: OnRejected::FailJob,
+                buffer_bytes: DEFAULT_BUFFER_BYTES,
             }),
         }
     }
@@ -120,6 +126,18 @@ impl<T: Data> RedisSink<T> {
     /// the reply; with [`OnRejected::DeadLetter`] it goes on.
     pub fn on_rejected(self, policy: OnRejected) -> Self {
         self.with(|s| s.on_rejected = policy)
+    }
+
+    /// Exactly-once: how many bytes of commands (about) a subtask holds in
+    /// memory per checkpoint (default 32 MiB, compacted). Beyond that it
+    /// writes them to a staging file in checkpoint storage (see
+    /// [`RuntimeContext::staging_dir`](eddy_engine::context::RuntimeContext::staging_dir))
+    /// and the commit applies the file in scripts of about this size, each
+    /// recorded as it applies, so a replay resumes after the last one. Other
+    /// clients can then see a checkpoint's changes part applied while it
+    /// commits; with them in memory they see all or none.
+    pub fn max_buffered_bytes(self, bytes: usize) -> Self {
+        self.with(|s| s.buffer_bytes = bytes)
     }
 
     /// The exactly-once sink writing where this one would.

@@ -53,6 +53,7 @@ struct Plan {
     checkpointing: bool,
     state_backend: StateBackendKind,
     state_dir: PathBuf,
+    staging_root: PathBuf,
 }
 
 /// The channel ends one subtask owns.
@@ -85,6 +86,7 @@ impl Plan {
             checkpointing: self.checkpointing,
             state_backend: self.state_backend,
             state_dir: self.state_dir.clone(),
+            staging_root: self.staging_root.clone(),
         }
     }
 
@@ -126,6 +128,12 @@ pub(crate) fn execute(
         }
         None => None,
     };
+    let staging_root = match config.interval {
+        Some(_) => job_root(&config.dir, job_name).join("staging"),
+        None => run
+            .state_dir
+            .join(format!("staging-{}", std::process::id())),
+    };
     let mut policy = RestartPolicy::new(config.restart_strategy());
     let mut checkpoints = Vec::new();
     loop {
@@ -154,6 +162,7 @@ pub(crate) fn execute(
             checkpointing: config.interval.is_some(),
             state_backend: run.state_backend,
             state_dir: run.state_dir.clone(),
+            staging_root: staging_root.clone(),
         });
         let outcome = run_once(&plan, &run, &mut checkpoints);
         match outcome {
