@@ -44,6 +44,23 @@ pub struct EnvConfig {
     pub checkpoints: CheckpointConfig,
     /// Instead of running the job: ask the running instance for a savepoint.
     pub control: Option<ControlAction>,
+    /// Where the job serves its live metrics (`GET /metrics`), if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The bearer token the job's HTTP endpoint requires, if any.
+    pub http_token: Option<Secret>,
+    /// Log to standard error in this format when the job runs (set by the
+    /// command line; `None`: leave logging to the program).
+    pub log_format: Option<crate::logging::LogFormat>,
+}
+
+/// A value kept out of logs and debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
 }
 
 /// Where keyed state lives.
@@ -90,6 +107,9 @@ impl Default for EnvConfig {
             state_dir: std::env::temp_dir().join("eddy-state"),
             checkpoints: CheckpointConfig::default(),
             control: None,
+            metrics_addr: None,
+            http_token: None,
+            log_format: None,
         }
     }
 }
@@ -166,6 +186,20 @@ impl EnvConfig {
     /// directory if there is one, from scratch otherwise (`run --resume`).
     pub fn with_resume(mut self) -> Self {
         self.checkpoints.resume = true;
+        self
+    }
+
+    /// Serves the live metrics at `addr` (`GET /metrics`, Prometheus text
+    /// format; port 0: any free port, see
+    /// [`JobControl::metrics_addr`](crate::dsl::JobControl::metrics_addr)).
+    pub fn with_metrics_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.metrics_addr = Some(addr);
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on the job's HTTP endpoint.
+    pub fn with_http_token(mut self, token: impl Into<String>) -> Self {
+        self.http_token = Some(Secret(token.into()));
         self
     }
 
@@ -330,6 +364,18 @@ pub struct EnvFlags {
     /// checkpoints, exponential with them].
     #[arg(long, global = true, value_name = "SPEC")]
     pub restart_strategy: Option<RestartStrategy>,
+    /// Serve live metrics in the Prometheus text format at ADDR/metrics,
+    /// e.g. 127.0.0.1:9249 [default: off].
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Require `Authorization: Bearer <token>` on the job's HTTP endpoint,
+    /// the token read from FILE (or the environment variable EDDY_TOKEN).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Log lines on standard error as text or JSON; RUST_LOG filters them
+    /// [default: text, RUST_LOG=warn].
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<crate::logging::LogFormat>,
 }
 
 /// The commands of every job binary.
@@ -383,6 +429,20 @@ impl EnvArgs {
 }
 
 impl EnvFlags {
+    /// The token from `--token-file`, else from `EDDY_TOKEN`.
+    fn http_token(&self) -> Result<Option<Secret>, EngineError> {
+        let token = match &self.token_file {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| EngineError::Config {
+                option: "--token-file".into(),
+                value: path.display().to_string(),
+                reason: format!("cannot read it: {e}"),
+            })?,
+            None => std::env::var("EDDY_TOKEN").unwrap_or_default(),
+        };
+        let token = token.trim();
+        Ok((!token.is_empty()).then(|| Secret(token.to_owned())))
+    }
+
     /// The configuration these flags and `action` (none: run) describe,
     /// validated.
     ///
@@ -436,6 +496,9 @@ impl EnvFlags {
             state_dir: self.state_dir.clone().unwrap_or(d.state_dir),
             checkpoints,
             control,
+            metrics_addr: self.metrics_addr,
+            http_token: self.http_token()?,
+            log_format: Some(self.log_format.unwrap_or_default()),
         };
         config.validate()?;
         Ok(config)

@@ -9,6 +9,7 @@ use crate::config::StateBackendKind;
 use crate::element::Timestamp;
 use crate::error::Location;
 use crate::keygroup::KeyGroupRange;
+use crate::metrics::MetricGroup;
 use std::path::PathBuf;
 
 /// Information about the running subtask, handed to user code when it opens.
@@ -23,6 +24,7 @@ pub struct RuntimeContext {
     pub(crate) state_backend: StateBackendKind,
     pub(crate) state_dir: PathBuf,
     pub(crate) staging_root: PathBuf,
+    pub(crate) metrics: MetricGroup,
 }
 
 impl RuntimeContext {
@@ -49,6 +51,7 @@ impl RuntimeContext {
             state_backend: StateBackendKind::Heap,
             state_dir: std::env::temp_dir().join("eddy-state"),
             staging_root: std::env::temp_dir().join("eddy-staging"),
+            metrics: MetricGroup::default(),
         }
     }
 
@@ -84,6 +87,13 @@ impl RuntimeContext {
     /// files by subtask. Not created until used.
     pub fn staging_dir(&self) -> PathBuf {
         self.staging_root.join(safe_file_name(self.uid()))
+    }
+
+    /// Where this subtask registers live series of its own (exported by
+    /// the job's metrics endpoint, labelled with the job, operator and
+    /// subtask).
+    pub fn metrics(&self) -> &MetricGroup {
+        &self.metrics
     }
 
     /// The same context with staging directories under `root` (harnesses).

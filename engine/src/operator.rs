@@ -84,9 +84,11 @@ pub trait Operator: 'static {
     }
 
     /// The operator's own counters, reported in the job statistics when the
-    /// job ends (e.g. `late_records_dropped`, `state_entries`). Operators
-    /// without counters of their own report none, which is all the default
-    /// does.
+    /// job ends (e.g. `late_records_dropped`, `state_entries`) and, while it
+    /// runs, in the live metrics as `eddy_operator_<name>`: `state_entries`
+    /// and `timers` as gauges (levels), every other name as a counter of
+    /// events. Operators without counters of their own report none, which
+    /// is all the default does.
     fn metrics(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }

@@ -22,6 +22,7 @@ use crate::checkpoint::CheckpointConfig;
 use crate::clock::Clock;
 use crate::element::{Barrier, CheckpointId};
 use crate::error::EngineError;
+use crate::metrics::JobMetrics;
 
 /// What a task is told by the coordinator.
 #[derive(Debug)]
@@ -198,6 +199,7 @@ pub(crate) struct Coordinator {
     stopping: bool,
     /// Completed checkpoints and savepoints of this run, for statistics.
     pub completed: Vec<CompletedCheckpoint>,
+    metrics: Arc<JobMetrics>,
 }
 
 /// A checkpoint that completed, for statistics.
@@ -229,6 +231,7 @@ impl Coordinator {
         clock: Arc<dyn Clock>,
         tasks: Vec<TaskInfo>,
         operators: Vec<OperatorEntry>,
+        metrics: Arc<JobMetrics>,
     ) -> Self {
         let root = job_root(&config.dir, job);
         let interval = config.interval.unwrap_or(Duration::MAX);
@@ -247,6 +250,7 @@ impl Coordinator {
             finished: BTreeMap::new(),
             stopping: false,
             completed: Vec::new(),
+            metrics,
         }
     }
 
@@ -425,6 +429,9 @@ impl Coordinator {
             return Ok(Progress::Running);
         }
         p.acked.insert(task);
+        let info = &self.tasks[task];
+        self.metrics
+            .checkpoint_acknowledged(info.vertex, info.subtask, p.started.elapsed());
         self.try_complete(id)
     }
 
@@ -517,6 +524,7 @@ impl Coordinator {
             ?duration,
             "checkpoint complete"
         );
+        self.metrics.checkpoint_completed(duration, bytes);
         self.completed.push(CompletedCheckpoint {
             id,
             kind,
@@ -576,6 +584,7 @@ impl Coordinator {
         let Some(p) = self.pending.remove(&id) else {
             return;
         };
+        self.metrics.checkpoint_failed();
         // Tasks waiting for a stop-with-savepoint go on: the job resumes.
         if p.request.as_ref().is_some_and(|r| r.stop) {
             self.stopping = false;

@@ -3,9 +3,10 @@
 
 use std::cell::RefCell;
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Args, FromArgMatches, Parser};
@@ -25,6 +26,8 @@ use crate::graph::erased::{SourceNodeImpl, TypedSlot};
 use crate::graph::explain::Explain;
 use crate::graph::job::{JobDefaults, JobGraph};
 use crate::graph::stream::{Chaining, NodeBody, OutputSlot, StreamGraph, StreamNode};
+use crate::http::HttpServer;
+use crate::metrics::JobMetrics;
 use crate::runtime::executor;
 use crate::runtime::stats::JobStats;
 use crate::runtime::task::TaskSettings;
@@ -43,6 +46,7 @@ struct EnvInner {
     clock: RefCell<Arc<dyn Clock>>,
     requests: (Sender<SavepointRequest>, Receiver<SavepointRequest>),
     running: Arc<AtomicBool>,
+    metrics_addr: Arc<Mutex<Option<SocketAddr>>>,
 }
 
 /// Asks a job that runs in this process (on another thread) for savepoints.
@@ -51,9 +55,16 @@ struct EnvInner {
 pub struct JobControl {
     requests: Sender<SavepointRequest>,
     running: Arc<AtomicBool>,
+    metrics_addr: Arc<Mutex<Option<SocketAddr>>>,
 }
 
 impl JobControl {
+    /// Where the running job serves its metrics (with `--metrics-addr`),
+    /// the port resolved when it was 0.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr.lock().ok().and_then(|a| *a)
+    }
+
     /// Whether the job is running (between the start and the end of its
     /// `execute`).
     pub fn is_running(&self) -> bool {
@@ -206,6 +217,7 @@ impl Env {
                 clock: RefCell::new(Arc::new(SystemClock)),
                 requests: crossbeam_channel::unbounded(),
                 running: Arc::new(AtomicBool::new(false)),
+                metrics_addr: Arc::new(Mutex::new(None)),
             }),
         }
     }
@@ -215,6 +227,7 @@ impl Env {
         JobControl {
             requests: self.inner.requests.0.clone(),
             running: Arc::clone(&self.inner.running),
+            metrics_addr: Arc::clone(&self.inner.metrics_addr),
         }
     }
 
@@ -298,6 +311,9 @@ impl Env {
     /// job is reported before anything runs.
     pub fn execute(&self, job_name: &str) -> Result<JobStats, EngineError> {
         let c = &self.inner.config;
+        if let Some(format) = c.log_format {
+            crate::logging::init(format);
+        }
         if let Some(action) = &c.control {
             return self.send_control(job_name, action);
         }
@@ -329,7 +345,19 @@ impl Env {
             requests: self.inner.requests.1.clone(),
             state_backend: c.state_backend,
             state_dir: c.state_dir.clone(),
+            metrics: JobMetrics::new(job_name, &job),
         };
+        let server = match c.metrics_addr {
+            Some(addr) => Some(HttpServer::start(
+                addr,
+                Arc::clone(&run.metrics),
+                c.http_token.as_ref().map(|t| t.0.clone()),
+            )?),
+            None => None,
+        };
+        if let Ok(mut addr) = self.inner.metrics_addr.lock() {
+            *addr = server.as_ref().map(HttpServer::addr);
+        }
         tracing::info!(job = job_name, tasks = job.vertices.len(), "job starting");
         let graph = self.inner.graph.borrow();
         // Requests left over from an earlier run are not for this one.
@@ -340,6 +368,10 @@ impl Env {
         let marker = RunningMarker::create(&job_root(&c.checkpoints.dir, job_name));
         let result = executor::execute(job_name, &graph, job, run);
         drop(marker);
+        drop(server);
+        if let Ok(mut addr) = self.inner.metrics_addr.lock() {
+            *addr = None;
+        }
         self.inner.running.store(false, Ordering::SeqCst);
         let stats = result?;
         tracing::info!(

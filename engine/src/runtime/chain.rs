@@ -149,6 +149,7 @@ impl<Op: Operator> Downstream<Op::In> for OperatorStage<Op> {
 
 impl<Op: Operator> Control for OperatorStage<Op> {
     fn on_watermark(&mut self, wm: Timestamp) -> Result<(), EngineError> {
+        self.stats.watermark = Some(wm);
         self.call(|op, out| op.on_watermark(wm, out))?;
         self.next.on_watermark(wm)?;
         self.sides.channels().try_for_each(|c| c.on_watermark(wm))
@@ -260,6 +261,7 @@ impl<W: SinkWriter> Downstream<W::In> for SinkStage<W> {
 
 impl<W: SinkWriter> Control for SinkStage<W> {
     fn on_watermark(&mut self, wm: Timestamp) -> Result<(), EngineError> {
+        self.stats.watermark = Some(wm);
         let writer = &mut self.writer;
         guarded(&self.location, connector_error, || writer.on_watermark(wm))
     }

@@ -29,6 +29,7 @@ use crate::error::{panic_message, EngineError, Location};
 use crate::graph::erased::{SendAny, StageAny};
 use crate::graph::job::JobGraph;
 use crate::graph::stream::{NodeBody, NodeId, StreamGraph};
+use crate::metrics::JobMetrics;
 use crate::operator::SideOutputs;
 use crate::runtime::enumerator::SourceEnumerator;
 use crate::runtime::stats::{JobStats, OperatorStats, StageStats};
@@ -54,6 +55,9 @@ struct Plan {
     state_backend: StateBackendKind,
     state_dir: PathBuf,
     staging_root: PathBuf,
+    metrics: Arc<JobMetrics>,
+    /// How many times the job restarted before this run of it.
+    attempt: u32,
 }
 
 /// The channel ends one subtask owns.
@@ -87,6 +91,7 @@ impl Plan {
             state_backend: self.state_backend,
             state_dir: self.state_dir.clone(),
             staging_root: self.staging_root.clone(),
+            metrics: self.metrics.group(node, subtask),
         }
     }
 
@@ -107,6 +112,7 @@ pub(crate) struct RunSettings {
     pub requests: Receiver<SavepointRequest>,
     pub state_backend: StateBackendKind,
     pub state_dir: PathBuf,
+    pub metrics: Arc<JobMetrics>,
 }
 
 /// Runs the job to its end, restarting it from its latest checkpoint after
@@ -136,6 +142,7 @@ pub(crate) fn execute(
     };
     let mut policy = RestartPolicy::new(config.restart_strategy());
     let mut checkpoints = Vec::new();
+    let mut attempt = 0;
     loop {
         let plan = Arc::new(Plan {
             job_name: Arc::from(job_name),
@@ -163,6 +170,8 @@ pub(crate) fn execute(
             state_backend: run.state_backend,
             state_dir: run.state_dir.clone(),
             staging_root: staging_root.clone(),
+            metrics: Arc::clone(&run.metrics),
+            attempt,
         });
         let outcome = run_once(&plan, &run, &mut checkpoints);
         match outcome {
@@ -190,6 +199,8 @@ pub(crate) fn execute(
                     "job failed; restarting"
                 );
                 std::thread::sleep(delay);
+                run.metrics.restarted();
+                attempt += 1;
                 if let Some(c) = from {
                     restored = Some(Arc::new(load_restore_point(&c.path, &job, &run)?));
                 }
@@ -296,6 +307,7 @@ fn run_once(
         Arc::clone(&run.clock),
         tasks,
         operators,
+        Arc::clone(&plan.metrics),
     );
     let mut inbox = RequestInbox::new(&job_root(&run.checkpoints.dir, &plan.job_name));
 
@@ -311,12 +323,24 @@ fn run_once(
                 clock: Arc::clone(&run.clock),
                 cancel: Arc::clone(&cancel),
                 link: links.next().expect("one link per task"),
+                metrics: Arc::clone(&plan.metrics),
+                attempt: plan.attempt,
+                vertex: v,
+                subtask: s,
             };
             let (plan, done) = (Arc::clone(plan), done_tx.clone());
             let name = format!("eddy-{v}.{s}");
             let handle = std::thread::Builder::new()
                 .name(name)
                 .spawn(move || {
+                    let head = plan.job.vertices[v].nodes.first().copied().unwrap_or(0);
+                    let _span = tracing::info_span!(
+                        "task",
+                        job = %plan.job_name,
+                        task = %plan.job.nodes[head].name,
+                        subtask = s
+                    )
+                    .entered();
                     let result =
                         catch_unwind(AssertUnwindSafe(|| run_subtask(&plan, v, s, task_io, &env)))
                             .unwrap_or_else(|p| {
@@ -325,8 +349,17 @@ fn run_once(
                                     panic_message(p.as_ref())
                                 )))
                             });
-                    if result.is_err() {
-                        env.cancel.store(true, Ordering::SeqCst);
+                    match &result {
+                        Ok(stats) => {
+                            env.metrics
+                                .publish_stages(env.attempt, s, stats, env.clock.now())
+                        }
+                        Err(e) => {
+                            if !matches!(e, EngineError::Cancelled) {
+                                tracing::warn!(error = %e, "task failed");
+                            }
+                            env.cancel.store(true, Ordering::SeqCst);
+                        }
                     }
                     let _ = done.send(result);
                 })

@@ -277,6 +277,7 @@ pub(crate) fn run_source_task<S: Source>(
         if emission == WatermarkEmission::PerBatch || now >= next_watermark {
             let update = assigned.watermarks.check(now);
             if let Some(wm) = update.watermark {
+                stats.watermark = Some(wm);
                 chain.on_watermark(wm)?;
             }
             if let Some(status) = update.status {
@@ -284,11 +285,14 @@ pub(crate) fn run_source_task<S: Source>(
             }
             next_watermark = now.add_millis(interval_ms);
         }
-        housekeeping.run(chain, now)?;
+        housekeeping.run(chain, Some(&*stats), env, now)?;
         match status {
             ReadStatus::MoreAvailable => {}
             ReadStatus::Finished if assigned.no_more => break,
-            ReadStatus::NothingAvailable | ReadStatus::Finished => env.clock.sleep(IDLE_BACKOFF),
+            ReadStatus::NothingAvailable | ReadStatus::Finished => {
+                env.clock.sleep(IDLE_BACKOFF);
+                housekeeping.idle += IDLE_BACKOFF;
+            }
         }
     }
     if let Some(wm) = assigned.watermarks.end() {

@@ -21,6 +21,8 @@ pub struct StageStats {
     pub backpressured: Duration,
     /// The operator's own counters (see `Operator::metrics`).
     pub custom: Vec<(&'static str, u64)>,
+    /// The last watermark it received (sources: emitted).
+    pub watermark: Option<crate::element::Timestamp>,
 }
 
 /// Totals for one operator over all its subtasks.

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select};
 
@@ -15,7 +15,9 @@ use crate::checkpoint::CheckpointingMode;
 use crate::clock::Clock;
 use crate::element::{Barrier, CheckpointId, Data, Element, Timestamp};
 use crate::error::EngineError;
+use crate::metrics::{JobMetrics, TaskTimes, PUBLISH_INTERVAL};
 use crate::runtime::chain::{Control, Downstream};
+use crate::runtime::stats::StageStats;
 use crate::time::{ValveOutput, WatermarkValve};
 
 /// Runtime settings every task needs.
@@ -35,6 +37,11 @@ pub(crate) struct TaskEnv {
     pub clock: Arc<dyn Clock>,
     pub cancel: Arc<AtomicBool>,
     pub link: CheckpointLink,
+    pub metrics: Arc<JobMetrics>,
+    /// Restarts of the job before this run of the task.
+    pub attempt: u32,
+    pub vertex: usize,
+    pub subtask: usize,
 }
 
 /// Longest a task waits without checking cancellation and timers.
@@ -46,27 +53,70 @@ impl TaskEnv {
     }
 }
 
-/// Flushes on the buffer timeout and fires processing-time timers; shared by
-/// input tasks and source tasks.
+/// Flushes on the buffer timeout, fires processing-time timers, and
+/// publishes the task's counts to the live metrics; shared by input tasks
+/// and source tasks.
 pub(crate) struct Housekeeping {
     next_flush: Timestamp,
     buffer_timeout_ms: i64,
+    started: Instant,
+    next_publish: Instant,
+    /// Time spent waiting for input.
+    pub idle: Duration,
+    scratch: Vec<StageStats>,
 }
 
 impl Housekeeping {
     pub(crate) fn new(env: &TaskEnv) -> Self {
+        let started = Instant::now();
         Housekeeping {
             next_flush: env.clock.now(),
             buffer_timeout_ms: env.settings.buffer_timeout.as_millis() as i64,
+            started,
+            next_publish: started + PUBLISH_INTERVAL,
+            idle: Duration::ZERO,
+            scratch: Vec::new(),
         }
     }
 
-    /// Does what is due at `now`; returns the next time something is due.
+    /// Publishes the counts of the chain's stages (and `own`, a source's)
+    /// and the task's time split, once per [`PUBLISH_INTERVAL`].
+    fn publish(
+        &mut self,
+        chain: &dyn Control,
+        own: Option<&StageStats>,
+        env: &TaskEnv,
+        now: Timestamp,
+    ) {
+        let wall = Instant::now();
+        if wall < self.next_publish {
+            return;
+        }
+        self.next_publish = wall + PUBLISH_INTERVAL;
+        self.scratch.clear();
+        self.scratch.extend(own.cloned());
+        chain.collect_stats(&mut self.scratch);
+        env.metrics
+            .publish_stages(env.attempt, env.subtask, &self.scratch, now);
+        let times = TaskTimes {
+            idle: self.idle,
+            backpressured: self.scratch.iter().map(|s| s.backpressured).sum(),
+            elapsed: wall - self.started,
+        };
+        env.metrics
+            .publish_task(env.attempt, env.vertex, env.subtask, times);
+    }
+
+    /// Does what is due at `now` (`own`: a source's own counts); returns
+    /// the next time something is due.
     pub(crate) fn run(
         &mut self,
         chain: &mut dyn Control,
+        own: Option<&StageStats>,
+        env: &TaskEnv,
         now: Timestamp,
     ) -> Result<Timestamp, EngineError> {
+        self.publish(chain, own, env, now);
         if chain.next_processing_time().is_some_and(|t| t <= now) {
             chain.on_processing_time(now)?;
         }
@@ -253,10 +303,13 @@ pub(crate) fn run_input_task<T: Data>(
             return Err(EngineError::Cancelled);
         }
         let now = env.clock.now();
-        let due = housekeeping.run(head.as_mut(), now)?;
+        let due = housekeeping.run(head.as_mut(), None, env, now)?;
         let wait = Duration::from_millis((due.millis().saturating_sub(now.millis())).max(0) as u64)
             .min(MAX_WAIT);
-        let Ok(op) = select.select_timeout(wait) else {
+        let waiting = Instant::now();
+        let selected = select.select_timeout(wait);
+        housekeeping.idle += waiting.elapsed();
+        let Ok(op) = selected else {
             continue;
         };
         let Some(&ch) = order.get(op.index()) else {

@@ -1,0 +1,592 @@
+//! Live metrics of a running job, in a Prometheus registry.
+//!
+//! Tasks count as they always did, in plain per-stage fields
+//! ([`StageStats`]), and publish those counts here once per
+//! second and when they end: the hot path pays nothing per
+//! record. Counters are kept per job run, across restarts: each
+//! publication adds what its stage counted since the last one of the same
+//! attempt (a restarted attempt counts again from zero), so a scrape sees
+//! them grow for the life of the job. Operators and connectors add their
+//! own series through [`MetricGroup`] (from
+//! [`RuntimeContext::metrics`](crate::context::RuntimeContext::metrics)).
+//!
+//! Names follow Flink's, in Prometheus's spelling: per operator subtask
+//! (labels `job`, `operator` (the uid), `operator_name`, `subtask`)
+//! `eddy_operator_records_in_total`, `…_records_out_total`,
+//! `…_dead_letters_total`, `…_side_output_dropped_total`,
+//! `…_backpressured_seconds_total`, `…_current_watermark_ms`,
+//! `…_watermark_lag_ms`, and the operator's own `metrics()` (levels such as
+//! `state_entries` and `timers` as gauges, everything else as counters);
+//! per task (labels `job`, `task` and `task_uid` (its first operator's name
+//! and uid), `subtask`) `eddy_task_idle_seconds_total`,
+//! `…_backpressured_seconds_total` and `…_busy_seconds_total` (their rates
+//! are Flink's `idleTimeMsPerSecond` & co., in seconds per second); per job
+//! `eddy_job_restarts_total`, `eddy_job_checkpoints_total`,
+//! `eddy_job_checkpoints_failed_total`, `eddy_job_last_checkpoint_duration_ms`,
+//! `eddy_job_last_checkpoint_size_bytes`, and per subtask
+//! `eddy_task_checkpoint_ack_ms` (trigger to acknowledgement, last
+//! checkpoint).
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+/// The series kinds a [`MetricGroup`] hands out (from `prometheus-client`).
+pub use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
+use prometheus_client::registry::{Metric, Registry};
+
+use crate::element::Timestamp;
+use crate::graph::job::JobGraph;
+use crate::runtime::stats::StageStats;
+
+/// How often a task publishes its counts.
+pub(crate) const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The metrics an operator reports through `metrics()` that are levels
+/// (how much there is now), not counts of events.
+const LEVELS: [&str; 2] = ["state_entries", "timers"];
+
+/// A series' labels.
+type Labels = Vec<(String, String)>;
+/// A counter in seconds.
+type Seconds = Counter<f64, AtomicU64>;
+/// Histograms of milliseconds, by labels.
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// The registry and the series families of one job.
+struct Families {
+    registry: Registry,
+    counters: HashMap<String, Family<Labels, Counter>>,
+    gauges: HashMap<String, Family<Labels, Gauge>>,
+    seconds: HashMap<String, Family<Labels, Seconds>>,
+    histograms: HashMap<String, HistogramFamily>,
+}
+
+impl Families {
+    fn counter(&mut self, name: &str, help: &str, labels: &Labels) -> Counter {
+        let new = Family::default;
+        series(
+            &mut self.registry,
+            &mut self.counters,
+            name,
+            help,
+            labels,
+            new,
+        )
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, labels: &Labels) -> Gauge {
+        let new = Family::default;
+        series(
+            &mut self.registry,
+            &mut self.gauges,
+            name,
+            help,
+            labels,
+            new,
+        )
+    }
+
+    fn seconds(&mut self, name: &str, help: &str, labels: &Labels) -> Seconds {
+        let new = Family::default;
+        series(
+            &mut self.registry,
+            &mut self.seconds,
+            name,
+            help,
+            labels,
+            new,
+        )
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, labels: &Labels) -> Histogram {
+        let new = || Family::new_with_constructor(millisecond_buckets as fn() -> Histogram);
+        series(
+            &mut self.registry,
+            &mut self.histograms,
+            name,
+            help,
+            labels,
+            new,
+        )
+    }
+}
+
+/// The series of `name` with `labels`, its family made by `new` and
+/// registered the first time the name is used.
+fn series<M, C>(
+    registry: &mut Registry,
+    families: &mut HashMap<String, Family<Labels, M, C>>,
+    name: &str,
+    help: &str,
+    labels: &Labels,
+    new: impl FnOnce() -> Family<Labels, M, C>,
+) -> M
+where
+    M: Clone,
+    C: MetricConstructor<M> + Clone,
+    Family<Labels, M, C>: Metric,
+{
+    families
+        .entry(name.to_owned())
+        .or_insert_with(|| {
+            let family = new();
+            registry.register(name, help, family.clone());
+            family
+        })
+        .get_or_create(labels)
+        .clone()
+}
+
+/// A histogram of milliseconds: buckets from 1 ms to about 65 s, doubling.
+fn millisecond_buckets() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        1.0, 2.0, 17,
+    ))
+}
+
+/// The last publication of one operator subtask.
+#[derive(Default)]
+struct Published {
+    attempt: u32,
+    stats: StageStats,
+}
+
+/// The live series of one operator subtask.
+struct StageSeries {
+    labels: Labels,
+    records_in: Counter,
+    records_out: Counter,
+    dead_letters: Counter,
+    side_dropped: Counter,
+    backpressured: Seconds,
+    watermark: Gauge,
+    watermark_lag: Gauge,
+    last: Published,
+}
+
+/// The live series of one task (a subtask of a vertex).
+struct TaskSeries {
+    idle: Seconds,
+    backpressured: Seconds,
+    busy: Seconds,
+    checkpoint_ack: Gauge,
+    last: (u32, TaskTimes),
+}
+
+/// How a task spent its time since it started (one attempt).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TaskTimes {
+    /// Waiting for input.
+    pub idle: Duration,
+    /// Blocked on full output channels.
+    pub backpressured: Duration,
+    /// Since the task started.
+    pub elapsed: Duration,
+}
+
+/// The live metrics of one job: what the Prometheus endpoint and the web
+/// view read.
+pub struct JobMetrics {
+    job: String,
+    families: Mutex<Families>,
+    /// `[node][subtask]`.
+    stages: Vec<Vec<Mutex<StageSeries>>>,
+    /// `[vertex][subtask]`.
+    tasks: Vec<Vec<Mutex<TaskSeries>>>,
+    restarts: Counter,
+    checkpoints: Counter,
+    checkpoints_failed: Counter,
+    checkpoint_duration: Gauge,
+    checkpoint_size: Gauge,
+}
+
+impl std::fmt::Debug for JobMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobMetrics")
+            .field("job", &self.job)
+            .finish()
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// Adds to `counter` what `now` counts beyond `before` (all of `now` when
+/// a new attempt started counting again).
+fn advance(counter: &Counter, now: u64, before: u64, same_attempt: bool) {
+    let delta = if same_attempt {
+        now.saturating_sub(before)
+    } else {
+        now
+    };
+    if delta > 0 {
+        counter.inc_by(delta);
+    }
+}
+
+fn advance_seconds(counter: &Seconds, now: Duration, before: Duration, same_attempt: bool) {
+    let delta = if same_attempt {
+        now.saturating_sub(before)
+    } else {
+        now
+    };
+    if !delta.is_zero() {
+        counter.inc_by(delta.as_secs_f64());
+    }
+}
+
+impl JobMetrics {
+    /// The series of job `job` with graph `graph`, all at zero.
+    pub(crate) fn new(job: &str, graph: &JobGraph) -> Arc<Self> {
+        let mut families = Families {
+            registry: Registry::default(),
+            counters: HashMap::new(),
+            gauges: HashMap::new(),
+            seconds: HashMap::new(),
+            histograms: HashMap::new(),
+        };
+        let f = &mut families;
+        let stages = graph
+            .nodes
+            .iter()
+            .map(|n| {
+                (0..n.parallelism)
+                    .map(|s| {
+                        let subtask = s.to_string();
+                        let l = labels(&[
+                            ("job", job),
+                            ("operator", &n.uid),
+                            ("operator_name", &n.name),
+                            ("subtask", &subtask),
+                        ]);
+                        Mutex::new(StageSeries {
+                            records_in: f.counter(
+                                "eddy_operator_records_in",
+                                "Records received.",
+                                &l,
+                            ),
+                            records_out: f.counter(
+                                "eddy_operator_records_out",
+                                "Records emitted on the main output.",
+                                &l,
+                            ),
+                            dead_letters: f.counter(
+                                "eddy_operator_dead_letters",
+                                "Undecodable records sent to the dead-letter output.",
+                                &l,
+                            ),
+                            side_dropped: f.counter(
+                                "eddy_operator_side_output_dropped",
+                                "Records sent to side outputs nothing consumes.",
+                                &l,
+                            ),
+                            backpressured: f.seconds(
+                                "eddy_operator_backpressured_seconds",
+                                "Time blocked on full output channels.",
+                                &l,
+                            ),
+                            watermark: f.gauge(
+                                "eddy_operator_current_watermark_ms",
+                                "The operator's input watermark (ms since the epoch).",
+                                &l,
+                            ),
+                            watermark_lag: f.gauge(
+                                "eddy_operator_watermark_lag_ms",
+                                "Processing time minus the watermark, when it was published.",
+                                &l,
+                            ),
+                            labels: l,
+                            last: Published::default(),
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let tasks = graph
+            .vertices
+            .iter()
+            .map(|v| {
+                let (name, uid) = v.nodes.first().map_or(("task", "task"), |&n| {
+                    (graph.nodes[n].name.as_str(), graph.nodes[n].uid.as_str())
+                });
+                (0..v.parallelism)
+                    .map(|s| {
+                        let subtask = s.to_string();
+                        let l = labels(&[
+                            ("job", job),
+                            ("task", name),
+                            ("task_uid", uid),
+                            ("subtask", &subtask),
+                        ]);
+                        Mutex::new(TaskSeries {
+                            idle: f.seconds(
+                                "eddy_task_idle_seconds",
+                                "Time waiting for input.",
+                                &l,
+                            ),
+                            backpressured: f.seconds(
+                                "eddy_task_backpressured_seconds",
+                                "Time blocked on full output channels.",
+                                &l,
+                            ),
+                            busy: f.seconds(
+                                "eddy_task_busy_seconds",
+                                "Time neither idle nor backpressured.",
+                                &l,
+                            ),
+                            checkpoint_ack: f.gauge(
+                                "eddy_task_checkpoint_ack_ms",
+                                "Trigger to acknowledgement of the last checkpoint.",
+                                &l,
+                            ),
+                            last: (0, TaskTimes::default()),
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let l = labels(&[("job", job)]);
+        Arc::new(JobMetrics {
+            job: job.to_owned(),
+            restarts: f.counter("eddy_job_restarts", "Restarts after failures.", &l),
+            checkpoints: f.counter("eddy_job_checkpoints", "Checkpoints completed.", &l),
+            checkpoints_failed: f.counter(
+                "eddy_job_checkpoints_failed",
+                "Checkpoints abandoned or declined.",
+                &l,
+            ),
+            checkpoint_duration: f.gauge(
+                "eddy_job_last_checkpoint_duration_ms",
+                "Trigger to completion of the last checkpoint.",
+                &l,
+            ),
+            checkpoint_size: f.gauge(
+                "eddy_job_last_checkpoint_size_bytes",
+                "Bytes written by the last checkpoint.",
+                &l,
+            ),
+            families: Mutex::new(families),
+            stages,
+            tasks,
+        })
+    }
+
+    /// The job's name.
+    pub fn job(&self) -> &str {
+        &self.job
+    }
+
+    /// Every series in the Prometheus text exposition format (OpenMetrics).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(families) = self.families.lock() {
+            // Writing into a String cannot fail.
+            let _ = encode(&mut out, &families.registry);
+        }
+        out
+    }
+
+    /// Publishes what the stages of one task of attempt `attempt` counted.
+    pub(crate) fn publish_stages(
+        &self,
+        attempt: u32,
+        subtask: usize,
+        stats: &[StageStats],
+        now: Timestamp,
+    ) {
+        for s in stats {
+            let Some(series) = self.stages.get(s.node).and_then(|n| n.get(subtask)) else {
+                continue;
+            };
+            let Ok(mut series) = series.lock() else {
+                continue;
+            };
+            let same = series.last.attempt == attempt;
+            let before = &series.last.stats;
+            advance(&series.records_in, s.records_in, before.records_in, same);
+            advance(&series.records_out, s.records_out, before.records_out, same);
+            advance(
+                &series.dead_letters,
+                s.dead_letters,
+                before.dead_letters,
+                same,
+            );
+            advance(
+                &series.side_dropped,
+                s.side_dropped,
+                before.side_dropped,
+                same,
+            );
+            advance_seconds(
+                &series.backpressured,
+                s.backpressured,
+                before.backpressured,
+                same,
+            );
+            if let Some(wm) = s.watermark {
+                series.watermark.set(wm.millis());
+                series
+                    .watermark_lag
+                    .set(now.millis().saturating_sub(wm.millis()).max(0));
+            }
+            if !s.custom.is_empty() {
+                self.publish_custom(&series, s, same);
+            }
+            series.last = Published {
+                attempt,
+                stats: s.clone(),
+            };
+        }
+    }
+
+    /// The operator's own `metrics()`: levels as gauges, the rest as counters.
+    fn publish_custom(&self, series: &StageSeries, s: &StageStats, same: bool) {
+        let Ok(mut families) = self.families.lock() else {
+            return;
+        };
+        for &(name, value) in &s.custom {
+            let full = format!("eddy_operator_{name}");
+            if LEVELS.contains(&name) {
+                families
+                    .gauge(&full, name, &series.labels)
+                    .set(value.min(i64::MAX as u64) as i64);
+            } else {
+                let before = series
+                    .last
+                    .stats
+                    .custom
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or(0, |(_, v)| *v);
+                advance(
+                    &families.counter(&full, name, &series.labels),
+                    value,
+                    before,
+                    same,
+                );
+            }
+        }
+    }
+
+    /// Publishes how task `subtask` of vertex `vertex` spent its time.
+    pub(crate) fn publish_task(
+        &self,
+        attempt: u32,
+        vertex: usize,
+        subtask: usize,
+        times: TaskTimes,
+    ) {
+        let Some(Ok(mut series)) = self
+            .tasks
+            .get(vertex)
+            .and_then(|v| v.get(subtask))
+            .map(|t| t.lock())
+        else {
+            return;
+        };
+        let (last_attempt, before) = series.last;
+        let same = last_attempt == attempt;
+        let busy = |t: &TaskTimes| t.elapsed.saturating_sub(t.idle + t.backpressured);
+        advance_seconds(&series.idle, times.idle, before.idle, same);
+        advance_seconds(
+            &series.backpressured,
+            times.backpressured,
+            before.backpressured,
+            same,
+        );
+        advance_seconds(&series.busy, busy(&times), busy(&before), same);
+        series.last = (attempt, times);
+    }
+
+    /// Task `subtask` of vertex `vertex` acknowledged a checkpoint `ack`
+    /// after its trigger.
+    pub(crate) fn checkpoint_acknowledged(&self, vertex: usize, subtask: usize, ack: Duration) {
+        if let Some(Ok(series)) = self
+            .tasks
+            .get(vertex)
+            .and_then(|v| v.get(subtask))
+            .map(|t| t.lock())
+        {
+            series.checkpoint_ack.set(ack.as_millis() as i64);
+        }
+    }
+
+    /// A checkpoint completed after `duration`, writing `bytes`.
+    pub(crate) fn checkpoint_completed(&self, duration: Duration, bytes: u64) {
+        self.checkpoints.inc();
+        self.checkpoint_duration.set(duration.as_millis() as i64);
+        self.checkpoint_size.set(bytes.min(i64::MAX as u64) as i64);
+    }
+
+    /// A checkpoint was abandoned or declined.
+    pub(crate) fn checkpoint_failed(&self) {
+        self.checkpoints_failed.inc();
+    }
+
+    /// The job restarted after a failure.
+    pub(crate) fn restarted(&self) {
+        self.restarts.inc();
+    }
+
+    /// The series an operator subtask adds itself, under its labels.
+    pub(crate) fn group(self: &Arc<Self>, node: usize, subtask: usize) -> MetricGroup {
+        let labels = self
+            .stages
+            .get(node)
+            .and_then(|n| n.get(subtask))
+            .and_then(|s| s.lock().ok().map(|s| s.labels.clone()))
+            .unwrap_or_default();
+        MetricGroup {
+            metrics: Some(Arc::clone(self)),
+            labels,
+        }
+    }
+}
+
+/// Where an operator, source reader or sink writer registers series of its
+/// own, labelled with its job, operator and subtask, named
+/// `eddy_operator_<name>`. The same name and subtask give the same series
+/// after a restart, so counters keep counting. Outside a job (harnesses)
+/// the series count but are not exported.
+#[derive(Clone, Debug, Default)]
+pub struct MetricGroup {
+    metrics: Option<Arc<JobMetrics>>,
+    labels: Labels,
+}
+
+impl MetricGroup {
+    fn with<M: Default>(&self, f: impl FnOnce(&mut Families, &str) -> M, name: &str) -> M {
+        let full = format!("eddy_operator_{name}");
+        match self.metrics.as_ref().map(|m| m.families.lock()) {
+            Some(Ok(mut families)) => f(&mut families, &full),
+            _ => M::default(),
+        }
+    }
+
+    /// A counter (exported as `eddy_operator_<name>_total`).
+    pub fn counter(&self, name: &str, help: &str) -> Counter {
+        self.with(|f, full| f.counter(full, help, &self.labels), name)
+    }
+
+    /// A gauge.
+    pub fn gauge(&self, name: &str, help: &str) -> Gauge {
+        self.with(|f, full| f.gauge(full, help, &self.labels), name)
+    }
+
+    /// A histogram of milliseconds (buckets 1 ms to about 65 s).
+    pub fn histogram_ms(&self, name: &str, help: &str) -> Histogram {
+        let full = format!("eddy_operator_{name}");
+        match self.metrics.as_ref().map(|m| m.families.lock()) {
+            Some(Ok(mut families)) => families.histogram(&full, help, &self.labels),
+            _ => millisecond_buckets(),
+        }
+    }
+}

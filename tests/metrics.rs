@@ -1,0 +1,204 @@
+//! The live metrics endpoint (`--metrics-addr`), scraped while jobs run and
+//! parsed with a Prometheus exposition parser.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{counted_windows, restarting_config};
+use eddy::connectors::datagen::{DataGen, SplitMix64};
+use eddy::connectors::discard::DiscardSink;
+use eddy::prelude::*;
+
+/// One scrape: every sample's value by name and labels.
+type Samples = Vec<(String, BTreeMap<String, String>, f64)>;
+
+fn scrape(addr: std::net::SocketAddr, token: Option<&str>) -> Result<Samples, String> {
+    let mut request = ureq::get(format!("http://{addr}/metrics"));
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let mut response = request.call().map_err(|e| e.to_string())?;
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    let parsed = prometheus_parse::Scrape::parse(lines).map_err(|e| e.to_string())?;
+    Ok(parsed
+        .samples
+        .into_iter()
+        .map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            };
+            let labels: BTreeMap<String, String> = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (s.metric, labels, value)
+        })
+        .collect())
+}
+
+/// The sum over subtasks of `name` where label `key` is `value`.
+fn total(samples: &Samples, name: &str, key: &str, value: &str) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| n == name && l.get(key).map(String::as_str) == Some(value))
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+/// Runs `build`'s job on a thread of its own with the endpoint on a free
+/// loopback port, scrapes it every 200 ms until the job ends, and returns
+/// the scrapes (and the job's statistics).
+fn scrape_while_running(
+    config: EnvConfig,
+    token: Option<&'static str>,
+    build: fn(&Env),
+) -> (Vec<Samples>, JobStats) {
+    let (tx, rx) = mpsc::channel();
+    let job = std::thread::spawn(move || {
+        let env = Env::with_config(config).unwrap();
+        build(&env);
+        tx.send(env.control()).unwrap();
+        env.execute("metrics-test").unwrap()
+    });
+    let control = rx.recv().unwrap();
+    let mut scrapes = Vec::new();
+    while !job.is_finished() {
+        if let Some(addr) = control.metrics_addr() {
+            if let Ok(samples) = scrape(addr, token) {
+                scrapes.push(samples);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    (scrapes, job.join().unwrap())
+}
+
+fn loopback() -> std::net::SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+#[test]
+fn a_scrape_shows_counters_that_keep_growing_across_a_restart_and_a_moving_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = restarting_config(2, dir.path()).with_metrics_addr(loopback());
+    let (scrapes, stats) = scrape_while_running(config, None, |env| {
+        counted_windows(env, 120_000, vec![50_000])
+            .sink(DiscardSink::new())
+            .uid("sink");
+    });
+    assert_eq!(stats.restarts, 1, "the injected failure restarted the job");
+    assert!(scrapes.len() >= 5, "{} scrapes", scrapes.len());
+    let last = scrapes.last().unwrap();
+    let read: Vec<f64> = scrapes
+        .iter()
+        .map(|s| total(s, "eddy_operator_records_out_total", "operator", "numbers"))
+        .collect();
+    assert!(
+        read.windows(2).all(|w| w[1] >= w[0]),
+        "records out never go down, even across the restart: {read:?}"
+    );
+    assert!(read.last().unwrap() > read.first().unwrap(), "{read:?}");
+    let labels = &last
+        .iter()
+        .find(|(n, l, _)| n == "eddy_operator_records_in_total" && l["operator"] == "windows")
+        .expect("the window operator's records in")
+        .1;
+    assert_eq!(labels["job"], "metrics-test");
+    assert!(labels.contains_key("subtask") && labels.contains_key("operator_name"));
+    let restarts: Vec<f64> = scrapes
+        .iter()
+        .map(|s| total(s, "eddy_job_restarts_total", "job", "metrics-test"))
+        .collect();
+    assert_eq!(restarts.last(), Some(&1.0), "{restarts:?}");
+    let watermarks: std::collections::BTreeSet<i64> = scrapes
+        .iter()
+        .filter_map(|s| {
+            s.iter()
+                .find(|(n, l, _)| {
+                    n == "eddy_operator_current_watermark_ms"
+                        && l["operator"] == "windows"
+                        && l["subtask"] == "0"
+                })
+                .map(|(_, _, v)| *v as i64)
+        })
+        .collect();
+    assert!(watermarks.len() >= 3, "the watermark moves: {watermarks:?}");
+    assert!(total(last, "eddy_job_checkpoints_total", "job", "metrics-test") > 0.0);
+    assert!(last
+        .iter()
+        .any(|(n, l, _)| n == "eddy_operator_state_entries" && l["operator"] == "windows"));
+}
+
+#[test]
+fn a_slow_operator_shows_as_busy_and_its_upstream_as_backpressured() {
+    let config = EnvConfig::default()
+        .with_parallelism(1)
+        .with_metrics_addr(loopback())
+        .with_http_token("s3cret");
+    let (scrapes, _) = scrape_while_running(config, Some("s3cret"), |env| {
+        env.source(DataGen::new(|i, _: &mut SplitMix64| i).with_count(150_000))
+            .uid("numbers")
+            .rebalance()
+            .map(|v| {
+                std::thread::sleep(Duration::from_micros(30));
+                v
+            })
+            .uid("slow")
+            .sink(DiscardSink::new());
+    });
+    let last = scrapes.last().expect("scraped at least once");
+    let seconds = |name: &str, task: &str| total(last, name, "task_uid", task);
+    let source_blocked = seconds("eddy_task_backpressured_seconds_total", "numbers");
+    let slow_busy = seconds("eddy_task_busy_seconds_total", "slow");
+    let slow_blocked = seconds("eddy_task_backpressured_seconds_total", "slow");
+    assert!(
+        source_blocked > 1.0 && slow_busy > 1.0,
+        "source blocked {source_blocked} s, slow task busy {slow_busy} s"
+    );
+    assert!(
+        slow_blocked < 0.5,
+        "the slow task is not blocked: {slow_blocked} s"
+    );
+}
+
+#[test]
+fn the_endpoint_requires_the_configured_token() {
+    let config = EnvConfig::default()
+        .with_metrics_addr(loopback())
+        .with_http_token("s3cret");
+    let (tx, rx) = mpsc::channel();
+    let job = std::thread::spawn(move || {
+        let env = Env::with_config(config).unwrap();
+        env.source(
+            DataGen::new(|i, _: &mut SplitMix64| i)
+                .with_count(20_000)
+                .with_rate(10_000.0),
+        )
+        .sink(DiscardSink::new());
+        tx.send(env.control()).unwrap();
+        env.execute("token-test").unwrap()
+    });
+    let control = rx.recv().unwrap();
+    let addr = loop {
+        if let Some(addr) = control.metrics_addr() {
+            break addr;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let refused = scrape(addr, None).unwrap_err();
+    assert!(refused.contains("401"), "{refused}");
+    assert!(scrape(addr, Some("wrong")).is_err());
+    assert!(scrape(addr, Some("s3cret")).is_ok());
+    job.join().unwrap();
+}
