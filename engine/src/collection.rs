@@ -54,6 +54,10 @@ impl<T: Data + Sync> Source for CollectionSource<T> {
         Boundedness::Bounded
     }
 
+    fn expected_records(&self) -> Option<u64> {
+        Some(self.items.len() as u64)
+    }
+
     fn create_enumerator(
         &self,
         parallelism: usize,

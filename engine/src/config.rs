@@ -51,6 +51,9 @@ pub struct EnvConfig {
     /// Log to standard error in this format when the job runs (set by the
     /// command line; `None`: leave logging to the program).
     pub log_format: Option<crate::logging::LogFormat>,
+    /// Draw a progress line while the job runs, when standard output and
+    /// error are terminals (set by the command line unless `--quiet`).
+    pub progress: bool,
 }
 
 /// A value kept out of logs and debug output.
@@ -110,6 +113,7 @@ impl Default for EnvConfig {
             metrics_addr: None,
             http_token: None,
             log_format: None,
+            progress: false,
         }
     }
 }
@@ -376,6 +380,9 @@ pub struct EnvFlags {
     /// [default: text, RUST_LOG=warn].
     #[arg(long, global = true, value_name = "FORMAT")]
     pub log_format: Option<crate::logging::LogFormat>,
+    /// No progress line on the terminal.
+    #[arg(long, global = true)]
+    pub quiet: bool,
 }
 
 /// The commands of every job binary.
@@ -499,6 +506,7 @@ impl EnvFlags {
             metrics_addr: self.metrics_addr,
             http_token: self.http_token()?,
             log_format: Some(self.log_format.unwrap_or_default()),
+            progress: !self.quiet,
         };
         config.validate()?;
         Ok(config)

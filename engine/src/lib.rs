@@ -43,6 +43,7 @@ pub mod logging;
 pub mod metrics;
 pub mod operator;
 pub mod process;
+mod progress;
 pub mod runtime;
 pub mod sink;
 pub mod source;

@@ -394,6 +394,17 @@ impl JobMetrics {
         out
     }
 
+    /// The records the nodes `nodes` emitted, over all their subtasks (the
+    /// records sources read, for the progress line).
+    pub(crate) fn records_out_of(&self, nodes: &[usize]) -> u64 {
+        nodes
+            .iter()
+            .filter_map(|&n| self.stages.get(n))
+            .flatten()
+            .filter_map(|s| s.lock().ok().map(|s| s.records_out.get()))
+            .sum()
+    }
+
     /// Publishes what the stages of one task of attempt `attempt` counted.
     pub(crate) fn publish_stages(
         &self,

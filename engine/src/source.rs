@@ -55,6 +55,13 @@ pub trait Source: Send + Sync + 'static {
     /// Whether the source ends by itself.
     fn boundedness(&self) -> Boundedness;
 
+    /// How many records it will produce in all, when that is known before
+    /// it runs (a bounded generator, a collection): the progress line then
+    /// shows an ETA. `None` (the default) when unknown.
+    fn expected_records(&self) -> Option<u64> {
+        None
+    }
+
     /// Creates the enumerator that discovers this source's splits; called
     /// once per run of the job, on the coordinating thread. `parallelism` is
     /// the number of reader subtasks (a hint: sources may make more or fewer

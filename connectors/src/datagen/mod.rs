@@ -164,6 +164,10 @@ where
         }
     }
 
+    fn expected_records(&self) -> Option<u64> {
+        self.count
+    }
+
     fn create_enumerator(
         &self,
         parallelism: usize,

@@ -116,6 +116,10 @@ impl Source for NexmarkSource {
         }
     }
 
+    fn expected_records(&self) -> Option<u64> {
+        self.events
+    }
+
     fn create_enumerator(
         &self,
         parallelism: usize,

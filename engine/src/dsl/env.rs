@@ -28,6 +28,7 @@ use crate::graph::job::{JobDefaults, JobGraph};
 use crate::graph::stream::{Chaining, NodeBody, OutputSlot, StreamGraph, StreamNode};
 use crate::http::HttpServer;
 use crate::metrics::JobMetrics;
+use crate::progress::ProgressLine;
 use crate::runtime::executor;
 use crate::runtime::stats::JobStats;
 use crate::runtime::task::TaskSettings;
@@ -358,8 +359,22 @@ impl Env {
         if let Ok(mut addr) = self.inner.metrics_addr.lock() {
             *addr = server.as_ref().map(HttpServer::addr);
         }
-        tracing::info!(job = job_name, tasks = job.vertices.len(), "job starting");
         let graph = self.inner.graph.borrow();
+        let progress = c.progress.then(|| {
+            let sources: Vec<(usize, Option<u64>)> = graph
+                .nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(id, n)| match &n.body {
+                    NodeBody::Source(s) => Some((id, s.expected_records())),
+                    _ => None,
+                })
+                .collect();
+            let total = sources.iter().map(|(_, n)| *n).sum::<Option<u64>>();
+            let ids = sources.into_iter().map(|(id, _)| id).collect();
+            ProgressLine::start(Arc::clone(&run.metrics), ids, total)
+        });
+        tracing::info!(job = job_name, tasks = job.vertices.len(), "job starting");
         // Requests left over from an earlier run are not for this one.
         while let Ok(stale) = self.inner.requests.1.try_recv() {
             let _ = stale.reply.send(Err("the job was not running".into()));
@@ -368,6 +383,7 @@ impl Env {
         let marker = RunningMarker::create(&job_root(&c.checkpoints.dir, job_name));
         let result = executor::execute(job_name, &graph, job, run);
         drop(marker);
+        drop(progress);
         drop(server);
         if let Ok(mut addr) = self.inner.metrics_addr.lock() {
             *addr = None;

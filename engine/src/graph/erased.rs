@@ -289,6 +289,9 @@ pub(crate) trait SourceNode: Send + Sync {
         restored: &[RuntimeContext],
     ) -> Result<Box<dyn SplitAssigner>, EngineError>;
 
+    /// See [`Source::expected_records`].
+    fn expected_records(&self) -> Option<u64>;
+
     /// Runs one source subtask.
     #[allow(clippy::too_many_arguments)]
     fn run(
@@ -306,6 +309,10 @@ pub(crate) trait SourceNode: Send + Sync {
 pub(crate) struct SourceNodeImpl<S>(pub S);
 
 impl<S: Source> SourceNode for SourceNodeImpl<S> {
+    fn expected_records(&self) -> Option<u64> {
+        self.0.expected_records()
+    }
+
     fn create_assigner(
         &self,
         parallelism: usize,
