@@ -4,7 +4,8 @@
 #
 # Tests that need a real server start their own on a free loopback port
 # through scripts/services/ and stop it when they end; this script installs
-# the servers first (Kafka-compatible broker: Tansu; Redis; ClickHouse).
+# the servers first (Kafka-compatible broker: Tansu; Redis; ClickHouse), and
+# Debian's chromium, which renders the web view headless.
 #
 # Everything is built once, with the RocksDB backend (feature `rocksdb`), so
 # every state test runs on both backends. Clippy and the tests select the
@@ -18,6 +19,7 @@ echo "== test servers"
 bash scripts/services/kafka.sh install
 bash scripts/services/redis.sh install
 bash scripts/services/clickhouse.sh install
+scripts/install-test-tools.sh
 FEATURES=(--workspace --features rocksdb)
 
 echo "== crate dependency rules"

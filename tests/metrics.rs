@@ -4,10 +4,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{counted_windows, restarting_config};
+use common::{counted_windows, restarting_config, spawn_job, wait_for_addr};
 use eddy::connectors::datagen::{DataGen, SplitMix64};
 use eddy::connectors::discard::DiscardSink;
 use eddy::prelude::*;
@@ -64,14 +63,7 @@ fn scrape_while_running(
     token: Option<&'static str>,
     build: fn(&Env),
 ) -> (Vec<Samples>, JobStats) {
-    let (tx, rx) = mpsc::channel();
-    let job = std::thread::spawn(move || {
-        let env = Env::with_config(config).unwrap();
-        build(&env);
-        tx.send(env.control()).unwrap();
-        env.execute("metrics-test").unwrap()
-    });
-    let control = rx.recv().unwrap();
+    let (job, control) = spawn_job(config, "metrics-test", build);
     let mut scrapes = Vec::new();
     while !job.is_finished() {
         if let Some(addr) = control.metrics_addr() {
@@ -109,6 +101,10 @@ fn a_scrape_shows_counters_that_keep_growing_across_a_restart_and_a_moving_water
         "records out never go down, even across the restart: {read:?}"
     );
     assert!(read.last().unwrap() > read.first().unwrap(), "{read:?}");
+    assert!(
+        *read.last().unwrap() <= 2.0 * 120_000.0,
+        "each record counted once per attempt that read it: {read:?}"
+    );
     let labels = &last
         .iter()
         .find(|(n, l, _)| n == "eddy_operator_records_in_total" && l["operator"] == "windows")
@@ -177,25 +173,15 @@ fn the_endpoint_requires_the_configured_token() {
     let config = EnvConfig::default()
         .with_metrics_addr(loopback())
         .with_http_token("s3cret");
-    let (tx, rx) = mpsc::channel();
-    let job = std::thread::spawn(move || {
-        let env = Env::with_config(config).unwrap();
+    let (job, control) = spawn_job(config, "token-test", |env| {
         env.source(
             DataGen::new(|i, _: &mut SplitMix64| i)
                 .with_count(20_000)
                 .with_rate(10_000.0),
         )
         .sink(DiscardSink::new());
-        tx.send(env.control()).unwrap();
-        env.execute("token-test").unwrap()
     });
-    let control = rx.recv().unwrap();
-    let addr = loop {
-        if let Some(addr) = control.metrics_addr() {
-            break addr;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let addr = wait_for_addr(|| control.metrics_addr());
     let refused = scrape(addr, None).unwrap_err();
     assert!(refused.contains("401"), "{refused}");
     assert!(scrape(addr, Some("wrong")).is_err());

@@ -46,6 +46,8 @@ pub struct EnvConfig {
     pub control: Option<ControlAction>,
     /// Where the job serves its live metrics (`GET /metrics`), if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where the job serves its web view (`GET /`), if anywhere.
+    pub web_addr: Option<std::net::SocketAddr>,
     /// The bearer token the job's HTTP endpoint requires, if any.
     pub http_token: Option<Secret>,
     /// Log to standard error in this format when the job runs (set by the
@@ -111,6 +113,7 @@ impl Default for EnvConfig {
             checkpoints: CheckpointConfig::default(),
             control: None,
             metrics_addr: None,
+            web_addr: None,
             http_token: None,
             log_format: None,
             progress: false,
@@ -198,6 +201,14 @@ impl EnvConfig {
     /// [`JobControl::metrics_addr`](crate::dsl::JobControl::metrics_addr)).
     pub fn with_metrics_addr(mut self, addr: std::net::SocketAddr) -> Self {
         self.metrics_addr = Some(addr);
+        self
+    }
+
+    /// Serves the web view at `addr` (`GET /`: the job graph, live rates,
+    /// watermarks, checkpoints; port 0: any free port, see
+    /// [`JobControl::web_addr`](crate::dsl::JobControl::web_addr)).
+    pub fn with_web_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.web_addr = Some(addr);
         self
     }
 
@@ -372,6 +383,10 @@ pub struct EnvFlags {
     /// e.g. 127.0.0.1:9249 [default: off].
     #[arg(long, global = true, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve the web view of the running job at ADDR, e.g.
+    /// 127.0.0.1:8081 [default: off].
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub web_addr: Option<std::net::SocketAddr>,
     /// Require `Authorization: Bearer <token>` on the job's HTTP endpoint,
     /// the token read from FILE (or the environment variable EDDY_TOKEN).
     #[arg(long, global = true, value_name = "FILE")]
@@ -504,6 +519,7 @@ impl EnvFlags {
             checkpoints,
             control,
             metrics_addr: self.metrics_addr,
+            web_addr: self.web_addr,
             http_token: self.http_token()?,
             log_format: Some(self.log_format.unwrap_or_default()),
             progress: !self.quiet,

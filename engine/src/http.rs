@@ -1,20 +1,24 @@
-//! The job's HTTP endpoint (`--metrics-addr`): `GET /metrics` answers with
-//! the live metrics in the Prometheus text exposition format.
+//! The job's HTTP endpoint (`--metrics-addr` or `--web-addr`): `GET
+//! /metrics` answers with the live metrics in the Prometheus text
+//! exposition format, `GET /api/job` with the job's view as JSON, and `GET
+//! /` with the web view (one page embedded in the binary, which polls
+//! `/api/job`).
 //!
 //! It binds where it is told (loopback in every example), requires
-//! `Authorization: Bearer <token>` when a token is configured (compared in
-//! constant time; the token is never logged), and takes no request bodies
+//! `Authorization: Bearer <token>` when a token is configured (or, for a
+//! browser opening the page, `?token=`; compared in constant time, never
+//! logged), and takes no request bodies
 //! beyond a few kilobytes. It runs on a thread of its own with a
 //! single-threaded tokio runtime and stops when the job ends.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
 
 use crate::error::EngineError;
 use crate::metrics::JobMetrics;
@@ -42,12 +46,13 @@ impl HttpServer {
     /// # Errors
     /// [`EngineError::Config`] naming the address when it cannot be bound.
     pub(crate) fn start(
+        flag: &str,
         addr: SocketAddr,
         metrics: Arc<JobMetrics>,
         token: Option<String>,
     ) -> Result<Self, EngineError> {
         let bind_error = |e: std::io::Error| EngineError::Config {
-            option: "--metrics-addr".into(),
+            option: flag.into(),
             value: addr.to_string(),
             reason: format!("cannot listen there: {e}; pick a free port (or port 0)"),
         };
@@ -60,6 +65,8 @@ impl HttpServer {
             .map_err(|e| EngineError::Internal(format!("cannot start the HTTP runtime: {e}")))?;
         let app = Router::new()
             .route("/metrics", get(scrape))
+            .route("/api/job", get(job_view))
+            .route("/", get(page))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(Shared {
                 metrics,
@@ -84,7 +91,7 @@ impl HttpServer {
                 });
             })
             .map_err(|e| EngineError::Internal(format!("cannot spawn the HTTP thread: {e}")))?;
-        tracing::info!(addr = %bound, "metrics endpoint listening");
+        tracing::info!(addr = %bound, "HTTP endpoint listening");
         Ok(HttpServer {
             addr: bound,
             shutdown: Some(shutdown),
@@ -122,6 +129,44 @@ fn authorized(headers: &HeaderMap, token: Option<&str>) -> bool {
     constant_time_eq(given.as_bytes(), token.as_bytes())
 }
 
+/// The refusal of a request without the token.
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "a bearer token is required (Authorization: Bearer <token>)\n",
+    )
+        .into_response()
+}
+
+/// The web view's page, embedded in the binary.
+const PAGE: &str = include_str!("web/index.html");
+
+/// The page; with a token configured, it must come as `?token=` (the page
+/// sends it on as a header).
+async fn page(State(shared): State<Shared>, query: Query<PageQuery>) -> Response {
+    if let Some(token) = shared.token.as_deref() {
+        let given = query.token.as_deref().unwrap_or_default();
+        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            return unauthorized();
+        }
+    }
+    Html(PAGE).into_response()
+}
+
+/// The query of the page's address.
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    token: Option<String>,
+}
+
+async fn job_view(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    if !authorized(&headers, shared.token.as_deref()) {
+        return unauthorized();
+    }
+    Json(shared.metrics.view()).into_response()
+}
+
 /// Compares without stopping at the first difference.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();
@@ -133,12 +178,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn scrape(State(shared): State<Shared>, headers: HeaderMap) -> Response {
     if !authorized(&headers, shared.token.as_deref()) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "a bearer token is required (Authorization: Bearer <token>)\n",
-        )
-            .into_response();
+        return unauthorized();
     }
     (
         [(

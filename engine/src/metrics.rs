@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
@@ -166,6 +166,11 @@ struct StageSeries {
     watermark: Gauge,
     watermark_lag: Gauge,
     last: Published,
+    /// When `last` was published, and the rate of records out since the
+    /// publication before it.
+    published_at: Option<Instant>,
+    rate_in: f64,
+    rate_out: f64,
 }
 
 /// The live series of one task (a subtask of a vertex).
@@ -175,6 +180,9 @@ struct TaskSeries {
     busy: Seconds,
     checkpoint_ack: Gauge,
     last: (u32, TaskTimes),
+    /// Busy, backpressured and idle shares of the time between the last
+    /// two publications.
+    shares: [f64; 3],
 }
 
 /// How a task spent its time since it started (one attempt).
@@ -192,6 +200,10 @@ pub(crate) struct TaskTimes {
 /// view read.
 pub struct JobMetrics {
     job: String,
+    /// The job graph as the web view draws it.
+    graph: GraphView,
+    /// The latest completed checkpoints, oldest first.
+    history: Mutex<std::collections::VecDeque<CheckpointView>>,
     families: Mutex<Families>,
     /// `[node][subtask]`.
     stages: Vec<Vec<Mutex<StageSeries>>>,
@@ -305,6 +317,9 @@ impl JobMetrics {
                             ),
                             labels: l,
                             last: Published::default(),
+                            published_at: None,
+                            rate_in: 0.0,
+                            rate_out: 0.0,
                         })
                     })
                     .collect()
@@ -348,6 +363,7 @@ impl JobMetrics {
                                 &l,
                             ),
                             last: (0, TaskTimes::default()),
+                            shares: [0.0; 3],
                         })
                     })
                     .collect()
@@ -356,6 +372,8 @@ impl JobMetrics {
         let l = labels(&[("job", job)]);
         Arc::new(JobMetrics {
             job: job.to_owned(),
+            graph: GraphView::of(graph),
+            history: Mutex::new(std::collections::VecDeque::new()),
             restarts: f.counter("eddy_job_restarts", "Restarts after failures.", &l),
             checkpoints: f.counter("eddy_job_checkpoints", "Checkpoints completed.", &l),
             checkpoints_failed: f.counter(
@@ -394,6 +412,70 @@ impl JobMetrics {
         out
     }
 
+    /// The job as the web view shows it: its graph, each vertex's counts
+    /// and times summed over its subtasks, and the latest checkpoints.
+    pub fn view(&self) -> JobView {
+        let vertices = self
+            .graph
+            .vertices
+            .iter()
+            .enumerate()
+            .map(|(v, shape)| {
+                let (head, tail) = (shape.nodes[0], shape.nodes[shape.nodes.len() - 1]);
+                let stage = |n: usize, f: fn(&StageSeries) -> u64| -> u64 {
+                    self.stages[n]
+                        .iter()
+                        .filter_map(|s| s.lock().ok().map(|s| f(&s)))
+                        .sum()
+                };
+                let subtasks = self.tasks[v].len().max(1) as f64;
+                let share = |i: usize| -> f64 {
+                    let sum: f64 = self.tasks[v]
+                        .iter()
+                        .filter_map(|t| t.lock().ok().map(|t| t.shares[i]))
+                        .sum();
+                    sum / subtasks
+                };
+                // What a source reads, what anything else receives.
+                let is_source = self.graph.sources.contains(&head);
+                let rate: f64 = self.stages[head]
+                    .iter()
+                    .filter_map(|s| {
+                        s.lock()
+                            .ok()
+                            .map(|s| if is_source { s.rate_out } else { s.rate_in })
+                    })
+                    .sum();
+                let watermark = self.stages[head]
+                    .iter()
+                    .filter_map(|s| s.lock().ok().and_then(|s| s.last.stats.watermark))
+                    .map(|w| w.millis())
+                    .min();
+                VertexView {
+                    records_in: stage(head, |s| s.records_in.get()),
+                    records_out: stage(tail, |s| s.records_out.get()),
+                    records_per_second: rate.round() as u64,
+                    busy: share(0),
+                    backpressured: share(1),
+                    idle: share(2),
+                    watermark_ms: watermark,
+                    ..shape.clone()
+                }
+            })
+            .collect();
+        JobView {
+            job: self.job.clone(),
+            vertices,
+            edges: self.graph.edges.clone(),
+            restarts: self.restarts.get(),
+            checkpoints: self
+                .history
+                .lock()
+                .map(|h| h.iter().cloned().collect())
+                .unwrap_or_default(),
+        }
+    }
+
     /// The records the nodes `nodes` emitted, over all their subtasks (the
     /// records sources read, for the progress line).
     pub(crate) fn records_out_of(&self, nodes: &[usize]) -> u64 {
@@ -405,8 +487,36 @@ impl JobMetrics {
             .sum()
     }
 
-    /// Publishes what the stages of one task of attempt `attempt` counted.
+    /// Publishes what the stages of one task of attempt `attempt` counted
+    /// (a node may appear more than once: an operator and its network
+    /// output count apart).
     pub(crate) fn publish_stages(
+        &self,
+        attempt: u32,
+        subtask: usize,
+        stats: &[StageStats],
+        now: Timestamp,
+    ) {
+        let mut merged: Vec<StageStats> = Vec::with_capacity(stats.len());
+        for s in stats {
+            match merged.iter_mut().find(|m| m.node == s.node) {
+                Some(m) => {
+                    m.records_in += s.records_in;
+                    m.records_out += s.records_out;
+                    m.side_dropped += s.side_dropped;
+                    m.dead_letters += s.dead_letters;
+                    m.backpressured += s.backpressured;
+                    m.custom.extend_from_slice(&s.custom);
+                    m.watermark = m.watermark.or(s.watermark);
+                }
+                None => merged.push(s.clone()),
+            }
+        }
+        self.publish_stages_merged(attempt, subtask, &merged, now);
+    }
+
+    /// [`Self::publish_stages`] with one entry per node.
+    fn publish_stages_merged(
         &self,
         attempt: u32,
         subtask: usize,
@@ -451,6 +561,20 @@ impl JobMetrics {
             if !s.custom.is_empty() {
                 self.publish_custom(&series, s, same);
             }
+            let at = Instant::now();
+            if let Some(before_at) = series.published_at.filter(|_| same) {
+                let seconds = (at - before_at).as_secs_f64();
+                if seconds > 0.0 {
+                    let before = &series.last.stats;
+                    let (into, out) = (
+                        s.records_in.saturating_sub(before.records_in),
+                        s.records_out.saturating_sub(before.records_out),
+                    );
+                    series.rate_in = into as f64 / seconds;
+                    series.rate_out = out as f64 / seconds;
+                }
+            }
+            series.published_at = Some(at);
             series.last = Published {
                 attempt,
                 stats: s.clone(),
@@ -514,6 +638,16 @@ impl JobMetrics {
             same,
         );
         advance_seconds(&series.busy, busy(&times), busy(&before), same);
+        let span = times.elapsed.saturating_sub(before.elapsed).as_secs_f64();
+        if same && span > 0.0 {
+            let share =
+                |now: Duration, then: Duration| now.saturating_sub(then).as_secs_f64() / span;
+            series.shares = [
+                share(busy(&times), busy(&before)),
+                share(times.backpressured, before.backpressured),
+                share(times.idle, before.idle),
+            ];
+        }
         series.last = (attempt, times);
     }
 
@@ -530,8 +664,18 @@ impl JobMetrics {
         }
     }
 
-    /// A checkpoint completed after `duration`, writing `bytes`.
-    pub(crate) fn checkpoint_completed(&self, duration: Duration, bytes: u64) {
+    /// Checkpoint `id` completed after `duration`, writing `bytes`.
+    pub(crate) fn checkpoint_completed(&self, id: u64, duration: Duration, bytes: u64) {
+        if let Ok(mut history) = self.history.lock() {
+            if history.len() == HISTORY {
+                history.pop_front();
+            }
+            history.push_back(CheckpointView {
+                id,
+                duration_ms: duration.as_millis() as u64,
+                bytes,
+            });
+        }
         self.checkpoints.inc();
         self.checkpoint_duration.set(duration.as_millis() as i64);
         self.checkpoint_size.set(bytes.min(i64::MAX as u64) as i64);
@@ -598,6 +742,121 @@ impl MetricGroup {
         match self.metrics.as_ref().map(|m| m.families.lock()) {
             Some(Ok(mut families)) => families.histogram(&full, help, &self.labels),
             _ => millisecond_buckets(),
+        }
+    }
+}
+
+/// How many completed checkpoints the web view lists.
+const HISTORY: usize = 20;
+
+/// What the web view shows of a job (`GET /api/job`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct JobView {
+    /// The job's name.
+    pub job: String,
+    /// Its tasks, in graph order.
+    pub vertices: Vec<VertexView>,
+    /// The network edges between them.
+    pub edges: Vec<EdgeView>,
+    /// Restarts after failures.
+    pub restarts: u64,
+    /// The latest completed checkpoints, oldest first.
+    pub checkpoints: Vec<CheckpointView>,
+}
+
+/// One vertex (a chain of operators run as one task per subtask).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct VertexView {
+    /// Its index.
+    pub id: usize,
+    /// The names of its chained operators, first to last.
+    pub operators: Vec<String>,
+    /// Its subtasks.
+    pub parallelism: usize,
+    /// Records into its first operator, all subtasks.
+    pub records_in: u64,
+    /// Records out of its last operator, all subtasks.
+    pub records_out: u64,
+    /// Records per second its sources read or its first operator
+    /// received, over the last second its subtasks published.
+    pub records_per_second: u64,
+    /// The share of that second its subtasks were busy (0–1, averaged).
+    pub busy: f64,
+    /// … blocked on full output channels.
+    pub backpressured: f64,
+    /// … waiting for input.
+    pub idle: f64,
+    /// The lowest input watermark of its first operator's subtasks.
+    pub watermark_ms: Option<i64>,
+    #[serde(skip)]
+    nodes: Vec<usize>,
+}
+
+/// A network edge between two vertices.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EdgeView {
+    /// The upstream vertex.
+    pub from: usize,
+    /// The downstream vertex.
+    pub to: usize,
+    /// How records are spread: forward, rebalance, broadcast or hash.
+    pub partitioning: String,
+}
+
+/// A completed checkpoint.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CheckpointView {
+    /// Its id.
+    pub id: u64,
+    /// Trigger to completion.
+    pub duration_ms: u64,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+/// The job graph's shape, fixed for a run.
+struct GraphView {
+    vertices: Vec<VertexView>,
+    edges: Vec<EdgeView>,
+    /// The source nodes.
+    sources: Vec<usize>,
+}
+
+impl GraphView {
+    fn of(graph: &JobGraph) -> Self {
+        let vertices = graph
+            .vertices
+            .iter()
+            .enumerate()
+            .map(|(id, v)| VertexView {
+                id,
+                operators: v
+                    .nodes
+                    .iter()
+                    .map(|&n| graph.nodes[n].name.clone())
+                    .collect(),
+                parallelism: v.parallelism,
+                nodes: v.nodes.clone(),
+                ..VertexView::default()
+            })
+            .collect();
+        let edges = graph
+            .edges
+            .iter()
+            .filter(|e| !e.chained)
+            .map(|e| EdgeView {
+                from: graph.nodes[e.from].vertex,
+                to: graph.nodes[e.to].vertex,
+                partitioning: format!("{:?}", e.partitioning).to_lowercase(),
+            })
+            .collect();
+        let sources = (0..graph.nodes.len())
+            .filter(|&n| graph.nodes[n].is_source)
+            .collect();
+        GraphView {
+            vertices,
+            edges,
+            sources,
         }
     }
 }

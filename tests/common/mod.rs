@@ -316,3 +316,34 @@ pub fn read_back<T: Data + Sync + serde::de::DeserializeOwned>(
     back.extend(got.values());
     back
 }
+
+/// Runs the job `build` makes with `config` as `job` on a thread of its
+/// own (an `Env` stays on the thread that built it); returns that thread
+/// and the job's control handle.
+pub fn spawn_job(
+    config: EnvConfig,
+    job: &'static str,
+    build: fn(&Env),
+) -> (
+    std::thread::JoinHandle<JobStats>,
+    eddy::engine::dsl::JobControl,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let env = Env::with_config(config).unwrap();
+        build(&env);
+        tx.send(env.control()).unwrap();
+        env.execute(job).unwrap()
+    });
+    (thread, rx.recv().unwrap())
+}
+
+/// Waits until `addr` tells where a job's HTTP endpoint listens.
+pub fn wait_for_addr(addr: impl Fn() -> Option<std::net::SocketAddr>) -> std::net::SocketAddr {
+    loop {
+        if let Some(a) = addr() {
+            return a;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -524,7 +524,7 @@ impl Coordinator {
             ?duration,
             "checkpoint complete"
         );
-        self.metrics.checkpoint_completed(duration, bytes);
+        self.metrics.checkpoint_completed(id.0, duration, bytes);
         self.completed.push(CompletedCheckpoint {
             id,
             kind,

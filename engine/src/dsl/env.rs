@@ -47,7 +47,18 @@ struct EnvInner {
     clock: RefCell<Arc<dyn Clock>>,
     requests: (Sender<SavepointRequest>, Receiver<SavepointRequest>),
     running: Arc<AtomicBool>,
-    metrics_addr: Arc<Mutex<Option<SocketAddr>>>,
+    addrs: Arc<Mutex<HttpAddrs>>,
+}
+
+/// Where the running job's HTTP endpoints listen: metrics, web view.
+type HttpAddrs = (Option<SocketAddr>, Option<SocketAddr>);
+
+impl EnvInner {
+    fn set_addrs(&self, addrs: HttpAddrs) {
+        if let Ok(mut a) = self.addrs.lock() {
+            *a = addrs;
+        }
+    }
 }
 
 /// Asks a job that runs in this process (on another thread) for savepoints.
@@ -56,14 +67,20 @@ struct EnvInner {
 pub struct JobControl {
     requests: Sender<SavepointRequest>,
     running: Arc<AtomicBool>,
-    metrics_addr: Arc<Mutex<Option<SocketAddr>>>,
+    addrs: Arc<Mutex<HttpAddrs>>,
 }
 
 impl JobControl {
     /// Where the running job serves its metrics (with `--metrics-addr`),
     /// the port resolved when it was 0.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_addr.lock().ok().and_then(|a| *a)
+        self.addrs.lock().ok().and_then(|a| a.0)
+    }
+
+    /// Where the running job serves its web view (with `--web-addr`), the
+    /// port resolved when it was 0.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.addrs.lock().ok().and_then(|a| a.1)
     }
 
     /// Whether the job is running (between the start and the end of its
@@ -218,7 +235,7 @@ impl Env {
                 clock: RefCell::new(Arc::new(SystemClock)),
                 requests: crossbeam_channel::unbounded(),
                 running: Arc::new(AtomicBool::new(false)),
-                metrics_addr: Arc::new(Mutex::new(None)),
+                addrs: Arc::new(Mutex::new((None, None))),
             }),
         }
     }
@@ -228,7 +245,7 @@ impl Env {
         JobControl {
             requests: self.inner.requests.0.clone(),
             running: Arc::clone(&self.inner.running),
-            metrics_addr: Arc::clone(&self.inner.metrics_addr),
+            addrs: Arc::clone(&self.inner.addrs),
         }
     }
 
@@ -348,17 +365,23 @@ impl Env {
             state_dir: c.state_dir.clone(),
             metrics: JobMetrics::new(job_name, &job),
         };
-        let server = match c.metrics_addr {
-            Some(addr) => Some(HttpServer::start(
-                addr,
-                Arc::clone(&run.metrics),
-                c.http_token.as_ref().map(|t| t.0.clone()),
-            )?),
-            None => None,
+        let token = c.http_token.as_ref().map(|t| t.0.clone());
+        let start = |flag: &str, addr: Option<SocketAddr>| {
+            addr.map(|a| HttpServer::start(flag, a, Arc::clone(&run.metrics), token.clone()))
+                .transpose()
         };
-        if let Ok(mut addr) = self.inner.metrics_addr.lock() {
-            *addr = server.as_ref().map(HttpServer::addr);
-        }
+        let metrics_server = start("--metrics-addr", c.metrics_addr)?;
+        // One server when both flags name the same address.
+        let web_server = match c.web_addr {
+            Some(web) if Some(web) == c.metrics_addr => None,
+            web => start("--web-addr", web)?,
+        };
+        let bound = |s: &Option<HttpServer>| s.as_ref().map(HttpServer::addr);
+        let addrs = (
+            bound(&metrics_server),
+            bound(&web_server).or(bound(&metrics_server).filter(|_| c.web_addr.is_some())),
+        );
+        self.inner.set_addrs(addrs);
         let graph = self.inner.graph.borrow();
         let progress = c.progress.then(|| {
             let sources: Vec<(usize, Option<u64>)> = graph
@@ -384,10 +407,8 @@ impl Env {
         let result = executor::execute(job_name, &graph, job, run);
         drop(marker);
         drop(progress);
-        drop(server);
-        if let Ok(mut addr) = self.inner.metrics_addr.lock() {
-            *addr = None;
-        }
+        drop((metrics_server, web_server));
+        self.inner.set_addrs((None, None));
         self.inner.running.store(false, Ordering::SeqCst);
         let stats = result?;
         tracing::info!(
