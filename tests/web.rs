@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::{counted_windows, spawn_job, wait_for_addr};
 use eddy::connectors::discard::DiscardSink;
-use eddy::prelude::*;
 
 /// The page as Chromium renders it after its scripts ran for a while.
 fn rendered(url: &str) -> String {
@@ -29,12 +28,12 @@ fn rendered(url: &str) -> String {
 
 #[test]
 fn the_web_view_shows_every_vertex_and_live_rates_in_a_browser() {
-    let config = EnvConfig::default()
-        .with_parallelism(2)
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::restarting_config(2, dir.path())
         .with_web_addr("127.0.0.1:0".parse().unwrap())
         .with_http_token("pw");
     let (job, control) = spawn_job(config, "web-view-test", |env| {
-        counted_windows(env, 240_000, Vec::new())
+        counted_windows(env, 240_000, vec![20_000])
             .sink(DiscardSink::new())
             .uid("sink");
     });
@@ -70,6 +69,10 @@ fn the_web_view_shows_every_vertex_and_live_rates_in_a_browser() {
         "live rates: {rates:?} in {dom}"
     );
     assert!(dom.contains("watermark: 19"), "a watermark time: {dom}");
+    assert!(
+        dom.contains("injected failure at record 20000") && dom.contains("uid 'faults'"),
+        "the failure the job restarted after, with its location: {dom}"
+    );
     assert!(
         !refused.contains("class=\"vertex\""),
         "no page without the token"

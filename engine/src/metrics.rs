@@ -204,6 +204,8 @@ pub struct JobMetrics {
     graph: GraphView,
     /// The latest completed checkpoints, oldest first.
     history: Mutex<std::collections::VecDeque<CheckpointView>>,
+    /// The failures the job restarted after, oldest first.
+    failures: Mutex<std::collections::VecDeque<FailureView>>,
     families: Mutex<Families>,
     /// `[node][subtask]`.
     stages: Vec<Vec<Mutex<StageSeries>>>,
@@ -374,6 +376,7 @@ impl JobMetrics {
             job: job.to_owned(),
             graph: GraphView::of(graph),
             history: Mutex::new(std::collections::VecDeque::new()),
+            failures: Mutex::new(std::collections::VecDeque::new()),
             restarts: f.counter("eddy_job_restarts", "Restarts after failures.", &l),
             checkpoints: f.counter("eddy_job_checkpoints", "Checkpoints completed.", &l),
             checkpoints_failed: f.counter(
@@ -472,6 +475,11 @@ impl JobMetrics {
                 .history
                 .lock()
                 .map(|h| h.iter().cloned().collect())
+                .unwrap_or_default(),
+            failures: self
+                .failures
+                .lock()
+                .map(|f| f.iter().cloned().collect())
                 .unwrap_or_default(),
         }
     }
@@ -686,9 +694,22 @@ impl JobMetrics {
         self.checkpoints_failed.inc();
     }
 
-    /// The job restarted after a failure.
-    pub(crate) fn restarted(&self) {
+    /// The job restarted after `failure` (its text names where it
+    /// happened).
+    pub(crate) fn restarted(&self, failure: &dyn std::fmt::Display) {
         self.restarts.inc();
+        if let Ok(mut failures) = self.failures.lock() {
+            if failures.len() == HISTORY {
+                failures.pop_front();
+            }
+            let at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            failures.push_back(FailureView {
+                at_ms,
+                error: failure.to_string(),
+            });
+        }
     }
 
     /// The series an operator subtask adds itself, under its labels.
@@ -746,7 +767,7 @@ impl MetricGroup {
     }
 }
 
-/// How many completed checkpoints the web view lists.
+/// How many completed checkpoints and failures the web view lists.
 const HISTORY: usize = 20;
 
 /// What the web view shows of a job (`GET /api/job`).
@@ -762,6 +783,17 @@ pub struct JobView {
     pub restarts: u64,
     /// The latest completed checkpoints, oldest first.
     pub checkpoints: Vec<CheckpointView>,
+    /// The latest failures the job restarted after, oldest first.
+    pub failures: Vec<FailureView>,
+}
+
+/// A failure the job restarted after.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FailureView {
+    /// When (ms since the epoch).
+    pub at_ms: i64,
+    /// The error, naming the operator and subtask where it happened.
+    pub error: String,
 }
 
 /// One vertex (a chain of operators run as one task per subtask).

@@ -199,7 +199,7 @@ pub(crate) fn execute(
                     "job failed; restarting"
                 );
                 std::thread::sleep(delay);
-                run.metrics.restarted();
+                run.metrics.restarted(&e);
                 attempt += 1;
                 if let Some(c) = from {
                     restored = Some(Arc::new(load_restore_point(&c.path, &job, &run)?));
