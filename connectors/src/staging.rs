@@ -43,19 +43,6 @@ pub enum Staged<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> Staged<T> {
-    /// How many items the checkpoint has.
-    pub fn len(&self) -> u64 {
-        match self {
-            Staged::Inline(items) => items.len() as u64,
-            Staged::File { items, .. } => *items,
-        }
-    }
-
-    /// Whether it has none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Hands the items to `apply` in order, in chunks of about `max_bytes`
     /// (as `bytes` measures an item), each with the place of its first item
     /// and whether it is the last chunk. Returns `false`, calling nothing,

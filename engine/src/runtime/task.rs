@@ -60,7 +60,8 @@ pub(crate) struct Housekeeping {
     next_flush: Timestamp,
     buffer_timeout_ms: i64,
     started: Instant,
-    next_publish: Instant,
+    /// When to publish next, on the job's clock (read anyway).
+    next_publish: Timestamp,
     /// Time spent waiting for input.
     pub idle: Duration,
     scratch: Vec<StageStats>,
@@ -68,12 +69,11 @@ pub(crate) struct Housekeeping {
 
 impl Housekeeping {
     pub(crate) fn new(env: &TaskEnv) -> Self {
-        let started = Instant::now();
         Housekeeping {
             next_flush: env.clock.now(),
             buffer_timeout_ms: env.settings.buffer_timeout.as_millis() as i64,
-            started,
-            next_publish: started + PUBLISH_INTERVAL,
+            started: Instant::now(),
+            next_publish: env.clock.now(),
             idle: Duration::ZERO,
             scratch: Vec::new(),
         }
@@ -88,11 +88,11 @@ impl Housekeeping {
         env: &TaskEnv,
         now: Timestamp,
     ) {
-        let wall = Instant::now();
-        if wall < self.next_publish {
+        if now < self.next_publish {
             return;
         }
-        self.next_publish = wall + PUBLISH_INTERVAL;
+        self.next_publish = now.add_millis(PUBLISH_INTERVAL.as_millis() as i64);
+        let wall = Instant::now();
         self.scratch.clear();
         self.scratch.extend(own.cloned());
         chain.collect_stats(&mut self.scratch);
