@@ -44,6 +44,11 @@ pub struct EnvConfig {
     pub checkpoints: CheckpointConfig,
     /// Instead of running the job: ask the running instance for a savepoint.
     pub control: Option<ControlAction>,
+    /// The REST API (`http://HOST:PORT`) that [`Self::control`] talks to;
+    /// `None`: request files in the checkpoint directory (the fallback).
+    pub rest: Option<String>,
+    /// Print control answers as the REST API's JSON.
+    pub json: bool,
     /// Where the job serves its live metrics (`GET /metrics`), if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Where the job serves its web view (`GET /`), if anywhere.
@@ -80,13 +85,17 @@ pub enum StateBackendKind {
 }
 
 /// A request to a job that is already running (in another process), sent
-/// through its checkpoint directory.
+/// to its REST API ([`EnvConfig::rest`]) or through its checkpoint
+/// directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ControlAction {
-    /// Take a savepoint into this directory; the job keeps running.
-    Savepoint(PathBuf),
-    /// Take a savepoint into this directory, then stop the job.
-    StopWithSavepoint(PathBuf),
+    /// Take a savepoint into this directory (`None`: the job's default,
+    /// `<checkpoint dir>/<job>/savepoints/savepoint-<id>`); the job keeps
+    /// running.
+    Savepoint(Option<PathBuf>),
+    /// Take a savepoint into this directory (or the default), then stop
+    /// the job.
+    StopWithSavepoint(Option<PathBuf>),
     /// Stop the job without a savepoint; it does not restart.
     Cancel,
     /// Tell whether the job runs, and its newest checkpoint.
@@ -112,6 +121,8 @@ impl Default for EnvConfig {
             state_dir: std::env::temp_dir().join("eddy-state"),
             checkpoints: CheckpointConfig::default(),
             control: None,
+            rest: None,
+            json: false,
             metrics_addr: None,
             web_addr: None,
             http_token: None,
@@ -387,10 +398,19 @@ pub struct EnvFlags {
     /// 127.0.0.1:8081 [default: off].
     #[arg(long, global = true, value_name = "ADDR")]
     pub web_addr: Option<std::net::SocketAddr>,
-    /// Require `Authorization: Bearer <token>` on the job's HTTP endpoint,
-    /// the token read from FILE (or the environment variable EDDY_TOKEN).
+    /// Require `Authorization: Bearer <token>` on the job's HTTP endpoint
+    /// (and send it, for the commands with --rest), the token read from
+    /// FILE (or the environment variable EDDY_TOKEN).
     #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// The commands (savepoint, stop, cancel, status, list) ask the job's
+    /// REST API at URL, e.g. http://127.0.0.1:8081 (its --web-addr)
+    /// [default: request files in --checkpoint-dir].
+    #[arg(long, global = true, value_name = "URL")]
+    pub rest: Option<String>,
+    /// The commands print the REST API's JSON answer.
+    #[arg(long, global = true, requires = "rest")]
+    pub json: bool,
     /// Log lines on standard error as text or JSON; RUST_LOG filters them
     /// [default: text, RUST_LOG=warn].
     #[arg(long, global = true, value_name = "FORMAT")]
@@ -419,24 +439,29 @@ pub enum JobCommand {
         #[arg(long)]
         allow_non_restored_state: bool,
     },
-    /// Ask the running job (same --checkpoint-dir) for a savepoint in DIR.
+    /// Ask the running job (--rest, or the same --checkpoint-dir) for a
+    /// savepoint in DIR.
     Savepoint {
-        /// Where to write the savepoint (an empty or new directory).
-        dir: PathBuf,
+        /// Where to write the savepoint (an empty or new directory)
+        /// [default: CHECKPOINT_DIR/JOB/savepoints/savepoint-ID].
+        dir: Option<PathBuf>,
     },
-    /// Stop the running job (same --checkpoint-dir) with a savepoint.
+    /// Stop the running job (--rest, or the same --checkpoint-dir) with a
+    /// savepoint.
     Stop {
-        /// Where to write the savepoint (an empty or new directory).
+        /// Where to write the savepoint (an empty or new directory)
+        /// [default: CHECKPOINT_DIR/JOB/savepoints/savepoint-ID].
         #[arg(long, value_name = "DIR")]
-        savepoint: PathBuf,
+        savepoint: Option<PathBuf>,
     },
-    /// Cancel the running job (same --checkpoint-dir): it stops without a
-    /// savepoint and does not restart.
+    /// Cancel the running job (--rest, or the same --checkpoint-dir): it
+    /// stops without a savepoint and does not restart.
     Cancel,
-    /// Whether the job (same --checkpoint-dir) runs, and its newest
-    /// checkpoint.
+    /// Whether the job runs, and its newest checkpoint (with --rest: its
+    /// vertices, rates and failures too).
     Status,
-    /// Every job under --checkpoint-dir, with its status.
+    /// Every job under --checkpoint-dir (with --rest: the jobs of that
+    /// runtime), with its status.
     List,
 }
 
@@ -518,6 +543,8 @@ impl EnvFlags {
             state_dir: self.state_dir.clone().unwrap_or(d.state_dir),
             checkpoints,
             control,
+            rest: self.rest.clone(),
+            json: self.json,
             metrics_addr: self.metrics_addr,
             web_addr: self.web_addr,
             http_token: self.http_token()?,

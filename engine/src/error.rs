@@ -116,6 +116,15 @@ pub enum EngineError {
         /// What went wrong and how to fix it.
         reason: String,
     },
+    /// A command could not reach a job's REST API, or the API refused it.
+    #[error("{url}: {reason}")]
+    Rest {
+        /// The endpoint asked.
+        url: String,
+        /// What went wrong (the API's own reason when it answered) and how
+        /// to fix it.
+        reason: String,
+    },
     /// The job was cancelled (by the user, or because another task failed).
     #[error("the job was cancelled")]
     Cancelled,
@@ -136,6 +145,7 @@ impl EngineError {
             | EngineError::State { .. } => ErrorKind::User,
             EngineError::Connector { .. }
             | EngineError::Checkpoint { .. }
+            | EngineError::Rest { .. }
             | EngineError::Cancelled => ErrorKind::External,
             EngineError::Internal(_) => ErrorKind::Internal,
         }

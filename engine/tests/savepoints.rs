@@ -6,64 +6,28 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    all_committed, memory_sink, wait_until, Committed, CountingSource, MemoryTxnSink,
+    all_committed, counting, memory_sink, paced, spawn_job, wait_until, Committed, MemoryTxnSink,
     ScriptedSource,
 };
 use crossbeam_channel::Receiver;
 use eddy_engine::checkpoint::RestartStrategy;
 use eddy_engine::config::EnvConfig;
-use eddy_engine::dsl::{Env, JobControl};
+use eddy_engine::dsl::Env;
 use eddy_engine::runtime::stats::JobStats;
 use eddy_engine::source::ReadStatus;
 use eddy_engine::two_phase::ExactlyOnce;
-
-fn counting(count: Option<u64>) -> CountingSource {
-    CountingSource {
-        count,
-        produced: Arc::new(AtomicU64::new(0)),
-    }
-}
-
-/// Slows a stream down to about `1 ms` per `every` records, so that a job
-/// is still running when the test talks to it.
-fn paced(every: u64) -> impl Fn(u64) -> u64 + Clone + Send + Sync + 'static {
-    move |v| {
-        if v % every == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        v
-    }
-}
-
-/// Builds and runs a job on its own thread (an `Env` stays on the thread
-/// that built it); returns its control handle and its result.
-fn spawn_job(
-    build: impl FnOnce(&Env) + Send + 'static,
-    config: EnvConfig,
-) -> (JobControl, Receiver<Result<JobStats, String>>) {
-    let (control_tx, control_rx) = crossbeam_channel::bounded(1);
-    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
-        let env = Env::with_config(config).unwrap();
-        build(&env);
-        control_tx.send(env.control()).unwrap();
-        let _ = done_tx.send(env.execute("savepoints").map_err(|e| e.to_string()));
-    });
-    let control = control_rx.recv().unwrap();
-    wait_until("the job to run", || control.is_running());
-    (control, done_rx)
-}
 
 /// A job that counts until it is stopped, run by [`spawn_job`] (named
 /// `savepoints`); returns where its result arrives.
 fn spawn_endless(config: EnvConfig) -> Receiver<Result<JobStats, String>> {
     let committed: Committed<u64> = Default::default();
     let (_control, done) = spawn_job(
+        "savepoints",
         move |env| {
             env.source(counting(None))
                 .uid("src")
@@ -121,6 +85,7 @@ fn an_intermediate_savepoint_commits_nothing_so_a_restart_stays_exact() {
     let failed = Arc::new(AtomicBool::new(false));
     let pace = paced(50);
     let (control, done) = spawn_job(
+        "savepoints",
         move |env| {
             env.source(counting(Some(20_000)))
                 .uid("src")
@@ -156,6 +121,7 @@ fn stop_with_savepoint_while_a_source_finishes_ends_the_job() {
     let committed: Committed<u64> = Default::default();
     let sink_side = Arc::clone(&committed);
     let (control, done) = spawn_job(
+        "savepoints",
         move |env| {
             let short = env
                 .source(ScriptedSource::new(1, move |_, _| {
@@ -192,6 +158,7 @@ fn a_failed_stop_with_savepoint_leaves_the_job_running() {
     let committed: Committed<u64> = Default::default();
     let sink_side = Arc::clone(&committed);
     let (control, done) = spawn_job(
+        "savepoints",
         move |env| {
             env.source(counting(Some(5_000)))
                 .uid("src")
@@ -236,6 +203,7 @@ fn a_timed_out_stop_with_savepoint_leaves_the_job_running() {
     let source = counting(Some(1_500));
     let produced = Arc::clone(&source.produced);
     let (control, done) = spawn_job(
+        "savepoints",
         move |env| {
             env.source(source)
                 .parallelism(1)
@@ -273,6 +241,7 @@ fn savepoints_without_periodic_checkpoints_work_after_a_source_finished() {
         let committed: Committed<u64> = Default::default();
         let sink_side = Arc::clone(&committed);
         let (control, done) = spawn_job(
+            "savepoints",
             move |env| {
                 let short = env.from_collection(vec![1_000_000u64]).uid("short");
                 let long = env
@@ -339,7 +308,7 @@ fn finished_parts_commit_with_the_next_checkpoint_and_savepoints_still_work() {
             .sink(memory_sink(&long_side))
             .uid("long-sink");
     };
-    let (control, done) = spawn_job(build.clone(), config.clone());
+    let (control, done) = spawn_job("savepoints", build.clone(), config.clone());
     wait_until("the finished part's records to commit", || {
         all_committed(&short_out) == vec![1, 2, 3]
     });
@@ -348,7 +317,11 @@ fn finished_parts_commit_with_the_next_checkpoint_and_savepoints_still_work() {
 
     // At parallelism 2 the collection source's second subtask has nothing
     // to read and finishes at once.
-    let (control, done) = spawn_job(build, config.with_parallelism(2).with_restore(&first));
+    let (control, done) = spawn_job(
+        "savepoints",
+        build,
+        config.with_parallelism(2).with_restore(&first),
+    );
     let before = all_committed(&long_out).len();
     wait_until("a checkpoint after the restore to commit", || {
         all_committed(&long_out).len() > before
@@ -374,6 +347,7 @@ fn a_stateless_operator_may_leave_the_job() {
     let committed: Committed<u64> = Default::default();
     let sink_side = Arc::clone(&committed);
     let (control, done) = spawn_job(
+        "savepoints",
         move |env| {
             env.source(counting(None))
                 .uid("src")

@@ -110,7 +110,8 @@ impl CheckpointLink {
 
 /// A request to take a savepoint, from the API or the command line.
 pub(crate) struct SavepointRequest {
-    pub dir: PathBuf,
+    /// Where to write it; `None`: `<job root>/savepoints/savepoint-<id>`.
+    pub dir: Option<PathBuf>,
     pub stop: bool,
     pub reply: Sender<Result<PathBuf, String>>,
 }
@@ -329,22 +330,26 @@ impl Coordinator {
             ));
             return;
         }
-        if let Err(e) = std::fs::create_dir_all(&request.dir) {
+        let dir = request.dir.clone().unwrap_or_else(|| {
+            self.root
+                .join("savepoints")
+                .join(format!("savepoint-{}", self.next_id.0))
+        });
+        if let Err(e) = std::fs::create_dir_all(&dir) {
             let _ = request.reply.send(Err(format!(
                 "cannot create savepoint directory {}: {e}",
-                request.dir.display()
+                dir.display()
             )));
             return;
         }
-        if request.dir.join(storage::METADATA).exists() {
+        if dir.join(storage::METADATA).exists() {
             let _ = request.reply.send(Err(format!(
                 "{} already holds a savepoint; choose an empty directory",
-                request.dir.display()
+                dir.display()
             )));
             return;
         }
         self.stopping = request.stop;
-        let dir = request.dir.clone();
         if let Err(e) = self.trigger(dir, SnapshotKind::Savepoint, Some(request)) {
             tracing::warn!(error = %e, "savepoint could not be triggered");
         }
@@ -524,7 +529,8 @@ impl Coordinator {
             ?duration,
             "checkpoint complete"
         );
-        self.metrics.checkpoint_completed(id.0, duration, bytes);
+        self.metrics
+            .checkpoint_completed(id.0, kind, dir, duration, bytes);
         self.completed.push(CompletedCheckpoint {
             id,
             kind,

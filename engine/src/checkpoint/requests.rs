@@ -1,7 +1,9 @@
-//! Savepoint requests from another process (`<job> savepoint DIR`,
-//! `<job> stop --savepoint DIR`): the command writes a request file into the
-//! job's checkpoint directory, the running job picks it up, takes the
-//! savepoint, and writes the answer next to it.
+//! What a running job can be asked, and the fallback way of asking it from
+//! another process without its REST API (`<job> savepoint [DIR]`, `<job>
+//! stop [--savepoint DIR]`, `<job> cancel` without `--rest`): the command
+//! writes a request file into the job's checkpoint directory, the running
+//! job picks it up (it looks every 100 ms), takes the savepoint, and writes
+//! the answer next to it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,14 +21,17 @@ const PICKUP: Duration = Duration::from_secs(5);
 
 #[derive(Serialize, Deserialize)]
 struct RequestFile {
-    dir: PathBuf,
+    /// `None`: the job's default savepoint directory.
+    #[serde(default)]
+    dir: Option<PathBuf>,
     stop: bool,
     /// A cancel request (no savepoint).
     #[serde(default)]
     cancel: bool,
 }
 
-/// What a running job was asked from another process.
+/// What a running job was asked: through its REST API, a [`crate::dsl::JobControl`],
+/// or a request file.
 pub(crate) enum Request {
     /// A savepoint, perhaps then a stop.
     Savepoint(SavepointRequest),
@@ -125,10 +130,11 @@ fn write_answer(path: &Path, result: Result<PathBuf, String>) {
 }
 
 /// The requesting side: asks the job whose checkpoint directory is
-/// `job_root` for a savepoint in `dir` and waits up to `timeout`.
+/// `job_root` for a savepoint in `dir` (`None`: the job's default) and
+/// waits up to `timeout`.
 pub(crate) fn request_savepoint(
     job_root: &Path,
-    dir: &Path,
+    dir: Option<&Path>,
     stop: bool,
     timeout: Duration,
 ) -> Result<PathBuf, EngineError> {
@@ -136,7 +142,10 @@ pub(crate) fn request_savepoint(
         "requesting a savepoint from the job using {}",
         job_root.display()
     );
-    let dir = std::path::absolute(dir).map_err(|e| EngineError::checkpoint(&context, e))?;
+    let dir = dir
+        .map(std::path::absolute)
+        .transpose()
+        .map_err(|e| EngineError::checkpoint(&context, e))?;
     let request = RequestFile {
         dir,
         stop,
@@ -150,7 +159,7 @@ pub(crate) fn request_savepoint(
 pub(crate) fn request_cancel(job_root: &Path, timeout: Duration) -> Result<(), EngineError> {
     let context = format!("cancelling the job using {}", job_root.display());
     let request = RequestFile {
-        dir: PathBuf::new(),
+        dir: None,
         stop: false,
         cancel: true,
     };

@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::checkpoint::coordinator::{job_root, SavepointRequest};
-use crate::checkpoint::requests::{request_cancel, request_savepoint};
+use crate::checkpoint::requests::{request_cancel, request_savepoint, Request};
 use crate::checkpoint::status::{self, RunningMarker};
 use crate::clock::{Clock, SystemClock};
 use crate::collection::CollectionSource;
@@ -26,7 +26,8 @@ use crate::graph::erased::{SourceNodeImpl, TypedSlot};
 use crate::graph::explain::Explain;
 use crate::graph::job::{JobDefaults, JobGraph};
 use crate::graph::stream::{Chaining, NodeBody, OutputSlot, StreamGraph, StreamNode};
-use crate::http::HttpServer;
+use crate::http::client::RestClient;
+use crate::http::{HttpServer, LiveJob};
 use crate::metrics::JobMetrics;
 use crate::progress::ProgressLine;
 use crate::runtime::executor;
@@ -45,7 +46,7 @@ struct EnvInner {
     config: EnvConfig,
     graph: RefCell<StreamGraph>,
     clock: RefCell<Arc<dyn Clock>>,
-    requests: (Sender<SavepointRequest>, Receiver<SavepointRequest>),
+    requests: (Sender<Request>, Receiver<Request>),
     running: Arc<AtomicBool>,
     addrs: Arc<Mutex<HttpAddrs>>,
 }
@@ -61,11 +62,11 @@ impl EnvInner {
     }
 }
 
-/// Asks a job that runs in this process (on another thread) for savepoints.
-/// Obtained from [`Env::control`] before `execute`.
+/// Asks a job that runs in this process (on another thread) for savepoints,
+/// or cancels it. Obtained from [`Env::control`] before `execute`.
 #[derive(Clone)]
 pub struct JobControl {
-    requests: Sender<SavepointRequest>,
+    requests: Sender<Request>,
     running: Arc<AtomicBool>,
     addrs: Arc<Mutex<HttpAddrs>>,
 }
@@ -108,6 +109,21 @@ impl JobControl {
         self.request(dir.into(), true)
     }
 
+    /// Cancels the job: it stops without a savepoint and does not restart
+    /// (its `execute` fails with [`EngineError::Cancelled`]).
+    ///
+    /// # Errors
+    /// [`EngineError::Checkpoint`] when the job is not running.
+    pub fn cancel(&self) -> Result<(), EngineError> {
+        let not_running = || EngineError::checkpoint("cancelling", "the job is not running");
+        if !self.running.load(Ordering::SeqCst) {
+            return Err(not_running());
+        }
+        self.requests
+            .send(Request::Cancel)
+            .map_err(|_| not_running())
+    }
+
     fn request(&self, dir: PathBuf, stop: bool) -> Result<PathBuf, EngineError> {
         let context = format!("savepoint into {}", dir.display());
         let not_running = || EngineError::checkpoint(&context, "the job is not running");
@@ -115,8 +131,13 @@ impl JobControl {
             return Err(not_running());
         }
         let (reply, answer) = crossbeam_channel::bounded(1);
+        let request = SavepointRequest {
+            dir: Some(dir),
+            stop,
+            reply,
+        };
         self.requests
-            .send(SavepointRequest { dir, stop, reply })
+            .send(Request::Savepoint(request))
             .map_err(|_| not_running())?;
         loop {
             match answer.recv_timeout(Duration::from_millis(100)) {
@@ -133,6 +154,10 @@ impl JobControl {
         }
     }
 }
+
+/// How long a job that stopped with a savepoint asked for through its REST
+/// API keeps the API up for the client to read where the savepoint is.
+const STOP_ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Parser)]
 #[command(about = "An Eddy job")]
@@ -366,8 +391,9 @@ impl Env {
             metrics: JobMetrics::new(job_name, &job),
         };
         let token = c.http_token.as_ref().map(|t| t.0.clone());
+        let live = LiveJob::new(Arc::clone(&run.metrics), self.inner.requests.0.clone());
         let start = |flag: &str, addr: Option<SocketAddr>| {
-            addr.map(|a| HttpServer::start(flag, a, Arc::clone(&run.metrics), token.clone()))
+            addr.map(|a| HttpServer::start(flag, a, Arc::clone(&live), token.clone()))
                 .transpose()
         };
         let metrics_server = start("--metrics-addr", c.metrics_addr)?;
@@ -400,12 +426,15 @@ impl Env {
         tracing::info!(job = job_name, tasks = job.vertices.len(), "job starting");
         // Requests left over from an earlier run are not for this one.
         while let Ok(stale) = self.inner.requests.1.try_recv() {
-            let _ = stale.reply.send(Err("the job was not running".into()));
+            if let Request::Savepoint(stale) = stale {
+                let _ = stale.reply.send(Err("the job was not running".into()));
+            }
         }
         self.inner.running.store(true, Ordering::SeqCst);
         let marker = RunningMarker::create(&job_root(&c.checkpoints.dir, job_name));
         let result = executor::execute(job_name, &graph, job, run);
         drop(marker);
+        live.linger(STOP_ANSWER_WAIT);
         drop(progress);
         drop((metrics_server, web_server));
         self.inner.set_addrs((None, None));
@@ -421,31 +450,25 @@ impl Env {
 }
 
 impl Env {
-    /// Runs a `savepoint` / `stop --savepoint` command against the instance
-    /// of `job_name` that uses the same checkpoint directory.
+    /// Runs a control command (savepoint, stop, cancel, status, list)
+    /// against the running instance of `job_name`: through its REST API
+    /// with `--rest`, else through the checkpoint directory it uses.
     fn send_control(
         &self,
         job_name: &str,
         action: &ControlAction,
     ) -> Result<JobStats, EngineError> {
-        let c = &self.inner.config.checkpoints;
-        let root = job_root(&c.dir, job_name);
+        let config = &self.inner.config;
+        let c = &config.checkpoints;
         let timeout = c.timeout.max(Duration::from_secs(10));
-        let mut savepoint = None;
-        let answer = match action {
-            ControlAction::Savepoint(dir) | ControlAction::StopWithSavepoint(dir) => {
-                let stop = matches!(action, ControlAction::StopWithSavepoint(_));
-                let path = request_savepoint(&root, dir, stop, timeout)?;
-                let answer = format!("job '{job_name}': savepoint in {}", path.display());
-                savepoint = Some(path);
-                answer
+        let (answer, savepoint) = match &config.rest {
+            Some(url) => {
+                let token = config.http_token.as_ref().map(|t| t.0.clone());
+                let client = RestClient::new(url, token, Duration::from_secs(10));
+                let a = client.run(action, job_name, config.json, timeout)?;
+                (a.text, a.savepoint)
             }
-            ControlAction::Cancel => {
-                request_cancel(&root, timeout)?;
-                format!("job '{job_name}': cancelled")
-            }
-            ControlAction::Status => status::job_status(job_name, &root),
-            ControlAction::List => status::list(&c.dir),
+            None => Self::send_control_file(job_name, action, c, timeout)?,
         };
         Ok(JobStats {
             job: job_name.to_owned(),
@@ -455,6 +478,31 @@ impl Env {
             checkpoints: Vec::new(),
             stopped_with_savepoint: savepoint,
             answer: Some(answer),
+        })
+    }
+
+    /// [`Self::send_control`] through request files in the checkpoint
+    /// directory: the answer, and the savepoint taken.
+    fn send_control_file(
+        job_name: &str,
+        action: &ControlAction,
+        c: &crate::checkpoint::CheckpointConfig,
+        timeout: Duration,
+    ) -> Result<(String, Option<PathBuf>), EngineError> {
+        let root = job_root(&c.dir, job_name);
+        Ok(match action {
+            ControlAction::Savepoint(dir) | ControlAction::StopWithSavepoint(dir) => {
+                let stop = matches!(action, ControlAction::StopWithSavepoint(_));
+                let path = request_savepoint(&root, dir.as_deref(), stop, timeout)?;
+                let answer = format!("job '{job_name}': savepoint in {}", path.display());
+                (answer, Some(path))
+            }
+            ControlAction::Cancel => {
+                request_cancel(&root, timeout)?;
+                (format!("job '{job_name}': cancelled"), None)
+            }
+            ControlAction::Status => (status::job_status(job_name, &root), None),
+            ControlAction::List => (status::list(&c.dir), None),
         })
     }
 }

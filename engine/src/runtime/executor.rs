@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::checkpoint::coordinator::{
-    job_root, CheckpointLink, CompletedCheckpoint, Coordinator, Progress, SavepointRequest,
-    TaskCommand, TaskInfo,
+    job_root, CheckpointLink, CompletedCheckpoint, Coordinator, Progress, TaskCommand, TaskInfo,
 };
 use crate::checkpoint::requests::{Request, RequestInbox};
 use crate::checkpoint::restart::RestartPolicy;
@@ -29,7 +28,7 @@ use crate::error::{panic_message, EngineError, Location};
 use crate::graph::erased::{SendAny, StageAny};
 use crate::graph::job::JobGraph;
 use crate::graph::stream::{NodeBody, NodeId, StreamGraph};
-use crate::metrics::JobMetrics;
+use crate::metrics::{JobMetrics, JobState};
 use crate::operator::SideOutputs;
 use crate::runtime::enumerator::SourceEnumerator;
 use crate::runtime::stats::{JobStats, OperatorStats, StageStats};
@@ -109,7 +108,9 @@ pub(crate) struct RunSettings {
     pub channel_capacity: usize,
     pub clock: Arc<dyn Clock>,
     pub checkpoints: CheckpointConfig,
-    pub requests: Receiver<SavepointRequest>,
+    /// Savepoint and cancel requests from this process (REST API,
+    /// [`crate::dsl::JobControl`]).
+    pub requests: Receiver<Request>,
     pub state_backend: StateBackendKind,
     pub state_dir: PathBuf,
     pub metrics: Arc<JobMetrics>,
@@ -173,6 +174,7 @@ pub(crate) fn execute(
             metrics: Arc::clone(&run.metrics),
             attempt,
         });
+        run.metrics.set_state(JobState::Running);
         let outcome = run_once(&plan, &run, &mut checkpoints);
         match outcome {
             Ok((stats, savepoint)) => {
@@ -198,8 +200,8 @@ pub(crate) fn execute(
                     from = ?from.map(|c| c.id.0),
                     "job failed; restarting"
                 );
-                std::thread::sleep(delay);
                 run.metrics.restarted(&e);
+                std::thread::sleep(delay);
                 attempt += 1;
                 if let Some(c) = from {
                     restored = Some(Arc::new(load_restore_point(&c.path, &job, &run)?));
@@ -376,6 +378,7 @@ fn run_once(
     let mut stats: Vec<StageStats> = Vec::new();
     let mut stopped = None;
     let mut cancelled = false;
+    let mut asked = Vec::new();
     let fail = |e: EngineError, failure: &mut Option<EngineError>| {
         if matches!(failure, None | Some(EngineError::Cancelled)) {
             if !matches!(e, EngineError::Cancelled) {
@@ -415,19 +418,19 @@ fn run_once(
                 }
             },
             recv(run.requests) -> request => {
-                if let Ok(request) = request {
-                    coordinator.savepoint(request);
-                }
+                asked.extend(request.ok());
             },
             default(wait) => {},
         }
         let now = Instant::now();
         enumerators.iter_mut().for_each(|e| e.tick(now));
-        for request in inbox.poll(now) {
+        asked.extend(inbox.poll(now));
+        for request in asked.drain(..) {
             match request {
                 Request::Savepoint(request) => coordinator.savepoint(request),
                 Request::Cancel => {
                     tracing::info!(job = %plan.job_name, "cancelled on request");
+                    plan.metrics.set_state(JobState::Cancelling);
                     cancelled = true;
                     coordinator.abort_all("the job was cancelled");
                     cancel.store(true, Ordering::SeqCst);

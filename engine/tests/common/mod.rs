@@ -4,10 +4,15 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use crossbeam_channel::Receiver;
+use eddy_engine::config::EnvConfig;
 use eddy_engine::context::RuntimeContext;
+use eddy_engine::dsl::{Env, JobControl};
 use eddy_engine::element::{CheckpointId, Data, Record, Timestamp};
 use eddy_engine::error::BoxError;
+use eddy_engine::runtime::stats::JobStats;
 use eddy_engine::source::{
     Boundedness, FixedSplits, ReadStatus, Source, SourceOutput, SourceReader, Split,
     SplitEnumerator,
@@ -301,4 +306,44 @@ pub fn wait_until(what: &str, done: impl Fn() -> bool) {
         );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+}
+
+/// A [`CountingSource`] of `count` records (`None`: endless).
+pub fn counting(count: Option<u64>) -> CountingSource {
+    CountingSource {
+        count,
+        produced: Arc::new(AtomicU64::new(0)),
+    }
+}
+
+/// Slows a stream down to about `1 ms` per `every` records, so that a job
+/// is still running when the test talks to it.
+pub fn paced(every: u64) -> impl Fn(u64) -> u64 + Clone + Send + Sync + 'static {
+    move |v| {
+        if v % every == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        v
+    }
+}
+
+/// Builds and runs a job named `name` on its own thread (an `Env` stays on
+/// the thread that built it); returns its control handle and its result
+/// once it runs.
+pub fn spawn_job(
+    name: &'static str,
+    build: impl FnOnce(&Env) + Send + 'static,
+    config: EnvConfig,
+) -> (JobControl, Receiver<Result<JobStats, String>>) {
+    let (control_tx, control_rx) = crossbeam_channel::bounded(1);
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let env = Env::with_config(config).unwrap();
+        build(&env);
+        control_tx.send(env.control()).unwrap();
+        let _ = done_tx.send(env.execute(name).map_err(|e| e.to_string()));
+    });
+    let control = control_rx.recv().unwrap();
+    wait_until("the job to run", || control.is_running());
+    (control, done_rx)
 }

@@ -38,9 +38,16 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 pub use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
 use prometheus_client::registry::{Metric, Registry};
 
+use crate::checkpoint::storage::SnapshotKind;
 use crate::element::Timestamp;
 use crate::graph::job::JobGraph;
 use crate::runtime::stats::StageStats;
+
+mod view;
+use view::{epoch_ms, GraphView, HISTORY};
+pub use view::{
+    CheckpointView, EdgeView, FailureView, JobState, JobView, SubtaskView, VertexView, LOCAL_WORKER,
+};
 
 /// How often a task publishes its counts.
 pub(crate) const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
@@ -200,6 +207,8 @@ pub(crate) struct TaskTimes {
 /// view read.
 pub struct JobMetrics {
     job: String,
+    started_at_ms: i64,
+    state: Mutex<JobState>,
     /// The job graph as the web view draws it.
     graph: GraphView,
     /// The latest completed checkpoints, oldest first.
@@ -374,6 +383,8 @@ impl JobMetrics {
         let l = labels(&[("job", job)]);
         Arc::new(JobMetrics {
             job: job.to_owned(),
+            started_at_ms: epoch_ms(),
+            state: Mutex::new(JobState::Running),
             graph: GraphView::of(graph),
             history: Mutex::new(std::collections::VecDeque::new()),
             failures: Mutex::new(std::collections::VecDeque::new()),
@@ -468,9 +479,13 @@ impl JobMetrics {
             .collect();
         JobView {
             job: self.job.clone(),
+            state: self.state.lock().map_or(JobState::Running, |s| *s),
+            started_at_ms: self.started_at_ms,
             vertices,
             edges: self.graph.edges.clone(),
             restarts: self.restarts.get(),
+            checkpoints_completed: self.checkpoints.get(),
+            checkpoints_failed: self.checkpoints_failed.get(),
             checkpoints: self
                 .history
                 .lock()
@@ -672,14 +687,28 @@ impl JobMetrics {
         }
     }
 
-    /// Checkpoint `id` completed after `duration`, writing `bytes`.
-    pub(crate) fn checkpoint_completed(&self, id: u64, duration: Duration, bytes: u64) {
+    /// Checkpoint or savepoint `id`, in `path`, completed after
+    /// `duration`, writing `bytes`.
+    pub(crate) fn checkpoint_completed(
+        &self,
+        id: u64,
+        kind: SnapshotKind,
+        path: &std::path::Path,
+        duration: Duration,
+        bytes: u64,
+    ) {
         if let Ok(mut history) = self.history.lock() {
             if history.len() == HISTORY {
                 history.pop_front();
             }
             history.push_back(CheckpointView {
                 id,
+                kind: match kind {
+                    SnapshotKind::Checkpoint => "checkpoint",
+                    SnapshotKind::Savepoint => "savepoint",
+                },
+                path: path.to_path_buf(),
+                completed_at_ms: epoch_ms(),
                 duration_ms: duration.as_millis() as u64,
                 bytes,
             });
@@ -687,6 +716,13 @@ impl JobMetrics {
         self.checkpoints.inc();
         self.checkpoint_duration.set(duration.as_millis() as i64);
         self.checkpoint_size.set(bytes.min(i64::MAX as u64) as i64);
+    }
+
+    /// The job entered `state`.
+    pub(crate) fn set_state(&self, state: JobState) {
+        if let Ok(mut s) = self.state.lock() {
+            *s = state;
+        }
     }
 
     /// A checkpoint was abandoned or declined.
@@ -698,15 +734,13 @@ impl JobMetrics {
     /// happened).
     pub(crate) fn restarted(&self, failure: &dyn std::fmt::Display) {
         self.restarts.inc();
+        self.set_state(JobState::Restarting);
         if let Ok(mut failures) = self.failures.lock() {
             if failures.len() == HISTORY {
                 failures.pop_front();
             }
-            let at_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
             failures.push_back(FailureView {
-                at_ms,
+                at_ms: epoch_ms(),
                 error: failure.to_string(),
             });
         }
@@ -763,132 +797,6 @@ impl MetricGroup {
         match self.metrics.as_ref().map(|m| m.families.lock()) {
             Some(Ok(mut families)) => families.histogram(&full, help, &self.labels),
             _ => millisecond_buckets(),
-        }
-    }
-}
-
-/// How many completed checkpoints and failures the web view lists.
-const HISTORY: usize = 20;
-
-/// What the web view shows of a job (`GET /api/job`).
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct JobView {
-    /// The job's name.
-    pub job: String,
-    /// Its tasks, in graph order.
-    pub vertices: Vec<VertexView>,
-    /// The network edges between them.
-    pub edges: Vec<EdgeView>,
-    /// Restarts after failures.
-    pub restarts: u64,
-    /// The latest completed checkpoints, oldest first.
-    pub checkpoints: Vec<CheckpointView>,
-    /// The latest failures the job restarted after, oldest first.
-    pub failures: Vec<FailureView>,
-}
-
-/// A failure the job restarted after.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct FailureView {
-    /// When (ms since the epoch).
-    pub at_ms: i64,
-    /// The error, naming the operator and subtask where it happened.
-    pub error: String,
-}
-
-/// One vertex (a chain of operators run as one task per subtask).
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct VertexView {
-    /// Its index.
-    pub id: usize,
-    /// The names of its chained operators, first to last.
-    pub operators: Vec<String>,
-    /// Its subtasks.
-    pub parallelism: usize,
-    /// Records into its first operator, all subtasks.
-    pub records_in: u64,
-    /// Records out of its last operator, all subtasks.
-    pub records_out: u64,
-    /// Records per second its sources read or its first operator
-    /// received, over the last second its subtasks published.
-    pub records_per_second: u64,
-    /// The share of that second its subtasks were busy (0–1, averaged).
-    pub busy: f64,
-    /// … blocked on full output channels.
-    pub backpressured: f64,
-    /// … waiting for input.
-    pub idle: f64,
-    /// The lowest input watermark of its first operator's subtasks.
-    pub watermark_ms: Option<i64>,
-    #[serde(skip)]
-    nodes: Vec<usize>,
-}
-
-/// A network edge between two vertices.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct EdgeView {
-    /// The upstream vertex.
-    pub from: usize,
-    /// The downstream vertex.
-    pub to: usize,
-    /// How records are spread: forward, rebalance, broadcast or hash.
-    pub partitioning: String,
-}
-
-/// A completed checkpoint.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct CheckpointView {
-    /// Its id.
-    pub id: u64,
-    /// Trigger to completion.
-    pub duration_ms: u64,
-    /// Bytes written.
-    pub bytes: u64,
-}
-
-/// The job graph's shape, fixed for a run.
-struct GraphView {
-    vertices: Vec<VertexView>,
-    edges: Vec<EdgeView>,
-    /// The source nodes.
-    sources: Vec<usize>,
-}
-
-impl GraphView {
-    fn of(graph: &JobGraph) -> Self {
-        let vertices = graph
-            .vertices
-            .iter()
-            .enumerate()
-            .map(|(id, v)| VertexView {
-                id,
-                operators: v
-                    .nodes
-                    .iter()
-                    .map(|&n| graph.nodes[n].name.clone())
-                    .collect(),
-                parallelism: v.parallelism,
-                nodes: v.nodes.clone(),
-                ..VertexView::default()
-            })
-            .collect();
-        let edges = graph
-            .edges
-            .iter()
-            .filter(|e| !e.chained)
-            .map(|e| EdgeView {
-                from: graph.nodes[e.from].vertex,
-                to: graph.nodes[e.to].vertex,
-                partitioning: format!("{:?}", e.partitioning).to_lowercase(),
-            })
-            .collect();
-        let sources = (0..graph.nodes.len())
-            .filter(|&n| graph.nodes[n].is_source)
-            .collect();
-        GraphView {
-            vertices,
-            edges,
-            sources,
         }
     }
 }
