@@ -798,3 +798,70 @@ fn kafka_exactly_once_commits_are_idempotent_across_restarts() {
     back.sort_by_key(|c| c.ts);
     assert_eq!(back, want);
 }
+
+/// The lag of each partition (records between the reader's position and
+/// the partition's end) is exported while the job runs: high while a slow
+/// job works through a backlog, zero once it caught up.
+#[test]
+fn kafka_partition_lag_is_exported_and_falls_to_zero_when_caught_up() {
+    let broker = Broker::start();
+    broker.topic("backlog", 2);
+    let messages: Vec<(i32, Vec<u8>, i64)> = (0..4_000i64)
+        .map(|i| {
+            let click = Click { user: 1, ts: i };
+            ((i % 2) as i32, serde_json::to_vec(&click).unwrap(), i)
+        })
+        .collect();
+    broker.produce("backlog", &messages);
+    let addr = broker.addr.clone();
+    let config = EnvConfig::default()
+        .with_parallelism(1)
+        .with_metrics_addr("127.0.0.1:0".parse().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let job = std::thread::spawn(move || {
+        let env = Env::with_config(config).unwrap();
+        let source = KafkaSource::<Click>::builder(&addr)
+            .topics(["backlog"])
+            .build()
+            .unwrap();
+        env.source(source)
+            .uid("backlog")
+            .map(|c| {
+                std::thread::sleep(Duration::from_millis(1));
+                c
+            })
+            .sink(eddy::connectors::discard::DiscardSink::new());
+        tx.send(env.control()).unwrap();
+        env.execute("kafka-lag")
+    });
+    let control = rx.recv().unwrap();
+    let metrics = common::wait_for_addr(|| control.metrics_addr());
+    let lag = |samples: &common::Samples, partition: &str| -> Option<f64> {
+        samples
+            .iter()
+            .find(|(n, l, _)| {
+                n == "eddy_operator_kafka_partition_lag"
+                    && l.get("topic").map(String::as_str) == Some("backlog")
+                    && l.get("partition").map(String::as_str) == Some(partition)
+            })
+            .map(|(_, _, v)| *v)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut highest = 0.0f64;
+    let mut caught_up = false;
+    while Instant::now() < deadline && !caught_up {
+        std::thread::sleep(Duration::from_millis(200));
+        let Ok(samples) = common::scrape(metrics, None) else {
+            continue;
+        };
+        let (Some(a), Some(b)) = (lag(&samples, "0"), lag(&samples, "1")) else {
+            continue;
+        };
+        highest = highest.max(a + b);
+        caught_up = highest > 0.0 && a + b == 0.0;
+    }
+    control.cancel().unwrap();
+    assert!(job.join().unwrap().is_err(), "cancelled");
+    assert!(highest > 1_000.0, "a backlog was visible: {highest}");
+    assert!(caught_up, "the lag fell to zero (highest {highest})");
+}

@@ -1,5 +1,6 @@
 //! Job binaries log on standard error, filtered by `RUST_LOG`, as text or
-//! JSON, each task's lines inside its `task` span.
+//! JSON, each task's lines inside its `task` span, and what concerns a
+//! checkpoint inside its `checkpoint` span.
 
 use eddy::connectors::datagen::{DataGen, SplitMix64};
 use eddy::connectors::discard::DiscardSink;
@@ -48,7 +49,7 @@ fn json_log_lines_name_the_task_they_came_from() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "logging_child_job", "--test-threads=1"])
         .env("EDDY_LOGGING_CHILD", dir.path())
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "info,eddy_engine::runtime::task=debug")
         .output()
         .unwrap();
     assert!(
@@ -79,5 +80,24 @@ fn json_log_lines_name_the_task_they_came_from() {
             .iter()
             .any(|l| l["fields"]["message"] == "task failed" && in_task(l)),
         "the failed task's line carries its task span: {stderr}"
+    );
+    let in_checkpoint = |l: &serde_json::Value| {
+        l["spans"].as_array().is_some_and(|spans| {
+            spans
+                .iter()
+                .any(|s| s["name"] == "checkpoint" && s["id"].is_number())
+        })
+    };
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "snapshotted" && in_task(l) && in_checkpoint(l)),
+        "a task's snapshot logs inside its task and checkpoint spans: {stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "checkpoint complete" && in_checkpoint(l)),
+        "the coordinator's completion logs inside the checkpoint's span: {stderr}"
     );
 }

@@ -3,57 +3,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{counted_windows, restarting_config, spawn_job, wait_for_addr};
+use common::{
+    counted_windows, restarting_config, scrape, spawn_job, total, wait_for_addr, Samples,
+};
 use eddy::connectors::datagen::{DataGen, SplitMix64};
 use eddy::connectors::discard::DiscardSink;
 use eddy::prelude::*;
-
-/// One scrape: every sample's value by name and labels.
-type Samples = Vec<(String, BTreeMap<String, String>, f64)>;
-
-fn scrape(addr: std::net::SocketAddr, token: Option<&str>) -> Result<Samples, String> {
-    let mut request = ureq::get(format!("http://{addr}/metrics"));
-    if let Some(token) = token {
-        request = request.header("Authorization", format!("Bearer {token}"));
-    }
-    let mut response = request.call().map_err(|e| e.to_string())?;
-    let body = response
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| e.to_string())?;
-    let lines = body.lines().map(|l| Ok(l.to_owned()));
-    let parsed = prometheus_parse::Scrape::parse(lines).map_err(|e| e.to_string())?;
-    Ok(parsed
-        .samples
-        .into_iter()
-        .map(|s| {
-            let value = match s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                _ => f64::NAN,
-            };
-            let labels: BTreeMap<String, String> = s
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            (s.metric, labels, value)
-        })
-        .collect())
-}
-
-/// The sum over subtasks of `name` where label `key` is `value`.
-fn total(samples: &Samples, name: &str, key: &str, value: &str) -> f64 {
-    samples
-        .iter()
-        .filter(|(n, l, _)| n == name && l.get(key).map(String::as_str) == Some(value))
-        .map(|(_, _, v)| v)
-        .sum()
-}
 
 /// Runs `build`'s job on a thread of its own with the endpoint on a free
 /// loopback port, scrapes it every 200 ms until the job ends, and returns

@@ -424,3 +424,60 @@ fn random_and_malformed_requests_only_get_client_errors() {
     control.cancel().unwrap();
     wait_until("the job to end", || !control.is_running());
 }
+
+/// A task with two inputs, one of them slow, waits for the slow input's
+/// barrier: the checkpoint's alignment time shows it.
+#[test]
+fn checkpoints_report_how_long_barriers_took_to_align() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = EnvConfig::default()
+        .with_parallelism(1)
+        .with_batch_size(4)
+        .with_channel_capacity(2)
+        .with_checkpoint_interval(Duration::from_millis(100))
+        .with_checkpoint_dir(dir.path())
+        .with_web_addr("127.0.0.1:0".parse().unwrap());
+    config.chaining = false;
+    let committed: Committed<u64> = Default::default();
+    let sink = committed.clone();
+    let (control, _done) = spawn_job(
+        "aligned",
+        move |env| {
+            let fast = env.source(counting(None)).uid("fast");
+            let slow = env
+                .source(counting(None))
+                .uid("slow-src")
+                .map(|v| {
+                    std::thread::sleep(Duration::from_millis(5));
+                    v
+                })
+                .uid("slow");
+            fast.union(&[&slow]).sink(memory_sink(&sink)).uid("sink");
+        },
+        config,
+    );
+    wait_until("the REST API to listen", || control.web_addr().is_some());
+    let addr = control.web_addr().unwrap();
+    let aligned = |c: &Value| c["alignment_ms"].as_u64().unwrap();
+    wait_until("three checkpoints", || {
+        get_open(addr, "/v1/jobs/aligned/checkpoints")["completed"]
+            .as_u64()
+            .unwrap()
+            >= 3
+    });
+    let history = get_open(addr, "/v1/jobs/aligned/checkpoints")["history"].clone();
+    let longest = history.as_array().unwrap().iter().map(aligned).max();
+    assert!(
+        longest.is_some_and(|ms| ms >= 10),
+        "the sink waited for the slow input's barrier: {history}"
+    );
+    control.cancel().unwrap();
+    wait_until("the job to end", || !control.is_running());
+}
+
+/// [`get`] without a token.
+fn get_open(addr: SocketAddr, path: &str) -> Value {
+    let (status, body) = call(addr, "GET", path, None, None);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}

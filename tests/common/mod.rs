@@ -347,3 +347,48 @@ pub fn wait_for_addr(addr: impl Fn() -> Option<std::net::SocketAddr>) -> std::ne
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// One scrape: every sample's value by name and labels.
+pub type Samples = Vec<(String, std::collections::BTreeMap<String, String>, f64)>;
+
+/// Scrapes `/metrics` at `addr` (with `token`) and parses the exposition.
+pub fn scrape(addr: std::net::SocketAddr, token: Option<&str>) -> Result<Samples, String> {
+    let mut request = ureq::get(format!("http://{addr}/metrics"));
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let mut response = request.call().map_err(|e| e.to_string())?;
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    let parsed = prometheus_parse::Scrape::parse(lines).map_err(|e| e.to_string())?;
+    Ok(parsed
+        .samples
+        .into_iter()
+        .map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            };
+            let labels: std::collections::BTreeMap<String, String> = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (s.metric, labels, value)
+        })
+        .collect())
+}
+
+/// The sum over subtasks of `name` where label `key` is `value`.
+pub fn total(samples: &Samples, name: &str, key: &str, value: &str) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| n == name && l.get(key).map(String::as_str) == Some(value))
+        .map(|(_, _, v)| v)
+        .sum()
+}

@@ -34,6 +34,7 @@
 //! # Ok::<(), eddy_connectors::ConnectorError>(())
 //! ```
 
+mod lag;
 mod reader;
 mod record;
 mod sink;

@@ -3,22 +3,27 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eddy_engine::context::RuntimeContext;
 use eddy_engine::element::{CheckpointId, Data, Timestamp};
 use eddy_engine::error::BoxError;
+use eddy_engine::metrics::{Gauge, MetricGroup};
 use eddy_engine::source::{ReadStatus, SourceOutput, SourceReader};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::lag::{EndOffsets, STATISTICS_INTERVAL_MS};
 use super::record::Decoder;
 use super::source::KafkaSettings;
 use super::split::{reset, KafkaSplit, StartAt};
 use crate::error::ConnectorError;
 use crate::format::decode::Decoded;
 use crate::format::Format;
+
+/// How often a reader updates its partitions' lag.
+const LAG_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where one assigned partition stands.
 #[derive(Debug)]
@@ -29,6 +34,8 @@ struct Partition {
     next: Option<i64>,
     stop: Option<i64>,
     finished: bool,
+    /// Records between `next` and the partition's end, as last known.
+    lag: Gauge,
 }
 
 impl Partition {
@@ -48,7 +55,7 @@ impl Partition {
 
 /// Reads the partitions assigned to one subtask.
 pub struct KafkaReader<O> {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<EndOffsets>,
     settings: KafkaSettings,
     decoder: Decoder<O>,
     format: Format,
@@ -58,6 +65,9 @@ pub struct KafkaReader<O> {
     /// The offsets of the newest snapshot, committed to the group when a
     /// checkpoint completes.
     last_snapshot: RefCell<Option<TopicPartitionList>>,
+    metrics: MetricGroup,
+    /// When the partitions' lag is next updated.
+    next_lag_update: Instant,
 }
 
 impl<O: Data> KafkaReader<O> {
@@ -77,8 +87,9 @@ impl<O: Data> KafkaReader<O> {
             "client.id",
             format!("eddy-{}-{}-{}", ctx.job(), ctx.operator(), ctx.subtask()),
         );
-        let consumer: BaseConsumer = config
-            .create()
+        config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+        let consumer = config
+            .create_with_context(EndOffsets::default())
             .map_err(|e| settings.unreachable("creating a consumer", e))?;
         Ok(KafkaReader {
             consumer,
@@ -88,7 +99,28 @@ impl<O: Data> KafkaReader<O> {
             partitions: Vec::new(),
             index: HashMap::new(),
             last_snapshot: RefCell::new(None),
+            metrics: ctx.metrics().clone(),
+            next_lag_update: Instant::now(),
         })
+    }
+
+    /// Sets each partition's lag gauge from the end offset librdkafka's
+    /// statistics last reported (no request to the broker), once per
+    /// [`LAG_UPDATE_INTERVAL`].
+    fn update_lag(&mut self) {
+        let now = Instant::now();
+        if now < self.next_lag_update {
+            return;
+        }
+        self.next_lag_update = now + LAG_UPDATE_INTERVAL;
+        let ends = self.consumer.context();
+        for p in &self.partitions {
+            let Some(high) = ends.of(&p.topic, p.partition) else {
+                continue; // not reported before the first fetch
+            };
+            let end = p.stop.map_or(high, |s| high.min(s));
+            p.lag.set((end - p.next.unwrap_or(0)).max(0));
+        }
     }
 
     /// The concrete next offset for `start` (`None`: the earliest).
@@ -189,18 +221,30 @@ impl<O: Data> SourceReader for KafkaReader<O> {
                 .entry(split.topic.clone())
                 .or_default()
                 .insert(split.partition, i);
+            let lag = self
+                .metrics
+                .with_labels(&[
+                    ("topic", &split.topic),
+                    ("partition", &split.partition.to_string()),
+                ])
+                .gauge(
+                    "kafka_partition_lag",
+                    "Records between the next offset to read and the end of the partition.",
+                );
             self.partitions.push(Partition {
                 topic: split.topic,
                 partition: split.partition,
                 next,
                 stop: split.stop,
                 finished: false,
+                lag,
             });
         }
         self.assign()
     }
 
     fn poll_next(&mut self, out: &mut SourceOutput<'_, O>) -> Result<ReadStatus, BoxError> {
+        self.update_lag();
         for i in 0..self.partitions.len() {
             if !self.partitions[i].finished && self.partitions[i].at_stop() {
                 self.finish(i, out);

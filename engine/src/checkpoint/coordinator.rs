@@ -22,7 +22,7 @@ use crate::checkpoint::CheckpointConfig;
 use crate::clock::Clock;
 use crate::element::{Barrier, CheckpointId};
 use crate::error::EngineError;
-use crate::metrics::JobMetrics;
+use crate::metrics::{CheckpointTimes, JobMetrics};
 
 /// What a task is told by the coordinator.
 #[derive(Debug)]
@@ -64,6 +64,8 @@ pub(crate) enum TaskReport {
         task: usize,
         id: CheckpointId,
         state: TaskState,
+        /// First to last input's barrier (zero for sources and one input).
+        alignment: Duration,
     },
     /// The task has finished its input and taken its end-of-input snapshot.
     Finished { task: usize, state: TaskState },
@@ -133,6 +135,8 @@ struct Pending {
     /// Shared files the written task states refer to.
     shared: HashSet<String>,
     request: Option<SavepointRequest>,
+    /// The longest barrier alignment of the tasks that acknowledged.
+    alignment: Duration,
 }
 
 impl Pending {
@@ -145,6 +149,7 @@ impl Pending {
             files: Vec::new(),
             shared: HashSet::new(),
             request,
+            alignment: Duration::ZERO,
         }
     }
 
@@ -165,6 +170,8 @@ struct Written {
     files: Vec<FileEntry>,
     shared: HashSet<String>,
     started: Instant,
+    /// The longest barrier alignment among the tasks.
+    alignment: Duration,
     /// Finished tasks whose end-of-input state stood in for them.
     stand_ins: Vec<usize>,
 }
@@ -389,7 +396,12 @@ impl Coordinator {
     /// Handles a task's report.
     pub(crate) fn on_report(&mut self, report: TaskReport) -> Result<Progress, EngineError> {
         match report {
-            TaskReport::Ack { task, id, state } => self.on_ack(task, id, state),
+            TaskReport::Ack {
+                task,
+                id,
+                state,
+                alignment,
+            } => self.on_ack(task, id, state, alignment),
             TaskReport::Decline { task, id } => {
                 tracing::debug!(checkpoint = id.0, task, "checkpoint declined");
                 self.abandon(id, "a task declined it (overtaken by a newer one)");
@@ -424,6 +436,7 @@ impl Coordinator {
         task: usize,
         id: CheckpointId,
         state: TaskState,
+        alignment: Duration,
     ) -> Result<Progress, EngineError> {
         let Some(p) = self.pending.get_mut(&id) else {
             return Ok(Progress::Running); // abandoned meanwhile
@@ -434,9 +447,14 @@ impl Coordinator {
             return Ok(Progress::Running);
         }
         p.acked.insert(task);
+        p.alignment = p.alignment.max(alignment);
         let info = &self.tasks[task];
-        self.metrics
-            .checkpoint_acknowledged(info.vertex, info.subtask, p.started.elapsed());
+        self.metrics.checkpoint_acknowledged(
+            info.vertex,
+            info.subtask,
+            p.started.elapsed(),
+            alignment,
+        );
         self.try_complete(id)
     }
 
@@ -470,6 +488,7 @@ impl Coordinator {
             files: p.files,
             shared: p.shared,
             started: p.started,
+            alignment: p.alignment,
             stand_ins,
         };
         match self.complete(id, id, &p.dir, written) {
@@ -510,8 +529,10 @@ impl Coordinator {
             files,
             shared,
             started,
+            alignment,
             stand_ins,
         } = written;
+        let _span = tracing::info_span!("checkpoint", id = id.0).entered();
         let mut metadata = Metadata::new(&self.job, id, kind, self.clock.now().millis());
         metadata.operators = self.operators.clone();
         metadata.shared = shared.into_iter().collect();
@@ -527,10 +548,19 @@ impl Coordinator {
             ?kind,
             bytes,
             ?duration,
+            ?alignment,
             "checkpoint complete"
         );
-        self.metrics
-            .checkpoint_completed(id.0, kind, dir, duration, bytes);
+        self.metrics.checkpoint_completed(
+            id.0,
+            kind,
+            dir,
+            CheckpointTimes {
+                duration,
+                alignment,
+            },
+            bytes,
+        );
         self.completed.push(CompletedCheckpoint {
             id,
             kind,
@@ -581,6 +611,7 @@ impl Coordinator {
             files: p.files,
             shared: p.shared,
             started: p.started,
+            alignment: Duration::ZERO,
             stand_ins: Vec::new(),
         };
         self.complete(id, CheckpointId::END, &p.dir, written)

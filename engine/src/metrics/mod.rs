@@ -25,7 +25,9 @@
 //! `eddy_job_checkpoints_failed_total`, `eddy_job_last_checkpoint_duration_ms`,
 //! `eddy_job_last_checkpoint_size_bytes`, and per subtask
 //! `eddy_task_checkpoint_ack_ms` (trigger to acknowledgement, last
-//! checkpoint).
+//! checkpoint) and `eddy_task_checkpoint_alignment_ms` (its first to last
+//! input's barrier), and `eddy_job_last_checkpoint_alignment_ms` (the
+//! longest of them).
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -186,6 +188,7 @@ struct TaskSeries {
     backpressured: Seconds,
     busy: Seconds,
     checkpoint_ack: Gauge,
+    checkpoint_alignment: Gauge,
     last: (u32, TaskTimes),
     /// Busy, backpressured and idle shares of the time between the last
     /// two publications.
@@ -224,7 +227,16 @@ pub struct JobMetrics {
     checkpoints: Counter,
     checkpoints_failed: Counter,
     checkpoint_duration: Gauge,
+    checkpoint_alignment: Gauge,
     checkpoint_size: Gauge,
+}
+
+/// How long a checkpoint took.
+pub(crate) struct CheckpointTimes {
+    /// Trigger to completion.
+    pub duration: Duration,
+    /// The longest barrier alignment of its tasks.
+    pub alignment: Duration,
 }
 
 impl std::fmt::Debug for JobMetrics {
@@ -373,6 +385,11 @@ impl JobMetrics {
                                 "Trigger to acknowledgement of the last checkpoint.",
                                 &l,
                             ),
+                            checkpoint_alignment: f.gauge(
+                                "eddy_task_checkpoint_alignment_ms",
+                                "First to last input's barrier of the last checkpoint.",
+                                &l,
+                            ),
                             last: (0, TaskTimes::default()),
                             shares: [0.0; 3],
                         })
@@ -398,6 +415,11 @@ impl JobMetrics {
             checkpoint_duration: f.gauge(
                 "eddy_job_last_checkpoint_duration_ms",
                 "Trigger to completion of the last checkpoint.",
+                &l,
+            ),
+            checkpoint_alignment: f.gauge(
+                "eddy_job_last_checkpoint_alignment_ms",
+                "The longest barrier alignment of a task in the last checkpoint.",
                 &l,
             ),
             checkpoint_size: f.gauge(
@@ -675,8 +697,14 @@ impl JobMetrics {
     }
 
     /// Task `subtask` of vertex `vertex` acknowledged a checkpoint `ack`
-    /// after its trigger.
-    pub(crate) fn checkpoint_acknowledged(&self, vertex: usize, subtask: usize, ack: Duration) {
+    /// after its trigger, its barriers aligned in `alignment`.
+    pub(crate) fn checkpoint_acknowledged(
+        &self,
+        vertex: usize,
+        subtask: usize,
+        ack: Duration,
+        alignment: Duration,
+    ) {
         if let Some(Ok(series)) = self
             .tasks
             .get(vertex)
@@ -684,19 +712,26 @@ impl JobMetrics {
             .map(|t| t.lock())
         {
             series.checkpoint_ack.set(ack.as_millis() as i64);
+            series
+                .checkpoint_alignment
+                .set(alignment.as_millis() as i64);
         }
     }
 
     /// Checkpoint or savepoint `id`, in `path`, completed after
-    /// `duration`, writing `bytes`.
+    /// `times.duration`, writing `bytes`.
     pub(crate) fn checkpoint_completed(
         &self,
         id: u64,
         kind: SnapshotKind,
         path: &std::path::Path,
-        duration: Duration,
+        times: CheckpointTimes,
         bytes: u64,
     ) {
+        let CheckpointTimes {
+            duration,
+            alignment,
+        } = times;
         if let Ok(mut history) = self.history.lock() {
             if history.len() == HISTORY {
                 history.pop_front();
@@ -710,11 +745,13 @@ impl JobMetrics {
                 path: path.to_path_buf(),
                 completed_at_ms: epoch_ms(),
                 duration_ms: duration.as_millis() as u64,
+                alignment_ms: alignment.as_millis() as u64,
                 bytes,
             });
         }
         self.checkpoints.inc();
         self.checkpoint_duration.set(duration.as_millis() as i64);
+        self.checkpoint_alignment.set(alignment.as_millis() as i64);
         self.checkpoint_size.set(bytes.min(i64::MAX as u64) as i64);
     }
 
@@ -778,6 +815,21 @@ impl MetricGroup {
         match self.metrics.as_ref().map(|m| m.families.lock()) {
             Some(Ok(mut families)) => f(&mut families, &full),
             _ => M::default(),
+        }
+    }
+
+    /// The same group with more labels, e.g. `[("topic", "t"), ("partition",
+    /// "3")]` for a series per partition.
+    pub fn with_labels(&self, extra: &[(&str, &str)]) -> MetricGroup {
+        let mut labels = self.labels.clone();
+        labels.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        MetricGroup {
+            metrics: self.metrics.clone(),
+            labels,
         }
     }
 

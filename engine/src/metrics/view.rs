@@ -118,6 +118,9 @@ pub struct CheckpointView {
     pub completed_at_ms: i64,
     /// Trigger to completion.
     pub duration_ms: u64,
+    /// The longest time a task's barriers took to align (first to last
+    /// input).
+    pub alignment_ms: u64,
     /// Bytes written.
     pub bytes: u64,
 }

@@ -164,7 +164,7 @@ fn serve_commands<R: SourceReader>(
                 })?;
                 let finished = assigned.finished(&splits);
                 let state = source_state(ctx, barrier.id, splits, finished)?;
-                if snapshot_chain(chain, barrier, state, env)? {
+                if snapshot_chain(chain, barrier, state, Duration::ZERO, env)? {
                     return Ok(true);
                 }
             }

@@ -144,20 +144,25 @@ fn apply_valve(chain: &mut dyn Control, out: ValveOutput) -> Result<(), EngineEr
 }
 
 /// Snapshots the chain for `barrier` (which also sends it on) and reports
-/// the state to the coordinator. A stop-with-savepoint barrier then waits
-/// for the savepoint: returns true when it completed and the task must end,
-/// false when it failed and the job goes on.
+/// the state, and how long the barrier took to align (`alignment`: first
+/// to last input), to the coordinator. A stop-with-savepoint barrier then
+/// waits for the savepoint: returns true when it completed and the task
+/// must end, false when it failed and the job goes on.
 pub(crate) fn snapshot_chain(
     chain: &mut dyn Control,
     barrier: Barrier,
     mut state: TaskState,
+    alignment: Duration,
     env: &TaskEnv,
 ) -> Result<bool, EngineError> {
+    let _span = tracing::debug_span!("checkpoint", id = barrier.id.0).entered();
     chain.on_barrier(barrier, &mut state)?;
+    tracing::debug!(?alignment, "snapshotted");
     env.link.report(TaskReport::Ack {
         task: env.link.task,
         id: barrier.id,
         state,
+        alignment,
     });
     if barrier.stop {
         return await_completion(chain, env, barrier.id);
@@ -220,6 +225,8 @@ fn await_completion(
 struct Alignment {
     mode: CheckpointingMode,
     current: Option<Barrier>,
+    /// When the first barrier of `current` arrived.
+    first_arrived: Option<Instant>,
     arrived: Vec<bool>,
 }
 
@@ -228,6 +235,7 @@ impl Alignment {
         Alignment {
             mode,
             current: None,
+            first_arrived: None,
             arrived: vec![false; inputs],
         }
     }
@@ -247,16 +255,21 @@ impl Alignment {
             Some(current) => {
                 self.arrived.iter_mut().for_each(|a| *a = false);
                 self.current = Some(barrier);
+                self.first_arrived = Some(Instant::now());
                 overtaken = Some(current.id);
             }
-            None => self.current = Some(barrier),
+            None => {
+                self.current = Some(barrier);
+                self.first_arrived = Some(Instant::now());
+            }
         }
         self.arrived[ch] = true;
         overtaken
     }
 
-    /// The barrier whose alignment is complete, given which inputs ended.
-    fn complete(&mut self, ended: &[bool]) -> Option<Barrier> {
+    /// The barrier whose alignment is complete, given which inputs ended,
+    /// and how long it took from its first input to its last.
+    fn complete(&mut self, ended: &[bool]) -> Option<(Barrier, Duration)> {
         let barrier = self.current?;
         let done = self.arrived.iter().zip(ended).all(|(a, e)| *a || *e);
         if !done {
@@ -264,7 +277,11 @@ impl Alignment {
         }
         self.current = None;
         self.arrived.iter_mut().for_each(|a| *a = false);
-        Some(barrier)
+        let took = self
+            .first_arrived
+            .take()
+            .map_or(Duration::ZERO, |t| t.elapsed());
+        Some((barrier, took))
     }
 }
 
@@ -342,9 +359,9 @@ pub(crate) fn run_input_task<T: Data>(
                 apply_valve(head.as_mut(), valve.on_end(ch))?;
             }
         }
-        if let Some(barrier) = alignment.complete(&ended) {
+        if let Some((barrier, took)) = alignment.complete(&ended) {
             rebuild = true;
-            if snapshot_chain(head.as_mut(), barrier, Vec::new(), env)? {
+            if snapshot_chain(head.as_mut(), barrier, Vec::new(), took, env)? {
                 return Ok(head);
             }
         }
@@ -380,7 +397,7 @@ mod tests {
         assert!(a.holds(0) && !a.holds(1));
         assert_eq!(a.complete(&ended), None);
         a.on_barrier(1, barrier(1));
-        assert_eq!(a.complete(&ended).map(|b| b.id), Some(CheckpointId(1)));
+        assert_eq!(a.complete(&ended).map(|b| b.0.id), Some(CheckpointId(1)));
         assert!(!a.holds(0) && !a.holds(1), "released after the snapshot");
     }
 
@@ -398,7 +415,7 @@ mod tests {
         assert_eq!(a.complete(&[false, false]), None, "4 was overtaken by 5");
         a.on_barrier(1, barrier(5));
         assert_eq!(
-            a.complete(&[false, false]).map(|b| b.id),
+            a.complete(&[false, false]).map(|b| b.0.id),
             Some(CheckpointId(5))
         );
     }
