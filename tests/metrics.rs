@@ -145,3 +145,52 @@ fn the_endpoint_requires_the_configured_token() {
     assert!(scrape(addr, Some("s3cret")).is_ok());
     job.join().unwrap();
 }
+
+/// With `--latency-tracking-interval`, sources emit latency markers that
+/// cross the network to every sink subtask, which export their
+/// source-to-sink time as a histogram labelled with the source.
+#[test]
+fn latency_markers_reach_every_sink_subtask_as_a_histogram() {
+    let config = EnvConfig::default()
+        .with_parallelism(2)
+        .with_metrics_addr(loopback())
+        .with_latency_tracking_interval(Duration::from_millis(20));
+    let (scrapes, _) = scrape_while_running(config, None, |env| {
+        env.source(
+            DataGen::new(|i, _: &mut SplitMix64| i)
+                .with_count(60_000)
+                .with_rate(30_000.0),
+        )
+        .uid("numbers")
+        .rebalance()
+        .map(|v| v + 1)
+        .uid("plus-one")
+        .sink(DiscardSink::new())
+        .uid("sink");
+    });
+    let last = scrapes.last().expect("scraped at least once");
+    let of = |name: &str, subtask: &str| -> f64 {
+        last.iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && l.get("operator").map(String::as_str) == Some("sink")
+                    && l.get("source").map(String::as_str) == Some("numbers")
+                    && l.get("subtask").map(String::as_str) == Some(subtask)
+            })
+            .map(|(_, _, v)| v)
+            .sum()
+    };
+    for subtask in ["0", "1"] {
+        let (count, sum) = (
+            of("eddy_operator_latency_ms_count", subtask),
+            of("eddy_operator_latency_ms_sum", subtask),
+        );
+        // Two source subtasks, a marker every 20 ms each, for about 2 s.
+        assert!(count >= 20.0, "sink subtask {subtask}: {count} markers");
+        assert!(
+            sum / count < 1_000.0,
+            "sink subtask {subtask}: mean latency {} ms",
+            sum / count
+        );
+    }
+}

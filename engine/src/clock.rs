@@ -21,6 +21,11 @@ pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
+/// The wall clock now, ms since the epoch (whatever clock a job runs on).
+pub(crate) fn wall_clock_ms() -> i64 {
+    SystemClock.now().millis()
+}
+
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         let since = SystemTime::now()

@@ -49,6 +49,10 @@ pub struct EnvConfig {
     pub rest: Option<String>,
     /// Print control answers as the REST API's JSON.
     pub json: bool,
+    /// How often sources emit latency markers, whose source-to-sink time
+    /// sinks export as a histogram (default: never; Flink's
+    /// `metrics.latency.interval`).
+    pub latency_tracking_interval: Option<Duration>,
     /// Where the job serves its live metrics (`GET /metrics`), if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Where the job serves its web view (`GET /`), if anywhere.
@@ -123,6 +127,7 @@ impl Default for EnvConfig {
             control: None,
             rest: None,
             json: false,
+            latency_tracking_interval: None,
             metrics_addr: None,
             web_addr: None,
             http_token: None,
@@ -209,6 +214,13 @@ impl EnvConfig {
 
     /// Serves the live metrics at `addr` (`GET /metrics`, Prometheus text
     /// format; port 0: any free port, see
+    /// Emits latency markers from the sources every `every` (sinks export
+    /// their source-to-sink time).
+    pub fn with_latency_tracking_interval(mut self, every: Duration) -> Self {
+        self.latency_tracking_interval = Some(every);
+        self
+    }
+
     /// [`JobControl::metrics_addr`](crate::dsl::JobControl::metrics_addr)).
     pub fn with_metrics_addr(mut self, addr: std::net::SocketAddr) -> Self {
         self.metrics_addr = Some(addr);
@@ -390,6 +402,11 @@ pub struct EnvFlags {
     /// checkpoints, exponential with them].
     #[arg(long, global = true, value_name = "SPEC")]
     pub restart_strategy: Option<RestartStrategy>,
+    /// Emit a latency marker from every source subtask this often, e.g.
+    /// 200ms; sinks export how long markers took to reach them
+    /// (eddy_operator_latency_ms) [default: off].
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub latency_tracking_interval: Option<Duration>,
     /// Serve live metrics in the Prometheus text format at ADDR/metrics,
     /// e.g. 127.0.0.1:9249 [default: off].
     #[arg(long, global = true, value_name = "ADDR")]
@@ -545,6 +562,7 @@ impl EnvFlags {
             control,
             rest: self.rest.clone(),
             json: self.json,
+            latency_tracking_interval: self.latency_tracking_interval,
             metrics_addr: self.metrics_addr,
             web_addr: self.web_addr,
             http_token: self.http_token()?,

@@ -140,6 +140,18 @@ pub enum StreamStatus {
     Idle,
 }
 
+/// A latency marker (Flink's `LatencyMarker`): a source emits one every
+/// `--latency-tracking-interval`; every stage passes it on without
+/// handing it to operators' functions, in order with the records, and
+/// sinks record how long it took to reach them.
+#[derive(Clone, Debug)]
+pub struct LatencyMarker {
+    /// When the source emitted it (wall clock, ms since the epoch).
+    pub marked_at_ms: i64,
+    /// The uid of the source operator that emitted it.
+    pub source: std::sync::Arc<str>,
+}
+
 /// What crosses a channel between two subtasks.
 #[derive(Debug)]
 pub enum Element<T> {
@@ -151,6 +163,8 @@ pub enum Element<T> {
     Barrier(Barrier),
     /// The channel became idle or active.
     Status(StreamStatus),
+    /// A latency marker.
+    LatencyMarker(LatencyMarker),
     /// The producer has finished; nothing follows.
     EndOfInput,
 }

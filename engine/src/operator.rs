@@ -318,6 +318,13 @@ impl<S: Data> Control for TypedSide<S> {
     fn on_checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), EngineError> {
         self.target.on_checkpoint_complete(id)
     }
+    fn on_latency_marker(
+        &mut self,
+        marker: &crate::element::LatencyMarker,
+    ) -> Result<(), EngineError> {
+        self.send_buffer()?;
+        self.target.on_latency_marker(marker)
+    }
     fn collect_stats(&self, out: &mut Vec<crate::runtime::stats::StageStats>) {
         self.target.collect_stats(out);
     }

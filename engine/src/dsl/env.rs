@@ -381,6 +381,7 @@ impl Env {
                 watermark_interval: c.watermark_interval,
                 checkpointing_mode: c.checkpoints.mode,
                 max_dead_letter_ratio: c.max_dead_letter_ratio,
+                latency_tracking_interval: c.latency_tracking_interval,
             },
             channel_capacity: c.channel_capacity,
             clock: Arc::clone(&self.inner.clock.borrow()),

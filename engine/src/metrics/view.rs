@@ -177,10 +177,3 @@ impl GraphView {
         }
     }
 }
-
-/// Now, in ms since the epoch.
-pub(super) fn epoch_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}

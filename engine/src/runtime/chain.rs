@@ -5,13 +5,15 @@
 //! (watermarks, status, processing time, flushes, checkpoint barriers, end of
 //! input) travel down the same path through [`Control`].
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::checkpoint::coordinator::TaskState;
 use crate::checkpoint::StateSnapshot;
 use crate::context::RuntimeContext;
-use crate::element::{Barrier, CheckpointId, Data, Record, StreamStatus, Timestamp};
+use crate::element::{Barrier, CheckpointId, Data, LatencyMarker, Record, StreamStatus, Timestamp};
 use crate::error::{panic_message, BoxError, EngineError, Location};
+use crate::metrics::{Histogram, MetricGroup};
 use crate::operator::{Collector, Operator, SideOutputs};
 use crate::runtime::stats::StageStats;
 use crate::sink::SinkWriter;
@@ -35,6 +37,8 @@ pub(crate) trait Control {
     fn on_barrier(&mut self, barrier: Barrier, out: &mut TaskState) -> Result<(), EngineError>;
     /// Checkpoint `id` completed.
     fn on_checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), EngineError>;
+    /// A latency marker: pass it on (sinks measure it).
+    fn on_latency_marker(&mut self, marker: &LatencyMarker) -> Result<(), EngineError>;
     /// Appends the statistics of this stage and everything after it.
     fn collect_stats(&self, out: &mut Vec<StageStats>);
 }
@@ -217,6 +221,10 @@ impl<Op: Operator> Control for OperatorStage<Op> {
             .try_for_each(|c| c.on_checkpoint_complete(id))
     }
 
+    fn on_latency_marker(&mut self, marker: &LatencyMarker) -> Result<(), EngineError> {
+        self.next.on_latency_marker(marker)
+    }
+
     fn collect_stats(&self, out: &mut Vec<StageStats>) {
         let mut own = self.stats.clone();
         own.side_dropped = self.sides.dropped();
@@ -233,6 +241,9 @@ pub(crate) struct SinkStage<W: SinkWriter> {
     location: Location,
     max_parallelism: usize,
     stats: StageStats,
+    metrics: MetricGroup,
+    /// End-to-end latency of the markers of each source (by uid).
+    latency: HashMap<std::sync::Arc<str>, Histogram>,
 }
 
 impl<W: SinkWriter> SinkStage<W> {
@@ -245,6 +256,8 @@ impl<W: SinkWriter> SinkStage<W> {
                 node,
                 ..StageStats::default()
             },
+            metrics: ctx.metrics().clone(),
+            latency: HashMap::new(),
         }
     }
 }
@@ -297,6 +310,23 @@ impl<W: SinkWriter> Control for SinkStage<W> {
         guarded(&self.location, connector_error, || {
             writer.notify_checkpoint_complete(id)
         })
+    }
+    fn on_latency_marker(&mut self, marker: &LatencyMarker) -> Result<(), EngineError> {
+        let metrics = &self.metrics;
+        let histogram = self
+            .latency
+            .entry(std::sync::Arc::clone(&marker.source))
+            .or_insert_with(|| {
+                metrics
+                    .with_labels(&[("source", &marker.source)])
+                    .histogram_ms(
+                        "latency_ms",
+                        "Source to sink time of latency markers (--latency-tracking-interval).",
+                    )
+            });
+        let took = crate::clock::wall_clock_ms() - marker.marked_at_ms;
+        histogram.observe(took.max(0) as f64);
+        Ok(())
     }
     fn collect_stats(&self, out: &mut Vec<StageStats>) {
         let mut own = self.stats.clone();
@@ -369,6 +399,12 @@ impl<T: Data> Control for FanOut<T> {
         self.targets
             .iter_mut()
             .try_for_each(|t| t.on_checkpoint_complete(id))
+    }
+    /// To every consumer: each sink downstream gets its measurements.
+    fn on_latency_marker(&mut self, marker: &LatencyMarker) -> Result<(), EngineError> {
+        self.targets
+            .iter_mut()
+            .try_for_each(|t| t.on_latency_marker(marker))
     }
     fn collect_stats(&self, out: &mut Vec<StageStats>) {
         self.targets.iter().for_each(|t| t.collect_stats(out));

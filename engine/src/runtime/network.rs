@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 
-use crate::element::{Data, Element, Record, StreamStatus, Timestamp};
+use crate::element::{Data, Element, LatencyMarker, Record, StreamStatus, Timestamp};
 use crate::error::{EngineError, Location};
 use crate::keygroup::subtask_for_key_group;
 use crate::runtime::chain::{guarded, user_error};
@@ -80,6 +80,10 @@ pub(crate) struct NetworkOutput<T> {
     location: Location,
     /// Key hashes of the batch being partitioned (reused).
     hashes: Vec<u64>,
+    /// Per channel: a latency marker that waits behind the buffered records.
+    markers: Vec<Option<LatencyMarker>>,
+    /// The channel the next latency marker goes to (they rotate).
+    next_marker: usize,
     stats: StageStats,
 }
 
@@ -94,6 +98,7 @@ impl<T: Data> NetworkOutput<T> {
     ) -> Self {
         NetworkOutput {
             buffers: channels.iter().map(|_| Vec::new()).collect(),
+            markers: vec![None; channels.len()],
             channels,
             partitioner,
             batch_size,
@@ -101,6 +106,7 @@ impl<T: Data> NetworkOutput<T> {
             last_watermark: Timestamp::MIN,
             location,
             hashes: Vec::new(),
+            next_marker: 0,
             stats: StageStats {
                 node,
                 ..StageStats::default()
@@ -125,7 +131,11 @@ impl<T: Data> NetworkOutput<T> {
             &mut self.buffers[channel],
             Vec::with_capacity(self.batch_size),
         );
-        self.send(channel, Element::Batch(full))
+        self.send(channel, Element::Batch(full))?;
+        match self.markers[channel].take() {
+            Some(marker) => self.send(channel, Element::LatencyMarker(marker)),
+            None => Ok(()),
+        }
     }
 
     /// Appends `batch` to one channel's buffer, sending big batches whole.
@@ -249,6 +259,18 @@ impl<T: Data> Control for NetworkOutput<T> {
         _id: crate::element::CheckpointId,
     ) -> Result<(), EngineError> {
         // Downstream tasks hear from the coordinator themselves.
+        Ok(())
+    }
+
+    /// To one downstream subtask, the next in turn, behind the records
+    /// buffered for it (as a record would wait).
+    fn on_latency_marker(&mut self, marker: &LatencyMarker) -> Result<(), EngineError> {
+        let c = self.next_marker % self.channels.len();
+        self.next_marker = c + 1;
+        if self.buffers[c].is_empty() {
+            return self.send(c, Element::LatencyMarker(marker.clone()));
+        }
+        self.markers[c] = Some(marker.clone());
         Ok(())
     }
 

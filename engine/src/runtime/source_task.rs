@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::checkpoint::coordinator::{SplitBatch, TaskCommand, TaskState};
 use crate::checkpoint::{Redistribution, StateSnapshot};
 use crate::context::RuntimeContext;
-use crate::element::{Barrier, CheckpointId, Record, StreamStatus, Timestamp};
+use crate::element::{Barrier, CheckpointId, LatencyMarker, Record, StreamStatus, Timestamp};
 use crate::error::{EngineError, Location};
 use crate::runtime::chain::{connector_error, guarded, Control, Downstream};
 use crate::runtime::stats::StageStats;
@@ -72,6 +72,10 @@ impl<T> Control for SourceChain<T> {
     }
     fn on_checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), EngineError> {
         self.both(|c| c.on_checkpoint_complete(id))
+    }
+    /// Down the main output only: dead letters are not the job's result.
+    fn on_latency_marker(&mut self, marker: &LatencyMarker) -> Result<(), EngineError> {
+        self.main.on_latency_marker(marker)
     }
     fn collect_stats(&self, out: &mut Vec<StageStats>) {
         self.main.collect_stats(out);
@@ -229,6 +233,14 @@ pub(crate) fn run_source_task<S: Source>(
     let mut dead: Vec<Record<DeadLetter>> = Vec::new();
     let mut housekeeping = Housekeeping::new(env);
     let mut next_watermark = now;
+    let mut markers = env
+        .settings
+        .latency_tracking_interval
+        .map(|every| LatencyMarks {
+            every_ms: every.as_millis().max(1) as i64,
+            next: now,
+            source: std::sync::Arc::from(location.uid.as_str()),
+        });
     let mut dead_warned = false;
     loop {
         if env.cancelled() {
@@ -285,6 +297,13 @@ pub(crate) fn run_source_task<S: Source>(
             }
             next_watermark = now.add_millis(interval_ms);
         }
+        if let Some(m) = markers.as_mut().filter(|m| now >= m.next) {
+            m.next = now.add_millis(m.every_ms);
+            chain.on_latency_marker(&LatencyMarker {
+                marked_at_ms: crate::clock::wall_clock_ms(),
+                source: std::sync::Arc::clone(&m.source),
+            })?;
+        }
         housekeeping.run(chain, Some(&*stats), env, now)?;
         match status {
             ReadStatus::MoreAvailable => {}
@@ -302,6 +321,13 @@ pub(crate) fn run_source_task<S: Source>(
     let finished = assigned.finished::<S::Split>(&[]);
     let state = source_state::<S::Split>(ctx, CheckpointId::END, Vec::new(), finished)?;
     end_of_input_snapshot(chain, state, env)
+}
+
+/// When a source subtask emits its next latency marker.
+struct LatencyMarks {
+    every_ms: i64,
+    next: Timestamp,
+    source: std::sync::Arc<str>,
 }
 
 /// Fails the source when its share of undecodable records exceeds `max`

@@ -28,6 +28,8 @@ pub(crate) struct TaskSettings {
     pub watermark_interval: Duration,
     pub checkpointing_mode: CheckpointingMode,
     pub max_dead_letter_ratio: Option<f64>,
+    /// How often sources emit latency markers (`None`: never).
+    pub latency_tracking_interval: Option<Duration>,
 }
 
 /// What a task shares with the rest of the job.
@@ -344,6 +346,7 @@ pub(crate) fn run_input_task<T: Data>(
             Element::Batch(mut batch) => head.on_batch(&mut batch)?,
             Element::Watermark(wm) => apply_valve(head.as_mut(), valve.on_watermark(ch, wm))?,
             Element::Status(status) => apply_valve(head.as_mut(), valve.on_status(ch, status))?,
+            Element::LatencyMarker(marker) => head.on_latency_marker(&marker)?,
             Element::Barrier(barrier) => {
                 if let Some(declined) = alignment.on_barrier(ch, barrier) {
                     env.link.report(TaskReport::Decline {

@@ -194,6 +194,12 @@ impl<T: Data> Control for TimestampStage<T> {
     ) -> Result<(), EngineError> {
         self.next.on_checkpoint_complete(id)
     }
+    fn on_latency_marker(
+        &mut self,
+        marker: &crate::element::LatencyMarker,
+    ) -> Result<(), EngineError> {
+        self.next.on_latency_marker(marker)
+    }
     fn collect_stats(&self, out: &mut Vec<StageStats>) {
         out.push(self.stats.clone());
         self.next.collect_stats(out);
