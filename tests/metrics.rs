@@ -123,6 +123,22 @@ fn a_slow_operator_shows_as_busy_and_its_upstream_as_backpressured() {
         slow_blocked < 0.5,
         "the slow task is not blocked: {slow_blocked} s"
     );
+    let batches = total(
+        last,
+        "eddy_operator_batches_out_total",
+        "operator",
+        "numbers",
+    );
+    let records = total(
+        last,
+        "eddy_operator_records_out_total",
+        "operator",
+        "numbers",
+    );
+    assert!(
+        batches > 0.0 && batches <= records / 100.0,
+        "{batches} batches for {records} records over the network"
+    );
 }
 
 #[test]

@@ -11,9 +11,9 @@ use crate::clock::Clock;
 use crate::context::RuntimeContext;
 use crate::element::{Data, Key, Record, Timestamp};
 use crate::error::UserResult;
-use crate::keygroup::{key_group_of, KeyGroup};
+use crate::keygroup::KeyGroup;
 use crate::operator::{Collector, Operator};
-use crate::state::{KeyedStateBackend, StateDescriptor, TimerService};
+use crate::state::{KeyedCore, KeyedStateBackend, StateDescriptor, TimerService};
 
 /// Extracts the key of a record.
 pub type KeySelector<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
@@ -150,9 +150,7 @@ impl<K: Key> KeyedTimers<'_, K> {
 pub struct KeyedProcessOperator<K, I, O, F> {
     f: F,
     key: KeySelector<I, K>,
-    max_parallelism: usize,
-    backend: KeyedStateBackend<K>,
-    timers: TimerService<K, ()>,
+    core: KeyedCore<K, ()>,
     clock: Arc<dyn Clock>,
     _o: std::marker::PhantomData<fn() -> O>,
 }
@@ -163,9 +161,7 @@ impl<K: Key, I, O, F> KeyedProcessOperator<K, I, O, F> {
         KeyedProcessOperator {
             f,
             key,
-            max_parallelism: ctx.max_parallelism(),
-            backend: KeyedStateBackend::new(ctx.key_groups(), Arc::clone(ctx.clock())),
-            timers: TimerService::default(),
+            core: KeyedCore::new(ctx),
             clock: Arc::clone(ctx.clock()),
             _o: std::marker::PhantomData,
         }
@@ -178,12 +174,12 @@ impl<K: Key, I, O, F> KeyedProcessOperator<K, I, O, F> {
 
     /// The keyed state (for tests and harnesses).
     pub fn state_backend(&self) -> &KeyedStateBackend<K> {
-        &self.backend
+        &self.core.backend
     }
 
     /// The registered timers (for tests and harnesses).
     pub fn timer_service(&self) -> &TimerService<K, ()> {
-        &self.timers
+        &self.core.timers
     }
 }
 
@@ -202,23 +198,23 @@ where
     ) -> UserResult {
         loop {
             let queue = match domain {
-                TimeDomain::EventTime => &mut self.timers.event,
-                TimeDomain::ProcessingTime => &mut self.timers.processing,
+                TimeDomain::EventTime => &mut self.core.timers.event,
+                TimeDomain::ProcessingTime => &mut self.core.timers.processing,
             };
             let Some((time, due)) = queue.pop_due(up_to) else {
                 return Ok(());
             };
             for (key, ()) in due {
-                let key_group = key_group_of(&key, self.max_parallelism);
+                let key_group = self.core.key_group(&key);
                 out.set_timestamp(time);
                 let mut ctx = KeyedContext {
                     key: &key,
                     key_group,
                     timestamp: time,
-                    watermark: self.timers.watermark(),
+                    watermark: self.core.timers.watermark(),
                     domain: Some(domain),
-                    backend: &mut self.backend,
-                    timers: &mut self.timers,
+                    backend: &mut self.core.backend,
+                    timers: &mut self.core.timers,
                     clock: self.clock.as_ref(),
                 };
                 self.f.on_timer(time, &mut ctx, out)?;
@@ -238,16 +234,12 @@ where
     type Out = O;
 
     fn open(&mut self, ctx: &RuntimeContext) -> UserResult {
-        crate::state::open_keyed(ctx, &mut self.backend, &mut self.timers)?;
+        self.core.open(ctx)?;
         self.f.open(ctx)
     }
 
     fn snapshot_state(&mut self, out: &mut crate::checkpoint::StateSnapshot) -> UserResult {
-        Ok(crate::state::snapshot_keyed(
-            out,
-            &mut self.backend,
-            &self.timers,
-        )?)
+        Ok(self.core.snapshot(out)?)
     }
 
     fn process_batch(
@@ -257,16 +249,16 @@ where
     ) -> UserResult {
         for record in batch.drain(..) {
             let key = (self.key)(&record.value);
-            let key_group = key_group_of(&key, self.max_parallelism);
+            let key_group = self.core.key_group(&key);
             out.set_timestamp(record.ts);
             let mut ctx = KeyedContext {
                 key: &key,
                 key_group,
                 timestamp: record.ts,
-                watermark: self.timers.watermark(),
+                watermark: self.core.timers.watermark(),
                 domain: None,
-                backend: &mut self.backend,
-                timers: &mut self.timers,
+                backend: &mut self.core.backend,
+                timers: &mut self.core.timers,
                 clock: self.clock.as_ref(),
             };
             self.f.process(record.value, &mut ctx, out)?;
@@ -275,7 +267,7 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Collector<'_, O>) -> UserResult {
-        let watermark = self.timers.advance_watermark(watermark);
+        let watermark = self.core.timers.advance_watermark(watermark);
         self.fire(TimeDomain::EventTime, watermark, out)
     }
 
@@ -284,10 +276,10 @@ where
     }
 
     fn next_processing_time(&self) -> Option<Timestamp> {
-        self.timers.processing.next_time()
+        self.core.timers.processing.next_time()
     }
 
     fn metrics(&self) -> Vec<(&'static str, u64)> {
-        crate::state::keyed_metrics(&self.backend, &self.timers, 0)
+        self.core.metrics()
     }
 }

@@ -1,6 +1,7 @@
 //! The RocksDB backend's incremental checkpoints: each checkpoint uploads
 //! only SST files that shared storage does not have yet, and shared files
-//! no retained checkpoint needs are deleted.
+//! no retained checkpoint needs are deleted; the state's size in bytes is
+//! reported.
 #![cfg(feature = "rocksdb")]
 
 mod common;
@@ -75,6 +76,12 @@ fn incremental_checkpoints_reuse_uploaded_files_and_delete_unneeded_ones() {
     .sink(sink);
     let stats = env.execute("incremental").unwrap();
     assert!(stats.checkpoints.len() >= 4, "{:?}", stats.checkpoints);
+    let count = stats.operators.iter().find(|o| o.uid == "count").unwrap();
+    assert!(
+        count.metrics.get("state_bytes").is_some_and(|b| *b > 0),
+        "RocksDB reports the bytes its state takes: {:?}",
+        count.metrics
+    );
 
     let root = dir.path().join("incremental");
     let mut retained: Vec<_> = std::fs::read_dir(&root)

@@ -57,7 +57,7 @@ pub(crate) const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The metrics an operator reports through `metrics()` that are levels
 /// (how much there is now), not counts of events.
-const LEVELS: [&str; 2] = ["state_entries", "timers"];
+const LEVELS: [&str; 3] = ["state_entries", "state_bytes", "timers"];
 
 /// A series' labels.
 type Labels = Vec<(String, String)>;
@@ -171,6 +171,7 @@ struct StageSeries {
     labels: Labels,
     records_in: Counter,
     records_out: Counter,
+    batches_out: Counter,
     dead_letters: Counter,
     side_dropped: Counter,
     backpressured: Seconds,
@@ -313,6 +314,11 @@ impl JobMetrics {
                             records_out: f.counter(
                                 "eddy_operator_records_out",
                                 "Records emitted on the main output.",
+                                &l,
+                            ),
+                            batches_out: f.counter(
+                                "eddy_operator_batches_out",
+                                "Batches sent to other tasks (records_out / batches_out: how full they are).",
                                 &l,
                             ),
                             dead_letters: f.counter(
@@ -550,6 +556,7 @@ impl JobMetrics {
                 Some(m) => {
                     m.records_in += s.records_in;
                     m.records_out += s.records_out;
+                    m.batches_out += s.batches_out;
                     m.side_dropped += s.side_dropped;
                     m.dead_letters += s.dead_letters;
                     m.backpressured += s.backpressured;
@@ -581,6 +588,7 @@ impl JobMetrics {
             let before = &series.last.stats;
             advance(&series.records_in, s.records_in, before.records_in, same);
             advance(&series.records_out, s.records_out, before.records_out, same);
+            advance(&series.batches_out, s.batches_out, before.batches_out, same);
             advance(
                 &series.dead_letters,
                 s.dead_letters,

@@ -115,6 +115,9 @@ impl<T: Data> NetworkOutput<T> {
     }
 
     fn send(&mut self, channel: usize, element: Element<T>) -> Result<(), EngineError> {
+        if matches!(element, Element::Batch(_)) {
+            self.stats.batches_out += 1;
+        }
         send_blocking(
             &self.channels[channel],
             element,

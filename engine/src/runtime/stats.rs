@@ -13,6 +13,8 @@ pub struct StageStats {
     pub records_in: u64,
     /// Records emitted on the main output.
     pub records_out: u64,
+    /// Batches sent to other tasks (network outputs).
+    pub batches_out: u64,
     /// Records sent to side outputs that nothing consumes.
     pub side_dropped: u64,
     /// Undecodable records sent to the dead-letter stream (sources).

@@ -305,6 +305,16 @@ impl<K: Key> KeyedStateBackend<K> {
         self.restore(&RestoredState::from_blobs(blobs))
     }
 
+    /// Bytes the state takes on disk and in RocksDB's memory, when it lives
+    /// in RocksDB (`None` on the heap, where sizes are not tracked).
+    pub fn state_bytes(&self) -> Option<u64> {
+        #[cfg(feature = "rocksdb")]
+        if let Some(rocks) = &self.rocks {
+            return Some(rocks.bytes());
+        }
+        None
+    }
+
     /// Total number of (key, namespace) entries over all states.
     pub fn entry_count(&self) -> usize {
         let restored: usize = self

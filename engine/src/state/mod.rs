@@ -39,55 +39,90 @@ use std::hash::Hash;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The standard size metrics of a keyed operator, plus its late-record
-/// count: `late_records_dropped`, `state_entries`, `timers`.
-pub fn keyed_metrics<K: crate::element::Key, N: Namespace>(
-    backend: &KeyedStateBackend<K>,
-    timers: &TimerService<K, N>,
-    late_records_dropped: u64,
-) -> Vec<(&'static str, u64)> {
-    vec![
-        ("late_records_dropped", late_records_dropped),
-        ("state_entries", backend.entry_count() as u64),
-        ("timers", timers.len() as u64),
-    ]
+/// What every keyed operator keeps: its keyed state, its timers, its count
+/// of late records dropped, and the job's key groups — opened, restored,
+/// snapshotted and measured the same way in every operator.
+pub struct KeyedCore<K, N> {
+    /// The keyed state.
+    pub backend: KeyedStateBackend<K>,
+    /// The event-time and processing-time timers.
+    pub timers: TimerService<K, N>,
+    /// Records dropped for arriving at or behind the watermark.
+    pub late_dropped: u64,
+    max_parallelism: usize,
 }
 
-/// Opens a keyed operator's state: in RocksDB when the job says so, and
-/// restored (state and timers) when its subtask was restored from a
-/// checkpoint or savepoint. Call it from `Operator::open`.
-///
-/// # Errors
-/// [`crate::error::StateError::Incompatible`] when the timers do not decode
-/// (states are decoded, and checked, when first used);
-/// [`crate::error::StateError::Backend`] when RocksDB cannot be opened.
-pub fn open_keyed<K: crate::element::Key, N: Namespace>(
-    ctx: &crate::context::RuntimeContext,
-    backend: &mut KeyedStateBackend<K>,
-    timers: &mut TimerService<K, N>,
-) -> Result<(), crate::error::StateError> {
-    if ctx.state_backend() == crate::config::StateBackendKind::Rocksdb {
-        backend.use_rocksdb(ctx.state_dir_for_subtask())?;
+impl<K: crate::element::Key, N: Namespace> KeyedCore<K, N> {
+    /// The state and timers of the subtask `ctx` describes, empty.
+    pub fn new(ctx: &crate::context::RuntimeContext) -> Self {
+        KeyedCore {
+            backend: KeyedStateBackend::new(ctx.key_groups(), std::sync::Arc::clone(ctx.clock())),
+            timers: TimerService::default(),
+            late_dropped: 0,
+            max_parallelism: ctx.max_parallelism(),
+        }
     }
-    if let Some(restored) = ctx.restored_state() {
-        backend.restore(restored)?;
-        timers.restore(restored)?;
-    }
-    Ok(())
-}
 
-/// Writes a keyed operator's state and timers into a snapshot; call it from
-/// `Operator::snapshot_state`.
-///
-/// # Errors
-/// [`crate::error::StateError::Encode`] when a value cannot be encoded.
-pub fn snapshot_keyed<K: crate::element::Key, N: Namespace>(
-    out: &mut crate::checkpoint::StateSnapshot,
-    backend: &mut KeyedStateBackend<K>,
-    timers: &TimerService<K, N>,
-) -> Result<(), crate::error::StateError> {
-    backend.snapshot(out)?;
-    timers.snapshot(out)
+    /// The key group `key` belongs to.
+    pub fn key_group(&self, key: &K) -> crate::keygroup::KeyGroup {
+        crate::keygroup::key_group_of(key, self.max_parallelism)
+    }
+
+    /// Moves the state into RocksDB when the job says so, and restores
+    /// state and timers when the subtask was restored from a checkpoint or
+    /// savepoint. Call it from `Operator::open`.
+    ///
+    /// # Errors
+    /// [`crate::error::StateError::Incompatible`] when the timers do not
+    /// decode (states are decoded, and checked, when first used);
+    /// [`crate::error::StateError::Backend`] when RocksDB cannot be opened.
+    pub fn open(
+        &mut self,
+        ctx: &crate::context::RuntimeContext,
+    ) -> Result<(), crate::error::StateError> {
+        if ctx.state_backend() == crate::config::StateBackendKind::Rocksdb {
+            self.backend.use_rocksdb(ctx.state_dir_for_subtask())?;
+        }
+        if let Some(restored) = ctx.restored_state() {
+            self.backend.restore(restored)?;
+            self.timers.restore(restored)?;
+        }
+        Ok(())
+    }
+
+    /// Writes state and timers into a snapshot; call it from
+    /// `Operator::snapshot_state`.
+    ///
+    /// # Errors
+    /// [`crate::error::StateError::Encode`] when a value cannot be encoded.
+    pub fn snapshot(
+        &mut self,
+        out: &mut crate::checkpoint::StateSnapshot,
+    ) -> Result<(), crate::error::StateError> {
+        self.backend.snapshot(out)?;
+        self.timers.snapshot(out)
+    }
+
+    /// True, and counted, when a record at `ts` is late: at or behind the
+    /// watermark.
+    pub fn is_late(&mut self, ts: crate::element::Timestamp) -> bool {
+        let late = ts <= self.timers.watermark();
+        self.late_dropped += u64::from(late);
+        late
+    }
+
+    /// The standard metrics of a keyed operator (`Operator::metrics`):
+    /// `late_records_dropped`, `state_entries`, `timers`, and (in RocksDB)
+    /// `state_bytes`.
+    pub fn metrics(&self) -> Vec<(&'static str, u64)> {
+        let mut metrics = vec![
+            ("late_records_dropped", self.late_dropped),
+            ("state_entries", self.backend.entry_count() as u64),
+            ("timers", self.timers.len() as u64),
+        ];
+        metrics.extend(self.backend.state_bytes().map(|b| ("state_bytes", b)));
+        metrics
+    }
 }
 
 /// What scopes state besides the key: `()` for plain keyed state, a window

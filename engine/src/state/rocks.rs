@@ -161,6 +161,29 @@ impl RocksInstance {
         &self.dir
     }
 
+    /// Bytes its states take: SST files plus memtables, over every column
+    /// family (RocksDB's own accounting; values still in the write-back
+    /// caches are not in it).
+    pub(crate) fn bytes(&self) -> u64 {
+        let Ok(states) = self.states.lock() else {
+            return 0;
+        };
+        let db = &self.db;
+        states
+            .iter()
+            .filter_map(|(name, _)| db.cf_handle(name))
+            .map(|cf| {
+                [
+                    "rocksdb.total-sst-files-size",
+                    "rocksdb.cur-size-all-mem-tables",
+                ]
+                .iter()
+                .filter_map(|p| db.property_int_value_cf(&cf, *p).ok().flatten())
+                .sum::<u64>()
+            })
+            .sum()
+    }
+
     fn scratch_root(&self) -> PathBuf {
         let mut name = self.dir.file_name().unwrap_or_default().to_os_string();
         name.push("-checkpoints");

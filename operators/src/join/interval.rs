@@ -17,10 +17,9 @@ use eddy_engine::context::RuntimeContext;
 use eddy_engine::dsl::{DataStream, KeyedStream};
 use eddy_engine::element::{Data, Key, Record, Timestamp};
 use eddy_engine::error::UserResult;
-use eddy_engine::keygroup::key_group_of;
 use eddy_engine::operator::{Collector, Operator};
 use eddy_engine::process::KeySelector;
-use eddy_engine::state::{KeyedStateBackend, TimerService};
+use eddy_engine::state::KeyedCore;
 use serde::{Deserialize, Serialize};
 
 use crate::join::connect::union_by_key;
@@ -124,10 +123,7 @@ struct IntervalJoinOperator<K, A, B, O, F> {
     bounds: Bounds,
     f: Arc<F>,
     key: KeySelector<Either<A, B>, K>,
-    max_parallelism: usize,
-    backend: KeyedStateBackend<K>,
-    timers: TimerService<K, Expiry>,
-    late_dropped: u64,
+    core: KeyedCore<K, Expiry>,
     _o: PhantomData<fn() -> O>,
 }
 
@@ -144,10 +140,7 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
             bounds,
             f,
             key,
-            max_parallelism: ctx.max_parallelism(),
-            backend: KeyedStateBackend::new(ctx.key_groups(), Arc::clone(ctx.clock())),
-            timers: TimerService::default(),
-            late_dropped: 0,
+            core: KeyedCore::new(ctx),
             _o: PhantomData,
         }
     }
@@ -158,17 +151,16 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
         out: &mut Collector<'_, O>,
     ) -> UserResult {
         let ts = record.ts;
-        if ts <= self.timers.watermark() {
-            self.late_dropped += 1;
+        if self.core.is_late(ts) {
             return Ok(());
         }
         let key = (self.key)(&record.value);
-        let kg = key_group_of(&key, self.max_parallelism);
+        let kg = self.core.key_group(&key);
         let t = ts.millis();
         let Bounds { lower, upper } = self.bounds;
         match record.value {
             Either::Left(a) => {
-                let rights = self.backend.table::<(), Buffer<B>>(RIGHT)?;
+                let rights = self.core.backend.table::<(), Buffer<B>>(RIGHT)?;
                 if let Some(buffer) = rights.get(kg, &key, &())? {
                     for (bt, bs) in buffer.range(t.saturating_add(lower)..=t.saturating_add(upper))
                     {
@@ -177,18 +169,20 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
                     }
                 }
                 let expires = Timestamp(t.saturating_add(upper));
-                self.backend
+                self.core
+                    .backend
                     .table::<(), Buffer<A>>(LEFT)?
                     .get_or_insert_with(kg, &key, &(), BTreeMap::new)?
                     .entry(t)
                     .or_default()
                     .push(a);
-                self.timers
+                self.core
+                    .timers
                     .event
                     .register(expires.max(ts), key, Expiry::Left(t));
             }
             Either::Right(b) => {
-                let lefts = self.backend.table::<(), Buffer<A>>(LEFT)?;
+                let lefts = self.core.backend.table::<(), Buffer<A>>(LEFT)?;
                 if let Some(buffer) = lefts.get(kg, &key, &())? {
                     for (at, as_) in buffer.range(t.saturating_sub(upper)..=t.saturating_sub(lower))
                     {
@@ -197,13 +191,15 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
                     }
                 }
                 let expires = Timestamp(t.saturating_sub(lower));
-                self.backend
+                self.core
+                    .backend
                     .table::<(), Buffer<B>>(RIGHT)?
                     .get_or_insert_with(kg, &key, &(), BTreeMap::new)?
                     .entry(t)
                     .or_default()
                     .push(b);
-                self.timers
+                self.core
+                    .timers
                     .event
                     .register(expires.max(ts), key, Expiry::Right(t));
             }
@@ -212,8 +208,8 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
     }
 
     fn expire<T: Data>(&mut self, name: &'static str, key: &K, t: i64) -> UserResult {
-        let kg = key_group_of(key, self.max_parallelism);
-        let table = self.backend.table::<(), Buffer<T>>(name)?;
+        let kg = self.core.key_group(key);
+        let table = self.core.backend.table::<(), Buffer<T>>(name)?;
         if let Some(buffer) = table.get_mut(kg, key, &())? {
             buffer.remove(&t);
             if buffer.is_empty() {
@@ -231,19 +227,11 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
     type Out = O;
 
     fn open(&mut self, ctx: &eddy_engine::context::RuntimeContext) -> UserResult {
-        Ok(eddy_engine::state::open_keyed(
-            ctx,
-            &mut self.backend,
-            &mut self.timers,
-        )?)
+        Ok(self.core.open(ctx)?)
     }
 
     fn snapshot_state(&mut self, out: &mut eddy_engine::checkpoint::StateSnapshot) -> UserResult {
-        Ok(eddy_engine::state::snapshot_keyed(
-            out,
-            &mut self.backend,
-            &self.timers,
-        )?)
+        Ok(self.core.snapshot(out)?)
     }
 
     fn process_batch(
@@ -255,8 +243,8 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, _out: &mut Collector<'_, O>) -> UserResult {
-        let watermark = self.timers.advance_watermark(watermark);
-        while let Some((_, due)) = self.timers.event.pop_due(watermark) {
+        let watermark = self.core.timers.advance_watermark(watermark);
+        while let Some((_, due)) = self.core.timers.event.pop_due(watermark) {
             for (key, expiry) in due {
                 match expiry {
                     Expiry::Left(t) => self.expire::<A>(LEFT, &key, t)?,
@@ -268,6 +256,6 @@ impl<K: Key, A: Data, B: Data, O: Data, F: Fn(&A, &B) -> O + Send + Sync + 'stat
     }
 
     fn metrics(&self) -> Vec<(&'static str, u64)> {
-        eddy_engine::state::keyed_metrics(&self.backend, &self.timers, self.late_dropped)
+        self.core.metrics()
     }
 }

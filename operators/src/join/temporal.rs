@@ -21,10 +21,9 @@ use std::sync::Arc;
 use eddy_engine::dsl::{DataStream, KeyedStream};
 use eddy_engine::element::{Data, Key, Record, Timestamp};
 use eddy_engine::error::UserResult;
-use eddy_engine::keygroup::key_group_of;
 use eddy_engine::operator::{Collector, Operator};
 use eddy_engine::process::KeySelector;
-use eddy_engine::state::{KeyedStateBackend, TimerService};
+use eddy_engine::state::KeyedCore;
 use serde::{Deserialize, Serialize};
 
 use crate::join::connect::union_by_key;
@@ -110,10 +109,7 @@ impl<K: Key, A: Data + Sync, C: Data + Sync, V: Data> TemporalJoin<K, A, C, V> {
                 row: Arc::clone(&row),
                 f: Arc::clone(&f),
                 key,
-                max_parallelism: ctx.max_parallelism(),
-                backend: KeyedStateBackend::new(ctx.key_groups(), Arc::clone(ctx.clock())),
-                timers: TimerService::default(),
-                late_dropped: 0,
+                core: KeyedCore::new(ctx),
                 _o: PhantomData,
             })
     }
@@ -138,10 +134,7 @@ struct TemporalJoinOperator<K, A, C, V, O, F> {
     row: RowOf<C, V>,
     f: Arc<F>,
     key: KeySelector<Either<A, C>, K>,
-    max_parallelism: usize,
-    backend: KeyedStateBackend<K>,
-    timers: TimerService<K, Due>,
-    late_dropped: u64,
+    core: KeyedCore<K, Due>,
     _o: PhantomData<fn() -> O>,
 }
 
@@ -155,30 +148,34 @@ where
     F: Fn(&A, Option<&V>) -> Option<O> + Send + Sync + 'static,
 {
     fn on_record(&mut self, record: Record<Either<A, C>>) -> UserResult {
-        if record.ts <= self.timers.watermark() {
-            self.late_dropped += 1;
+        if self.core.is_late(record.ts) {
             return Ok(());
         }
         let key = (self.key)(&record.value);
-        let kg = key_group_of(&key, self.max_parallelism);
+        let kg = self.core.key_group(&key);
         let t = record.ts.millis();
         match record.value {
             Either::Left(event) => {
-                self.backend
+                self.core
+                    .backend
                     .table::<(), Waiting<A>>(WAITING)?
                     .get_or_insert_with(kg, &key, &(), BTreeMap::new)?
                     .entry(t)
                     .or_default()
                     .push(event);
-                self.timers.event.register(record.ts, key, Due::Events);
+                self.core.timers.event.register(record.ts, key, Due::Events);
             }
             Either::Right(change) => {
                 let row = (self.row)(&change);
-                self.backend
+                self.core
+                    .backend
                     .table::<(), Versions<V>>(VERSIONS)?
                     .get_or_insert_with(kg, &key, &(), BTreeMap::new)?
                     .insert(t, row);
-                self.timers.event.register(record.ts, key, Due::Version);
+                self.core
+                    .timers
+                    .event
+                    .register(record.ts, key, Due::Version);
             }
         }
         Ok(())
@@ -191,10 +188,10 @@ where
         due: Due,
         out: &mut Collector<'_, O>,
     ) -> UserResult {
-        let kg = key_group_of(&key, self.max_parallelism);
+        let kg = self.core.key_group(&key);
         let t = at.millis();
         if due == Due::Events {
-            let waiting = self.backend.table::<(), Waiting<A>>(WAITING)?;
+            let waiting = self.core.backend.table::<(), Waiting<A>>(WAITING)?;
             let events = match waiting.get_mut(kg, &key, &())? {
                 Some(w) => {
                     let events = w.remove(&t).unwrap_or_default();
@@ -205,7 +202,7 @@ where
                 }
                 None => Vec::new(),
             };
-            let versions = self.backend.table::<(), Versions<V>>(VERSIONS)?;
+            let versions = self.core.backend.table::<(), Versions<V>>(VERSIONS)?;
             let valid = versions
                 .get(kg, &key, &())?
                 .and_then(|v| v.range(..=t).next_back())
@@ -218,7 +215,7 @@ where
             }
         }
         // Versions before the one valid at `t` can no longer be asked for.
-        let versions = self.backend.table::<(), Versions<V>>(VERSIONS)?;
+        let versions = self.core.backend.table::<(), Versions<V>>(VERSIONS)?;
         if let Some(v) = versions.get_mut(kg, &key, &())? {
             let newer = v.split_off(&(t + 1));
             let current = v.pop_last().filter(|(_, row)| row.is_some());
@@ -247,19 +244,11 @@ where
     type Out = O;
 
     fn open(&mut self, ctx: &eddy_engine::context::RuntimeContext) -> UserResult {
-        Ok(eddy_engine::state::open_keyed(
-            ctx,
-            &mut self.backend,
-            &mut self.timers,
-        )?)
+        Ok(self.core.open(ctx)?)
     }
 
     fn snapshot_state(&mut self, out: &mut eddy_engine::checkpoint::StateSnapshot) -> UserResult {
-        Ok(eddy_engine::state::snapshot_keyed(
-            out,
-            &mut self.backend,
-            &self.timers,
-        )?)
+        Ok(self.core.snapshot(out)?)
     }
 
     fn process_batch(
@@ -271,8 +260,8 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Collector<'_, O>) -> UserResult {
-        let watermark = self.timers.advance_watermark(watermark);
-        while let Some((at, due)) = self.timers.event.pop_due(watermark) {
+        let watermark = self.core.timers.advance_watermark(watermark);
+        while let Some((at, due)) = self.core.timers.event.pop_due(watermark) {
             // Versions before events of the same instant: both are in place
             // already; the order only matters for pruning, which is the same.
             for (key, kind) in due {
@@ -283,6 +272,6 @@ where
     }
 
     fn metrics(&self) -> Vec<(&'static str, u64)> {
-        eddy_engine::state::keyed_metrics(&self.backend, &self.timers, self.late_dropped)
+        self.core.metrics()
     }
 }

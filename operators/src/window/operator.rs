@@ -22,10 +22,10 @@ use eddy_engine::clock::Clock;
 use eddy_engine::context::RuntimeContext;
 use eddy_engine::element::{Data, Key, Record, Timestamp};
 use eddy_engine::error::UserResult;
-use eddy_engine::keygroup::{key_group_of, KeyGroup};
+use eddy_engine::keygroup::KeyGroup;
 use eddy_engine::operator::{Collector, Operator, OutputTag};
 use eddy_engine::process::{KeySelector, TimeDomain};
-use eddy_engine::state::{AggregateFunction, KeyedStateBackend, StateTable, TimerService};
+use eddy_engine::state::{AggregateFunction, KeyedCore, StateTable};
 use serde::{Deserialize, Serialize};
 
 use crate::window::assigner::{pane_start, Scheme, SessionGap, WindowSpec};
@@ -98,11 +98,8 @@ pub(crate) struct WindowOperator<K, T, A, F, O> {
     agg: A,
     func: F,
     key: KeySelector<T, K>,
-    max_parallelism: usize,
-    backend: KeyedStateBackend<K>,
-    timers: TimerService<K, TimerKind>,
+    core: KeyedCore<K, TimerKind>,
     clock: Arc<dyn Clock>,
-    late_dropped: u64,
     _o: PhantomData<fn() -> O>,
 }
 
@@ -136,11 +133,8 @@ where
             agg,
             func,
             key,
-            max_parallelism: ctx.max_parallelism(),
-            backend: KeyedStateBackend::new(ctx.key_groups(), Arc::clone(ctx.clock())),
-            timers: TimerService::default(),
+            core: KeyedCore::new(ctx),
             clock: Arc::clone(ctx.clock()),
-            late_dropped: 0,
             _o: PhantomData,
         }
     }
@@ -161,7 +155,7 @@ where
 
     fn now_in(&self, domain: TimeDomain) -> Timestamp {
         match domain {
-            TimeDomain::EventTime => self.timers.watermark(),
+            TimeDomain::EventTime => self.core.timers.watermark(),
             TimeDomain::ProcessingTime => self.clock.now(),
         }
     }
@@ -187,13 +181,13 @@ where
 
     /// True when every firing and the cleanup of `w` are behind us.
     fn is_late(&self, w: &TimeWindow) -> bool {
-        self.event_time() && self.cleanup_time(w) <= self.timers.watermark()
+        self.event_time() && self.cleanup_time(w) <= self.core.timers.watermark()
     }
 
     fn register(&mut self, domain: TimeDomain, at: Timestamp, key: &K, kind: TimerKind) {
         let queue = match domain {
-            TimeDomain::EventTime => &mut self.timers.event,
-            TimeDomain::ProcessingTime => &mut self.timers.processing,
+            TimeDomain::EventTime => &mut self.core.timers.event,
+            TimeDomain::ProcessingTime => &mut self.core.timers.processing,
         };
         queue.register(at, key.clone(), kind);
     }
@@ -222,7 +216,7 @@ where
     fn contents(
         &mut self,
     ) -> Result<&mut StateTable<K, TimeWindow, A::Acc>, eddy_engine::error::StateError> {
-        self.backend.table::<TimeWindow, A::Acc>(CONTENTS)
+        self.core.backend.table::<TimeWindow, A::Acc>(CONTENTS)
     }
 
     fn on_late(&mut self, record: Record<T>, out: &mut Collector<'_, O>) {
@@ -231,7 +225,7 @@ where
                 out.set_timestamp(record.ts);
                 out.output(&tag, record.value);
             }
-            None => self.late_dropped += 1,
+            None => self.core.late_dropped += 1,
         }
     }
 
@@ -249,7 +243,7 @@ where
             Scheme::Aligned { slide, .. } => {
                 let next_start = w.start.millis() + slide;
                 let agg = &self.agg;
-                let panes = self.backend.table::<(), Panes<A::Acc>>(PANES)?;
+                let panes = self.core.backend.table::<(), Panes<A::Acc>>(PANES)?;
                 let Some(map) = panes.get(s.kg, s.key, &())? else {
                     return Ok((None, None));
                 };
@@ -296,9 +290,9 @@ where
             window: w,
             key: s.key,
             key_group: s.kg,
-            watermark: self.timers.watermark(),
+            watermark: self.core.timers.watermark(),
             clock: self.clock.as_ref(),
-            backend: &mut self.backend,
+            backend: &mut self.core.backend,
         };
         self.func.process(s.key, result, &mut ctx, out)?;
         if self.func.keeps_window_state() {
@@ -313,7 +307,7 @@ where
     fn purge_window(&mut self, s: &Scope<'_, K>, w: &TimeWindow) -> UserResult {
         match &self.settings.spec.scheme {
             Scheme::Aligned { .. } => {
-                let panes = self.backend.table::<(), Panes<A::Acc>>(PANES)?;
+                let panes = self.core.backend.table::<(), Panes<A::Acc>>(PANES)?;
                 if let Some(map) = panes.get_mut(s.kg, s.key, &())? {
                     let keep = map.split_off(&w.end.millis());
                     map.retain(|start, _| *start < w.start.millis());
@@ -343,7 +337,7 @@ where
         n: u64,
         out: &mut Collector<'_, O>,
     ) -> UserResult {
-        let counts = self.backend.table::<TimeWindow, u64>(COUNTS)?;
+        let counts = self.core.backend.table::<TimeWindow, u64>(COUNTS)?;
         let c = counts.get_or_insert_with(s.kg, s.key, &w, || 0)?;
         *c += 1;
         let full = *c >= n;
@@ -351,7 +345,8 @@ where
             self.register_cleanup(s.key, TimerKind::CleanupWindow(w), &w);
         }
         if full {
-            self.backend
+            self.core
+                .backend
                 .table::<TimeWindow, u64>(COUNTS)?
                 .insert(s.kg, s.key, &w, 0)?;
             self.fire(s, w, out)?;
@@ -410,7 +405,7 @@ where
             return Ok(());
         }
         let agg = &self.agg;
-        let panes = self.backend.table::<(), Panes<A::Acc>>(PANES)?;
+        let panes = self.core.backend.table::<(), Panes<A::Acc>>(PANES)?;
         let map = panes.get_or_insert_with(s.kg, s.key, &(), Panes::new)?;
         let mut created = false;
         let acc = map.entry(ps).or_insert_with(|| {
@@ -467,7 +462,7 @@ where
             SessionGap::Dynamic(f) => (f(&record.value).as_millis() as i64).max(1),
         };
         let proto = TimeWindow::new(ts, ts.add_millis(gap_ms));
-        let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
+        let sessions = self.core.backend.table::<(), Vec<Session>>(SESSIONS)?;
         let (mut merged, mut touching, mut first) = (proto, 0usize, None);
         if let Some(list) = sessions.get(s.kg, s.key, &())? {
             for (i, x) in list
@@ -492,6 +487,7 @@ where
             self.merge_sessions(s, &proto, merged, state)?;
         } else {
             let list = self
+                .core
                 .backend
                 .table::<(), Vec<Session>>(SESSIONS)?
                 .get_or_insert_with(s.kg, s.key, &(), Vec::new)?;
@@ -521,7 +517,7 @@ where
             }
         }
         let agg = &self.agg;
-        let table = self.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
+        let table = self.core.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
         agg.add(
             table.get_or_insert_with(s.kg, s.key, &state, || agg.create())?,
             record.value,
@@ -546,7 +542,7 @@ where
         merged: TimeWindow,
         state: TimeWindow,
     ) -> UserResult {
-        let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
+        let sessions = self.core.backend.table::<(), Vec<Session>>(SESSIONS)?;
         let list = sessions.get_or_insert_with(s.kg, s.key, &(), Vec::new)?;
         let touching: Vec<Session> = list
             .iter()
@@ -563,7 +559,7 @@ where
             if x.state != state {
                 if let Some(acc) = self.contents()?.remove(s.kg, s.key, &x.state)? {
                     let agg = &self.agg;
-                    let table = self.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
+                    let table = self.core.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
                     agg.merge(
                         table.get_or_insert_with(s.kg, s.key, &state, || agg.create())?,
                         acc,
@@ -580,7 +576,7 @@ where
         if !matches!(self.base, Trigger::Count(_)) {
             return Ok(());
         }
-        let counts = self.backend.table::<TimeWindow, u64>(COUNTS)?;
+        let counts = self.core.backend.table::<TimeWindow, u64>(COUNTS)?;
         if let Some(c) = counts.remove(s.kg, s.key, from)? {
             *counts.get_or_insert_with(s.kg, s.key, to, || 0)? += c;
         }
@@ -596,7 +592,7 @@ where
     ) -> UserResult {
         let w = TimeWindow::global();
         let agg = &self.agg;
-        let table = self.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
+        let table = self.core.backend.table::<TimeWindow, A::Acc>(CONTENTS)?;
         let mut created = false;
         let acc = table.get_or_insert_with(s.kg, s.key, &w, || {
             created = true;
@@ -634,7 +630,7 @@ where
     /// The open session whose window is `w`.
     /// The open session whose window is `w`.
     fn session(&mut self, s: &Scope<'_, K>, w: &TimeWindow) -> UserResult<Option<Session>> {
-        let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
+        let sessions = self.core.backend.table::<(), Vec<Session>>(SESSIONS)?;
         Ok(sessions
             .get(s.kg, s.key, &())?
             .and_then(|l| l.iter().find(|x| x.window == *w).copied()))
@@ -652,7 +648,7 @@ where
         w: &TimeWindow,
         kind: fn(TimeWindow) -> TimerKind,
     ) -> UserResult<bool> {
-        let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
+        let sessions = self.core.backend.table::<(), Vec<Session>>(SESSIONS)?;
         let Some(x) = sessions.get(s.kg, s.key, &())?.and_then(|l| {
             l.iter()
                 .find(|x| x.window.start <= w.start && w.end <= x.window.end)
@@ -681,7 +677,7 @@ where
         kind: TimerKind,
         out: &mut Collector<'_, O>,
     ) -> UserResult {
-        let kg = key_group_of(&key, self.max_parallelism);
+        let kg = self.core.key_group(&key);
         let s = Scope { key: &key, kg };
         let session = matches!(self.settings.spec.scheme, Scheme::Session(_));
         match kind {
@@ -703,7 +699,7 @@ where
             }
             TimerKind::CleanupPane(p) => match self.settings.spec.scheme {
                 Scheme::Aligned { .. } => {
-                    let panes = self.backend.table::<(), Panes<A::Acc>>(PANES)?;
+                    let panes = self.core.backend.table::<(), Panes<A::Acc>>(PANES)?;
                     if let Some(map) = panes.get_mut(kg, &key, &())? {
                         map.remove(&p.start.millis());
                         if map.is_empty() {
@@ -719,7 +715,7 @@ where
                         return Ok(());
                     };
                     self.contents()?.remove(kg, &key, &x.state)?;
-                    let sessions = self.backend.table::<(), Vec<Session>>(SESSIONS)?;
+                    let sessions = self.core.backend.table::<(), Vec<Session>>(SESSIONS)?;
                     if let Some(list) = sessions.get_mut(kg, &key, &())? {
                         list.retain(|y| y.window != p);
                         if list.is_empty() {
@@ -741,7 +737,8 @@ where
     /// Drops a window's count and lets the function clear its state.
     /// Drops a window's count and lets the function clear its state.
     fn clear_window(&mut self, s: &Scope<'_, K>, w: TimeWindow) -> UserResult {
-        self.backend
+        self.core
+            .backend
             .table::<TimeWindow, u64>(COUNTS)?
             .remove(s.kg, s.key, &w)?;
         if !self.func.keeps_window_state() {
@@ -751,9 +748,9 @@ where
             window: w,
             key: s.key,
             key_group: s.kg,
-            watermark: self.timers.watermark(),
+            watermark: self.core.timers.watermark(),
             clock: self.clock.as_ref(),
-            backend: &mut self.backend,
+            backend: &mut self.core.backend,
         };
         self.func.clear(s.key, &mut ctx)
     }
@@ -766,8 +763,8 @@ where
     ) -> UserResult {
         loop {
             let queue = match domain {
-                TimeDomain::EventTime => &mut self.timers.event,
-                TimeDomain::ProcessingTime => &mut self.timers.processing,
+                TimeDomain::EventTime => &mut self.core.timers.event,
+                TimeDomain::ProcessingTime => &mut self.core.timers.processing,
             };
             let Some((at, due)) = queue.pop_due(up_to) else {
                 return Ok(());
@@ -793,19 +790,11 @@ where
     type Out = O;
 
     fn open(&mut self, ctx: &eddy_engine::context::RuntimeContext) -> UserResult {
-        Ok(eddy_engine::state::open_keyed(
-            ctx,
-            &mut self.backend,
-            &mut self.timers,
-        )?)
+        Ok(self.core.open(ctx)?)
     }
 
     fn snapshot_state(&mut self, out: &mut eddy_engine::checkpoint::StateSnapshot) -> UserResult {
-        Ok(eddy_engine::state::snapshot_keyed(
-            out,
-            &mut self.backend,
-            &self.timers,
-        )?)
+        Ok(self.core.snapshot(out)?)
     }
 
     fn process_batch(
@@ -817,7 +806,7 @@ where
         let scheme = self.settings.spec.scheme.clone();
         for record in batch.drain(..) {
             let key = (self.key)(&record.value);
-            let kg = key_group_of(&key, self.max_parallelism);
+            let kg = self.core.key_group(&key);
             let s = Scope { key: &key, kg };
             let ts = now.unwrap_or(record.ts);
             match &scheme {
@@ -830,7 +819,7 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Collector<'_, O>) -> UserResult {
-        let watermark = self.timers.advance_watermark(watermark);
+        let watermark = self.core.timers.advance_watermark(watermark);
         self.fire_timers(TimeDomain::EventTime, watermark, out)
     }
 
@@ -839,7 +828,7 @@ where
     }
 
     fn next_processing_time(&self) -> Option<Timestamp> {
-        self.timers.processing.next_time()
+        self.core.timers.processing.next_time()
     }
 
     /// A bounded input has ended: processing-time windows fire now rather
@@ -849,6 +838,6 @@ where
     }
 
     fn metrics(&self) -> Vec<(&'static str, u64)> {
-        eddy_engine::state::keyed_metrics(&self.backend, &self.timers, self.late_dropped)
+        self.core.metrics()
     }
 }
