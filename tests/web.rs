@@ -10,18 +10,20 @@ use std::time::Duration;
 use common::{counted_windows, spawn_job, wait_for_addr};
 use eddy::connectors::discard::DiscardSink;
 
+/// How Chromium runs headless here (as root, without a GPU or a large
+/// /dev/shm), for both the renderer and chromedriver's sessions.
+const HEADLESS: [&str; 4] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+];
+
 /// The page as Chromium renders it after its scripts ran for a while.
 fn rendered(url: &str) -> String {
     let out = std::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--virtual-time-budget=3000",
-            "--dump-dom",
-            url,
-        ])
+        .args(HEADLESS)
+        .args(["--virtual-time-budget=3000", "--dump-dom", url])
         .output()
         .expect("chromium runs (scripts/test.sh installs Debian's chromium)");
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -189,7 +191,7 @@ fn the_savepoint_button_takes_a_savepoint_through_the_rest_api() {
         "/session",
         serde_json::json!({ "capabilities": { "alwaysMatch": { "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+            "args": HEADLESS,
         } } } }),
     );
     let session = Session {

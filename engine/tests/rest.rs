@@ -460,12 +460,12 @@ fn checkpoints_report_how_long_barriers_took_to_align() {
     let addr = control.web_addr().unwrap();
     let aligned = |c: &Value| c["alignment_ms"].as_u64().unwrap();
     wait_until("three checkpoints", || {
-        get_open(addr, "/v1/jobs/aligned/checkpoints")["completed"]
+        get(addr, "/v1/jobs/aligned/checkpoints")["completed"]
             .as_u64()
             .unwrap()
             >= 3
     });
-    let history = get_open(addr, "/v1/jobs/aligned/checkpoints")["history"].clone();
+    let history = get(addr, "/v1/jobs/aligned/checkpoints")["history"].clone();
     let longest = history.as_array().unwrap().iter().map(aligned).max();
     assert!(
         longest.is_some_and(|ms| ms >= 10),
@@ -473,11 +473,4 @@ fn checkpoints_report_how_long_barriers_took_to_align() {
     );
     control.cancel().unwrap();
     wait_until("the job to end", || !control.is_running());
-}
-
-/// [`get`] without a token.
-fn get_open(addr: SocketAddr, path: &str) -> Value {
-    let (status, body) = call(addr, "GET", path, None, None);
-    assert_eq!(status, 200, "GET {path}: {body}");
-    body
 }

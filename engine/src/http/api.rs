@@ -7,7 +7,6 @@
 //! was written, or why it failed. One savepoint at a time: a second request
 //! while one is in progress is refused with 409.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -89,7 +88,7 @@ impl LiveJob {
         while Instant::now() < deadline {
             let mut savepoints = self.savepoints();
             savepoints.refresh();
-            if savepoints.by_id.values().all(|t| !t.stop || t.told) {
+            if savepoints.0.iter().all(|t| !t.stop || t.told) {
                 return;
             }
             drop(savepoints);
@@ -104,16 +103,14 @@ impl LiveJob {
     }
 }
 
-/// The savepoint requests made through the API.
+/// The savepoint requests made through the API, oldest first (at most
+/// [`REMEMBERED`] finished ones, so a scan is cheap).
 #[derive(Default)]
-struct Savepoints {
-    by_id: BTreeMap<String, Triggered>,
-    /// Request ids, oldest first.
-    order: Vec<String>,
-}
+struct Savepoints(Vec<Triggered>);
 
 /// One savepoint request.
 struct Triggered {
+    id: String,
     stop: bool,
     outcome: Outcome,
     /// Its outcome was read by a poll.
@@ -130,7 +127,7 @@ impl Savepoints {
     /// Takes in the answers that arrived; forgets the oldest finished
     /// requests beyond [`REMEMBERED`].
     fn refresh(&mut self) {
-        for t in self.by_id.values_mut() {
+        for t in &mut self.0 {
             if let Outcome::InProgress(answer) = &t.outcome {
                 t.outcome = match answer.try_recv() {
                     Ok(Ok(path)) => Outcome::Completed(path),
@@ -142,25 +139,25 @@ impl Savepoints {
                 };
             }
         }
-        while self.order.len() > REMEMBERED {
-            let Some(pos) = self.order.iter().position(|id| {
-                !matches!(
-                    self.by_id.get(id).map(|t| &t.outcome),
-                    Some(Outcome::InProgress(_))
-                )
-            }) else {
+        while self.0.len() > REMEMBERED {
+            let Some(pos) = self.0.iter().position(|t| !t.is_in_progress()) else {
                 break;
             };
-            let id = self.order.remove(pos);
-            self.by_id.remove(&id);
+            self.0.remove(pos);
         }
     }
 
     fn in_progress(&self) -> Option<&str> {
-        self.order
+        self.0
             .iter()
-            .find(|id| matches!(self.by_id[*id].outcome, Outcome::InProgress(_)))
-            .map(String::as_str)
+            .find(|t| t.is_in_progress())
+            .map(|t| t.id.as_str())
+    }
+}
+
+impl Triggered {
+    fn is_in_progress(&self) -> bool {
+        matches!(self.outcome, Outcome::InProgress(_))
     }
 }
 
@@ -193,13 +190,13 @@ struct JobSummary {
 }
 
 async fn list_jobs(State(shared): State<Shared>) -> Json<JobList> {
-    let view = shared.job.metrics.view();
+    let metrics = &shared.job.metrics;
     Json(JobList {
         jobs: vec![JobSummary {
-            id: view.job.clone(),
-            name: view.job,
-            state: view.state,
-            started_at_ms: view.started_at_ms,
+            id: metrics.job().to_owned(),
+            name: metrics.job().to_owned(),
+            state: metrics.state(),
+            started_at_ms: metrics.started_at_ms(),
         }],
     })
 }
@@ -322,15 +319,12 @@ fn request_savepoint(
         .send(Request::Savepoint(request))
         .map_err(|_| ApiError::new(StatusCode::CONFLICT, "the job is ending"))?;
     let id = request_id();
-    savepoints.by_id.insert(
-        id.clone(),
-        Triggered {
-            stop,
-            outcome: Outcome::InProgress(answer),
-            told: false,
-        },
-    );
-    savepoints.order.push(id.clone());
+    savepoints.0.push(Triggered {
+        id: id.clone(),
+        stop,
+        outcome: Outcome::InProgress(answer),
+        told: false,
+    });
     Ok((StatusCode::ACCEPTED, Json(Accepted { request_id: id })))
 }
 
@@ -355,12 +349,16 @@ async fn savepoint_status(
     shared.job.check(&job)?;
     let mut savepoints = shared.job.savepoints();
     savepoints.refresh();
-    let t = savepoints.by_id.get_mut(&request).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no savepoint request {request} (the latest {REMEMBERED} are remembered)"),
-        )
-    })?;
+    let t = savepoints
+        .0
+        .iter_mut()
+        .find(|t| t.id == request)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no savepoint request {request} (the latest {REMEMBERED} are remembered)"),
+            )
+        })?;
     let (status, location, failure) = match &t.outcome {
         Outcome::InProgress(_) => ("IN_PROGRESS", None, None),
         Outcome::Completed(path) => ("COMPLETED", Some(path.clone()), None),
@@ -416,14 +414,7 @@ struct Worker {
 }
 
 async fn workers(State(shared): State<Shared>) -> Json<Workers> {
-    let subtasks: usize = shared
-        .job
-        .metrics
-        .view()
-        .vertices
-        .iter()
-        .map(|v| v.parallelism)
-        .sum();
+    let subtasks = shared.job.metrics.subtasks();
     Json(Workers {
         workers: vec![Worker {
             id: crate::metrics::LOCAL_WORKER,

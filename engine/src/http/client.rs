@@ -41,27 +41,31 @@ impl RestClient {
         }
     }
 
+    /// `request` with the bearer token, when there is one.
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => request.header("Authorization", &format!("Bearer {t}")),
+            None => request,
+        }
+    }
+
     /// GETs `path`; the JSON answer of a 2xx.
     fn get(&self, path: &str) -> Result<Value, EngineError> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.agent.get(&url);
-        if let Some(t) = &self.token {
-            request = request.header("Authorization", &format!("Bearer {t}"));
-        }
-        answer(&url, request.call())
+        answer(&url, self.authorized(self.agent.get(&url)).call())
     }
 
     /// POSTs `body` (JSON) to `path`; the JSON answer of a 2xx.
     fn post(&self, path: &str, body: &Value) -> Result<Value, EngineError> {
         let url = format!("{}{path}", self.base);
-        let mut request = self
+        let request = self
             .agent
             .post(&url)
             .header("Content-Type", "application/json");
-        if let Some(t) = &self.token {
-            request = request.header("Authorization", &format!("Bearer {t}"));
-        }
-        answer(&url, request.send(body.to_string().as_bytes()))
+        answer(
+            &url,
+            self.authorized(request).send(body.to_string().as_bytes()),
+        )
     }
 
     /// Runs `action` against job `job`; savepoints are waited for up to

@@ -446,6 +446,21 @@ impl JobMetrics {
         &self.job
     }
 
+    /// Where the job is in its life.
+    pub fn state(&self) -> JobState {
+        self.state.lock().map_or(JobState::Running, |s| *s)
+    }
+
+    /// When the job started (ms since the epoch).
+    pub fn started_at_ms(&self) -> i64 {
+        self.started_at_ms
+    }
+
+    /// How many subtasks (task threads) the job runs, over all vertices.
+    pub fn subtasks(&self) -> usize {
+        self.tasks.iter().map(Vec::len).sum()
+    }
+
     /// Every series in the Prometheus text exposition format (OpenMetrics).
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -509,7 +524,7 @@ impl JobMetrics {
             .collect();
         JobView {
             job: self.job.clone(),
-            state: self.state.lock().map_or(JobState::Running, |s| *s),
+            state: self.state(),
             started_at_ms: self.started_at_ms,
             vertices,
             edges: self.graph.edges.clone(),
