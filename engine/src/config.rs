@@ -65,6 +65,12 @@ pub struct EnvConfig {
     /// Draw a progress line while the job runs, when standard output and
     /// error are terminals (set by the command line unless `--quiet`).
     pub progress: bool,
+    /// Run the job as if on this many workers, in this process: subtask
+    /// `s` of every vertex on worker `s mod N`, and every channel between
+    /// two workers over loopback TCP with credit-based flow control — the
+    /// network path of the cluster, for testing and measuring it (default:
+    /// `None`, every channel local).
+    pub loopback_workers: Option<usize>,
 }
 
 /// A value kept out of logs and debug output.
@@ -133,6 +139,7 @@ impl Default for EnvConfig {
             http_token: None,
             log_format: None,
             progress: false,
+            loopback_workers: None,
         }
     }
 }
@@ -165,6 +172,13 @@ impl EnvConfig {
     /// Sets the channel capacity in batches.
     pub fn with_channel_capacity(mut self, n: usize) -> Self {
         self.channel_capacity = n;
+        self
+    }
+
+    /// Runs the job over `n` loopback workers (see
+    /// [`EnvConfig::loopback_workers`]).
+    pub fn with_loopback_workers(mut self, n: usize) -> Self {
+        self.loopback_workers = Some(n);
         self
     }
 
@@ -289,6 +303,13 @@ impl EnvConfig {
                 "must be at least 1 batch",
             ));
         }
+        if let Some(n) = self.loopback_workers.filter(|n| !(1..=256).contains(n)) {
+            return Err(EngineError::config(
+                "--loopback-workers",
+                n,
+                "must be between 1 and 256 workers",
+            ));
+        }
         if let Some(r) = self
             .max_dead_letter_ratio
             .filter(|r| !(0.0..=1.0).contains(r))
@@ -364,6 +385,11 @@ pub struct EnvFlags {
     /// Interval of periodic watermarks, e.g. 200ms [default: 200ms].
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub watermark_interval: Option<Duration>,
+    /// Run as if on N workers in this process: subtask s on worker s mod N,
+    /// channels between workers over loopback TCP (to test and measure the
+    /// network path) [default: every channel local].
+    #[arg(long, global = true, value_name = "N")]
+    pub loopback_workers: Option<usize>,
     /// Fail the job when more than this share (0–1) of what a source
     /// subtask reads is undecodable, e.g. 0.01 [default: never].
     #[arg(long, global = true, value_name = "RATIO")]
@@ -568,6 +594,7 @@ impl EnvFlags {
             http_token: self.http_token()?,
             log_format: Some(self.log_format.unwrap_or_default()),
             progress: !self.quiet,
+            loopback_workers: self.loopback_workers,
         };
         config.validate()?;
         Ok(config)

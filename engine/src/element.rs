@@ -144,7 +144,7 @@ pub enum StreamStatus {
 /// `--latency-tracking-interval`; every stage passes it on without
 /// handing it to operators' functions, in order with the records, and
 /// sinks record how long it took to reach them.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LatencyMarker {
     /// When the source emitted it (wall clock, ms since the epoch).
     pub marked_at_ms: i64,
@@ -152,8 +152,9 @@ pub struct LatencyMarker {
     pub source: std::sync::Arc<str>,
 }
 
-/// What crosses a channel between two subtasks.
-#[derive(Debug)]
+/// What crosses a channel between two subtasks (a network channel carries
+/// it bincode-encoded).
+#[derive(Debug, Serialize, Deserialize)]
 pub enum Element<T> {
     /// A batch of records (never empty).
     Batch(Vec<Record<T>>),

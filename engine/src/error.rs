@@ -125,6 +125,15 @@ pub enum EngineError {
         /// to fix it.
         reason: String,
     },
+    /// A network channel between workers failed: its connection broke, or
+    /// a record crossing it could not be encoded or decoded.
+    #[error("network channel {channel}: {reason}")]
+    Exchange {
+        /// The channel: edge, upstream and downstream subtask, workers.
+        channel: String,
+        /// What went wrong and how to fix it.
+        reason: String,
+    },
     /// The job was cancelled (by the user, or because another task failed).
     #[error("the job was cancelled")]
     Cancelled,
@@ -146,6 +155,7 @@ impl EngineError {
             EngineError::Connector { .. }
             | EngineError::Checkpoint { .. }
             | EngineError::Rest { .. }
+            | EngineError::Exchange { .. }
             | EngineError::Cancelled => ErrorKind::External,
             EngineError::Internal(_) => ErrorKind::Internal,
         }

@@ -72,6 +72,7 @@ fn fast_and_slow(
     parallelism: usize,
     backend: StateBackendKind,
     mode: CheckpointingMode,
+    loopback_workers: Option<usize>,
 ) -> (BTreeMap<u64, u64>, BTreeMap<u64, u64>) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = EnvConfig::default()
@@ -85,6 +86,7 @@ fn fast_and_slow(
             delay: Duration::ZERO,
         });
     config.checkpoints.mode = mode;
+    config.loopback_workers = loopback_workers;
     let env = Env::with_config(config).unwrap();
     let strategy =
         || WatermarkStrategy::monotonous().with_timestamp(|v: &u64| Timestamp(*v as i64));
@@ -133,13 +135,23 @@ fn fast_and_slow(
 /// snapshot).
 #[test]
 fn aligned_barriers_with_a_fast_and_a_slow_input_keep_counts_exact_across_a_restart() {
-    let mut runs = vec![(1, StateBackendKind::Heap), (3, StateBackendKind::Heap)];
+    let mut runs = vec![
+        (1, StateBackendKind::Heap, None),
+        (3, StateBackendKind::Heap, None),
+        // Barriers and the restart across loopback TCP channels.
+        (3, StateBackendKind::Heap, Some(2)),
+    ];
     if cfg!(feature = "rocksdb") {
-        runs.push((3, StateBackendKind::Rocksdb));
+        runs.push((3, StateBackendKind::Rocksdb, None));
     }
-    for (parallelism, backend) in runs {
-        let (got, want) = fast_and_slow(parallelism, backend, CheckpointingMode::ExactlyOnce);
-        assert_eq!(got, want, "p={parallelism} {backend:?}");
+    for (parallelism, backend, workers) in runs {
+        let (got, want) = fast_and_slow(
+            parallelism,
+            backend,
+            CheckpointingMode::ExactlyOnce,
+            workers,
+        );
+        assert_eq!(got, want, "p={parallelism} {backend:?} workers {workers:?}");
     }
 }
 
@@ -147,7 +159,12 @@ fn aligned_barriers_with_a_fast_and_a_slow_input_keep_counts_exact_across_a_rest
 /// the restart replays: every record counts at least once.
 #[test]
 fn unaligned_barriers_count_every_record_at_least_once_across_a_restart() {
-    let (got, want) = fast_and_slow(3, StateBackendKind::Heap, CheckpointingMode::AtLeastOnce);
+    let (got, want) = fast_and_slow(
+        3,
+        StateBackendKind::Heap,
+        CheckpointingMode::AtLeastOnce,
+        None,
+    );
     for (key, n) in want {
         assert!(got[&key] >= n, "key {key}: {} < {n}", got[&key]);
     }

@@ -1,7 +1,8 @@
 //! Property test: a keyed process function with map, value and list state
 //! and event-time timers, over out-of-order input with random batch
-//! boundaries and watermark cadence, at parallelism 1 and 4, equals a
-//! brute-force reference.
+//! boundaries and watermark cadence, at parallelism 1 and 4 (and at 4 over
+//! three loopback workers, through TCP channels), equals a brute-force
+//! reference.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -104,12 +105,14 @@ fn run(
     parallelism: usize,
     batch_size: usize,
     backend: StateBackendKind,
+    loopback_workers: Option<usize>,
 ) -> Vec<Out> {
-    let config = EnvConfig::default()
+    let mut config = EnvConfig::default()
         .with_state_backend(backend)
         .with_parallelism(parallelism)
         .with_batch_size(batch_size)
         .with_buffer_timeout(Duration::ZERO);
+    config.loopback_workers = loopback_workers;
     let env = Env::with_config(config).unwrap();
     let (sink, out) = CollectSink::new();
     env.from_collection(input.to_vec())
@@ -154,10 +157,12 @@ proptest! {
         batch_size in 1usize..40,
     ) {
         let expected = reference(&input);
-        prop_assert_eq!(&run(&input, 1, batch_size, StateBackendKind::Heap), &expected);
-        prop_assert_eq!(&run(&input, 4, batch_size, StateBackendKind::Heap), &expected);
+        prop_assert_eq!(&run(&input, 1, batch_size, StateBackendKind::Heap, None), &expected);
+        prop_assert_eq!(&run(&input, 4, batch_size, StateBackendKind::Heap, None), &expected);
+        // Over three workers: most channels cross loopback TCP.
+        prop_assert_eq!(&run(&input, 4, batch_size, StateBackendKind::Heap, Some(3)), &expected);
         if cfg!(feature = "rocksdb") {
-            prop_assert_eq!(&run(&input, 4, batch_size, StateBackendKind::Rocksdb), &expected);
+            prop_assert_eq!(&run(&input, 4, batch_size, StateBackendKind::Rocksdb, None), &expected);
         }
     }
 }

@@ -384,6 +384,7 @@ impl Env {
                 latency_tracking_interval: c.latency_tracking_interval,
             },
             channel_capacity: c.channel_capacity,
+            loopback_workers: c.loopback_workers,
             clock: Arc::clone(&self.inner.clock.borrow()),
             checkpoints,
             requests: self.inner.requests.1.clone(),

@@ -11,8 +11,6 @@ use std::any::{type_name, Any};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
-
 use crate::context::RuntimeContext;
 use crate::element::{Data, Element};
 use crate::error::{EngineError, Location};
@@ -21,6 +19,7 @@ use crate::runtime::chain::{
     connector_error, guarded, Control, Downstream, FanOut, OperatorStage, SinkStage,
 };
 use crate::runtime::enumerator::{Assigner, SplitAssigner};
+use crate::runtime::exchange::{InputChannel, OutputChannel, RemoteInput, RemoteOutput};
 use crate::runtime::network::{KeyHasher, NetworkOutput, Partitioner};
 use crate::runtime::source_task::{
     run_source_task, SourceChain, FINISHED_SPLITS_STATE, SPLITS_STATE,
@@ -65,8 +64,11 @@ pub enum Partitioning {
 
 /// An edge carrying records of one type.
 pub(crate) trait EdgeFactory: Send + Sync {
-    /// A bounded channel of this edge's element type.
+    /// A bounded local channel of this edge's element type: its sending
+    /// and receiving ends.
     fn channel(&self, capacity: usize) -> (SendAny, SendAny);
+    /// The typed ends of a network channel of this edge.
+    fn remote(&self, output: RemoteOutput, input: RemoteInput) -> (SendAny, SendAny);
     /// The sending side of this edge in one upstream subtask.
     fn output(
         &self,
@@ -87,7 +89,17 @@ pub(crate) struct TypedEdge<T> {
 impl<T: Data> EdgeFactory for TypedEdge<T> {
     fn channel(&self, capacity: usize) -> (SendAny, SendAny) {
         let (tx, rx) = crossbeam_channel::bounded::<Element<T>>(capacity);
-        (Box::new(tx), Box::new(rx))
+        (
+            Box::new(OutputChannel::Local(tx)),
+            Box::new(InputChannel::Local(rx)),
+        )
+    }
+
+    fn remote(&self, output: RemoteOutput, input: RemoteInput) -> (SendAny, SendAny) {
+        (
+            Box::new(OutputChannel::<T>::Remote(output)),
+            Box::new(InputChannel::<T>::Remote(input, PhantomData)),
+        )
     }
 
     fn output(
@@ -101,7 +113,7 @@ impl<T: Data> EdgeFactory for TypedEdge<T> {
     ) -> Result<StageAny, EngineError> {
         let senders = senders
             .into_iter()
-            .map(|s| downcast_send::<Sender<Element<T>>>(s, "edge sender"))
+            .map(|s| downcast_send::<OutputChannel<T>>(s, "edge sender"))
             .collect::<Result<Vec<_>, _>>()?;
         let partitioner = match partitioning {
             Partitioning::Forward => Partitioner::Forward,
@@ -202,7 +214,7 @@ pub(crate) fn run_typed_head<T: Data>(
     let head = downcast::<Box<dyn Downstream<T>>>(stage, "head stage")?;
     let inputs = inputs
         .into_iter()
-        .map(|r| downcast_send::<Receiver<Element<T>>>(r, "edge receiver"))
+        .map(|r| downcast_send::<InputChannel<T>>(r, "edge receiver"))
         .collect::<Result<Vec<_>, _>>()?;
     let head = run_input_task(head, inputs, env)?;
     let mut stats = Vec::new();

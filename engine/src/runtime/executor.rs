@@ -31,6 +31,7 @@ use crate::graph::stream::{NodeBody, NodeId, StreamGraph};
 use crate::metrics::{JobMetrics, JobState};
 use crate::operator::SideOutputs;
 use crate::runtime::enumerator::SourceEnumerator;
+use crate::runtime::loopback::{LoopbackExchange, RunningExchange};
 use crate::runtime::stats::{JobStats, OperatorStats, StageStats};
 use crate::runtime::task::{TaskEnv, TaskSettings};
 
@@ -106,6 +107,9 @@ impl Plan {
 pub(crate) struct RunSettings {
     pub settings: TaskSettings,
     pub channel_capacity: usize,
+    /// Run as if on this many workers, channels between them over
+    /// loopback TCP ([`crate::runtime::loopback`]).
+    pub loopback_workers: Option<usize>,
     pub clock: Arc<dyn Clock>,
     pub checkpoints: CheckpointConfig,
     /// Savepoint and cancel requests from this process (REST API,
@@ -231,6 +235,7 @@ fn restartable(e: &EngineError) -> bool {
             | EngineError::Connector { .. }
             | EngineError::State { .. }
             | EngineError::Checkpoint { .. }
+            | EngineError::Exchange { .. }
     )
 }
 
@@ -265,7 +270,8 @@ fn run_once(
 ) -> Result<(Vec<StageStats>, Option<PathBuf>), EngineError> {
     let (report_tx, report_rx) = crossbeam_channel::unbounded();
     let cancel = Arc::new(AtomicBool::new(false));
-    let mut io = wire(plan, run.channel_capacity)?;
+    let (mut io, exchange) = wire(plan, run.channel_capacity, run.loopback_workers)?;
+    let exchange = exchange.map(LoopbackExchange::start).transpose()?;
     let mut tasks = Vec::new();
     let mut links = Vec::new();
     let mut commands: Vec<Vec<Sender<TaskCommand>>> = Vec::new();
@@ -445,6 +451,16 @@ fn run_once(
     for h in handles {
         let _ = h.join();
     }
+    // Tasks that saw their network channel close ended as cancelled; the
+    // connection's failure is the cause.
+    if let Some(reason) = exchange.and_then(RunningExchange::finish) {
+        if matches!(failure, None | Some(EngineError::Cancelled)) && !cancelled {
+            failure = Some(EngineError::Exchange {
+                channel: "loopback".into(),
+                reason,
+            });
+        }
+    }
     inbox.poll(Instant::now());
     completed.append(&mut coordinator.completed);
     if cancelled {
@@ -461,9 +477,20 @@ fn run_once(
     }
 }
 
-/// Creates every channel and deals the ends to the subtasks.
-fn wire(plan: &Plan, capacity: usize) -> Result<Vec<Vec<SubtaskIo>>, EngineError> {
+/// The channel ends of every subtask, and the network channels among them
+/// (with `loopback_workers`).
+type Wiring = (Vec<Vec<SubtaskIo>>, Option<LoopbackExchange>);
+
+/// Creates every channel and deals the ends to the subtasks: a local
+/// channel, or with `loopback_workers` a network channel between subtasks
+/// on different workers.
+fn wire(
+    plan: &Plan,
+    capacity: usize,
+    loopback_workers: Option<usize>,
+) -> Result<Wiring, EngineError> {
     let job = &plan.job;
+    let mut exchange = loopback_workers.map(|n| LoopbackExchange::new(n, capacity));
     let mut io: Vec<Vec<SubtaskIo>> = job
         .vertices
         .iter()
@@ -473,15 +500,20 @@ fn wire(plan: &Plan, capacity: usize) -> Result<Vec<Vec<SubtaskIo>>, EngineError
         let (up, down) = (&job.nodes[e.from], &job.nodes[e.to]);
         for i in 0..up.parallelism {
             let mut senders = Vec::with_capacity(down.parallelism);
-            for receiving in io[down.vertex].iter_mut() {
-                let (tx, rx) = e.factory.channel(capacity);
+            for (j, receiving) in io[down.vertex].iter_mut().enumerate() {
+                let label = || format!("{} → {}, subtask {i} → {j}", up.uid, down.uid);
+                let remote = exchange.as_mut().and_then(|x| x.channel(&label(), i, j));
+                let (tx, rx) = match remote {
+                    Some((output, input)) => e.factory.remote(output, input),
+                    None => e.factory.channel(capacity),
+                };
                 senders.push(tx);
                 receiving.receivers.push(rx);
             }
             io[up.vertex][i].senders.insert(ei, senders);
         }
     }
-    Ok(io)
+    Ok((io, exchange))
 }
 
 /// Starts the enumerator of every source: it deals the first splits to the

@@ -1,5 +1,6 @@
 //! The output of a task towards other tasks: partitions records into
-//! per-channel buffers and sends them as batches over bounded channels.
+//! per-channel buffers and sends them as batches over bounded channels
+//! (local, or network channels with credit: [`crate::runtime::exchange`]).
 //!
 //! A full channel blocks the sender: that is backpressure, and it travels
 //! upstream until it reaches a source, which then stops reading. Blocking
@@ -16,6 +17,7 @@ use crate::error::{EngineError, Location};
 use crate::keygroup::subtask_for_key_group;
 use crate::runtime::chain::{guarded, user_error};
 use crate::runtime::chain::{Control, Downstream};
+use crate::runtime::exchange::OutputChannel;
 use crate::runtime::stats::StageStats;
 
 /// Hashes a record's key (see [`crate::keygroup::key_hash`]).
@@ -70,7 +72,7 @@ pub(crate) fn send_blocking<T>(
 
 /// A task's output on one network edge.
 pub(crate) struct NetworkOutput<T> {
-    channels: Vec<Sender<Element<T>>>,
+    channels: Vec<OutputChannel<T>>,
     buffers: Vec<Vec<Record<T>>>,
     partitioner: Partitioner<T>,
     batch_size: usize,
@@ -89,7 +91,7 @@ pub(crate) struct NetworkOutput<T> {
 
 impl<T: Data> NetworkOutput<T> {
     pub(crate) fn new(
-        channels: Vec<Sender<Element<T>>>,
+        channels: Vec<OutputChannel<T>>,
         partitioner: Partitioner<T>,
         batch_size: usize,
         cancel: Arc<AtomicBool>,
@@ -118,12 +120,7 @@ impl<T: Data> NetworkOutput<T> {
         if matches!(element, Element::Batch(_)) {
             self.stats.batches_out += 1;
         }
-        send_blocking(
-            &self.channels[channel],
-            element,
-            &self.cancel,
-            &mut self.stats.backpressured,
-        )
+        self.channels[channel].send(element, &self.cancel, &mut self.stats.backpressured)
     }
 
     fn send_buffer(&mut self, channel: usize) -> Result<(), EngineError> {

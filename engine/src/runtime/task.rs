@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Select};
+use crossbeam_channel::Select;
 
 use crate::checkpoint::coordinator::{CheckpointLink, TaskCommand, TaskReport, TaskState};
 use crate::checkpoint::CheckpointingMode;
@@ -17,6 +17,7 @@ use crate::element::{Barrier, CheckpointId, Data, Element, Timestamp};
 use crate::error::EngineError;
 use crate::metrics::{JobMetrics, TaskTimes, PUBLISH_INTERVAL};
 use crate::runtime::chain::{Control, Downstream};
+use crate::runtime::exchange::InputChannel;
 use crate::runtime::stats::StageStats;
 use crate::time::{ValveOutput, WatermarkValve};
 
@@ -290,7 +291,7 @@ impl Alignment {
 /// Runs a one-input task until its inputs end, it fails, or it is cancelled.
 pub(crate) fn run_input_task<T: Data>(
     mut head: Box<dyn Downstream<T>>,
-    inputs: Vec<Receiver<Element<T>>>,
+    inputs: Vec<InputChannel<T>>,
     env: &TaskEnv,
 ) -> Result<Box<dyn Downstream<T>>, EngineError> {
     let mut valve = WatermarkValve::new(inputs.len());
@@ -307,9 +308,9 @@ pub(crate) fn run_input_task<T: Data>(
     let build = |ended: &[bool], alignment: &Alignment| {
         let mut select = Select::new();
         let mut order = Vec::new();
-        for (i, rx) in inputs.iter().enumerate() {
+        for (i, input) in inputs.iter().enumerate() {
             if !ended[i] && !alignment.holds(i) {
-                select.recv(rx);
+                input.register(&mut select);
                 order.push(i);
             }
         }
@@ -340,7 +341,7 @@ pub(crate) fn run_input_task<T: Data>(
             continue;
         };
         // Disconnected without EndOfInput: the upstream task failed.
-        let element = op.recv(&inputs[ch]).map_err(|_| EngineError::Cancelled)?;
+        let element = inputs[ch].take(op)?;
         let mut rebuild = false;
         match element {
             Element::Batch(mut batch) => head.on_batch(&mut batch)?,
