@@ -175,10 +175,12 @@ fn panics_at_random_points_leave_the_committed_output_exact() {
     let events = 12_000;
     let want = expected(events);
     let mut rng = SplitMix64::new(7);
-    for (parallelism, backend) in [1, 3]
+    // And at p=4 over three loopback workers: most channels cross TCP.
+    let runs = [1, 3]
         .into_iter()
-        .flat_map(|p| backends().into_iter().map(move |b| (p, b)))
-    {
+        .flat_map(|p| backends().into_iter().map(move |b| (p, b, None)))
+        .chain([(4, StateBackendKind::Heap, Some(3))]);
+    for (parallelism, backend, workers) in runs {
         for _ in 0..2 {
             let dir = tempfile::tempdir().unwrap();
             let mut at: Vec<u64> = (0..3).map(|_| rng.below(events)).collect();
@@ -193,8 +195,9 @@ fn panics_at_random_points_leave_the_committed_output_exact() {
                 out: dir.path().join("out"),
                 format: RowFormat::JsonLines,
             };
-            let config =
+            let mut config =
                 restarting_config(parallelism, &dir.path().join("chk")).with_state_backend(backend);
+            config.loopback_workers = workers;
             let env = Env::with_config(config).unwrap();
             job.build(&env);
             let stats = env.execute("exactly-once").unwrap();
@@ -212,7 +215,7 @@ fn panics_at_random_points_leave_the_committed_output_exact() {
             assert_eq!(
                 committed(&job.out),
                 want,
-                "p={parallelism} {backend:?} failures at {at:?}"
+                "p={parallelism} {backend:?} workers {workers:?} failures at {at:?}"
             );
         }
     }
@@ -360,11 +363,11 @@ fn stop_with_savepoint_then_restore_at_other_parallelism_and_key_groups_is_exact
         format: RowFormat::JsonLines,
     };
     let chk = dir.path().join("chk");
-    // p=2 heap → stop → p=3 RocksDB (when built in) → stop → p=1 heap with a
-    // new max parallelism → end.
+    // p=2 heap on two loopback workers → stop → p=3 RocksDB (when built in)
+    // on three → stop → p=1 heap with a new max parallelism → end.
     let first = run_and_stop(
         &job,
-        restarting_config(2, &chk),
+        restarting_config(2, &chk).with_loopback_workers(2),
         Duration::from_millis(300),
         &dir.path().join("sp1"),
     );
@@ -374,7 +377,8 @@ fn stop_with_savepoint_then_restore_at_other_parallelism_and_key_groups_is_exact
         &job,
         restarting_config(3, &chk)
             .with_restore(&first)
-            .with_state_backend(rocksdb_if_built()),
+            .with_state_backend(rocksdb_if_built())
+            .with_loopback_workers(3),
         Duration::from_millis(300),
         &dir.path().join("sp2"),
     );

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bincode::Options;
 use crossbeam_channel::{
     Receiver, RecvTimeoutError, Select, SelectedOperation, Sender, TryRecvError,
 };
@@ -23,6 +24,15 @@ use crate::runtime::network::send_blocking;
 
 /// Identifies a network channel on its connection.
 pub(crate) type ChannelId = u32;
+
+/// The wire format of an element: bincode with fixed-size integers; a
+/// frame must be read to its last byte, so a type that does not decode
+/// what it encoded is caught more often than not.
+fn wire() -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .reject_trailing_bytes()
+}
 
 /// How long a send waiting for credit sleeps before checking cancellation.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
@@ -88,13 +98,15 @@ fn send_remote<T: Data>(
     cancel: &AtomicBool,
     blocked: &mut Duration,
 ) -> Result<(), EngineError> {
-    let payload = bincode::serialize(element).map_err(|e| EngineError::Exchange {
-        channel: out.label.to_string(),
-        reason: format!(
-            "cannot encode a record of type {}: {e}",
-            std::any::type_name::<T>()
-        ),
-    })?;
+    let payload = wire()
+        .serialize(element)
+        .map_err(|e| EngineError::Exchange {
+            channel: out.label.to_string(),
+            reason: format!(
+                "cannot encode a record of type {}: {e}",
+                std::any::type_name::<T>()
+            ),
+        })?;
     match out.credits.try_recv() {
         Ok(()) => {}
         Err(TryRecvError::Disconnected) => return Err(EngineError::Cancelled),
@@ -155,7 +167,7 @@ impl<T: Data> InputChannel<T> {
 }
 
 fn decode<T: Data>(bytes: &[u8], label: &str) -> Result<Element<T>, EngineError> {
-    bincode::deserialize(bytes).map_err(|e| EngineError::Exchange {
+    wire().deserialize(bytes).map_err(|e| EngineError::Exchange {
         channel: label.to_owned(),
         reason: format!(
             "cannot decode a record of type {} ({e}); records crossing workers are bincode-encoded, which cannot read serde attributes that need a self-describing format (untagged or internally tagged enums, flatten, skip_serializing_if) — drop those attributes from the record type",
@@ -170,7 +182,7 @@ mod tests {
     use crate::element::{Barrier, CheckpointId, LatencyMarker, Record, StreamStatus, Timestamp};
 
     fn round_trip<T: Data>(element: Element<T>) -> Element<T> {
-        decode(&bincode::serialize(&element).unwrap(), "test").unwrap()
+        decode(&wire().serialize(&element).unwrap(), "test").unwrap()
     }
 
     #[test]
