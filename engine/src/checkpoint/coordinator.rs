@@ -1,7 +1,7 @@
 //! The checkpoint coordinator: triggers checkpoints at the sources, collects
-//! the tasks' acknowledgements, writes their state (the asynchronous part of
-//! every snapshot, off the task threads), completes checkpoints by writing
-//! `_metadata` last, and notifies the tasks.
+//! the acknowledgements of the tasks' snapshot writers (each names the state
+//! file a task's writer wrote, see [`super::writer`]), completes checkpoints
+//! by writing `_metadata` last, and notifies the tasks.
 //!
 //! Besides periodic checkpoints it takes savepoints on request (optionally
 //! stopping the job), and the end-of-input checkpoint of a bounded job: each
@@ -9,15 +9,19 @@
 //! prepare their last output) and waits; when all have, the coordinator
 //! completes that checkpoint and the tasks commit and exit.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::snapshot::OperatorSnapshot;
 use crate::checkpoint::storage::{self, FileEntry, Metadata, OperatorEntry, SnapshotKind};
+use crate::checkpoint::writer::{
+    Acknowledgement, StateHandle, TaskReport, WriterCommand, WriterInput,
+};
 use crate::checkpoint::CheckpointConfig;
 use crate::clock::Clock;
 use crate::element::{Barrier, CheckpointId};
@@ -25,7 +29,7 @@ use crate::error::EngineError;
 use crate::metrics::{CheckpointTimes, JobMetrics};
 
 /// What a task is told by the coordinator.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum TaskCommand {
     /// (Sources only) snapshot and emit this barrier.
     Trigger(Barrier),
@@ -45,34 +49,20 @@ pub(crate) enum TaskCommand {
     NoMoreSplits,
 }
 
-/// A batch of splits of a source's own type, on its way to a reader.
-pub(crate) struct SplitBatch(pub Box<dyn std::any::Any + Send>);
+/// A batch of splits of a source's own type, on its way to a reader:
+/// a `Vec` of them encoded as state values are
+/// ([`crate::checkpoint::snapshot::encode_value`]), so it can cross processes.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SplitBatch(pub Vec<u8>);
 
 impl std::fmt::Debug for SplitBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SplitBatch")
+        write!(f, "SplitBatch({} bytes)", self.0.len())
     }
 }
 
 /// The state of the operators of one task's chain, by uid.
 pub(crate) type TaskState = Vec<(String, OperatorSnapshot)>;
-
-/// What a task tells the coordinator.
-pub(crate) enum TaskReport {
-    /// The task snapshotted for checkpoint `id`.
-    Ack {
-        task: usize,
-        id: CheckpointId,
-        state: TaskState,
-        /// First to last input's barrier (zero for sources and one input).
-        alignment: Duration,
-    },
-    /// The task has finished its input and taken its end-of-input snapshot.
-    Finished { task: usize, state: TaskState },
-    /// The task will never snapshot checkpoint `id` (a newer barrier
-    /// overtook it without alignment).
-    Decline { task: usize, id: CheckpointId },
-}
 
 /// A task's line to the coordinator.
 #[derive(Clone)]
@@ -80,7 +70,8 @@ pub(crate) struct CheckpointLink {
     /// This task's index among all tasks of the job.
     pub task: usize,
     pub commands: Receiver<TaskCommand>,
-    pub reports: Sender<TaskReport>,
+    /// The snapshot writer of the task's worker.
+    pub reports: Sender<WriterInput>,
     /// False when the job takes no checkpoints: tasks then end without
     /// waiting for an end-of-input checkpoint.
     pub enabled: bool,
@@ -104,9 +95,10 @@ impl CheckpointLink {
         self.aborted.get() == Some(id)
     }
 
-    /// Sends a report; a coordinator that is gone means the job is ending.
+    /// Sends a report to the writer; a writer that is gone means the job is
+    /// ending.
     pub(crate) fn report(&self, report: TaskReport) {
-        let _ = self.reports.send(report);
+        let _ = self.reports.send(WriterInput::Task(report));
     }
 }
 
@@ -124,41 +116,60 @@ pub(crate) struct TaskInfo {
     pub subtask: usize,
     pub commands: Sender<TaskCommand>,
     pub is_source: bool,
+    /// Index of its worker's snapshot writer among the coordinator's.
+    pub writer: usize,
 }
 
 struct Pending {
     started: Instant,
     dir: PathBuf,
     kind: SnapshotKind,
+    /// What the tasks are told completed: the id, or `END` for the
+    /// end-of-input checkpoint.
+    notify: CheckpointId,
     acked: HashSet<usize>,
     files: Vec<FileEntry>,
     /// Shared files the written task states refer to.
     shared: HashSet<String>,
+    /// Finished tasks whose end-of-input state was asked to stand in.
+    stand_ins: Vec<usize>,
     request: Option<SavepointRequest>,
     /// The longest barrier alignment of the tasks that acknowledged.
     alignment: Duration,
 }
 
 impl Pending {
-    fn new(dir: PathBuf, kind: SnapshotKind, request: Option<SavepointRequest>) -> Self {
+    fn new(
+        dir: PathBuf,
+        kind: SnapshotKind,
+        notify: CheckpointId,
+        request: Option<SavepointRequest>,
+    ) -> Self {
         Pending {
             started: Instant::now(),
             dir,
             kind,
+            notify,
             acked: HashSet::new(),
             files: Vec::new(),
             shared: HashSet::new(),
+            stand_ins: Vec::new(),
             request,
             alignment: Duration::ZERO,
         }
     }
 
-    /// Writes one task's state (and uploads the shared files it needs).
-    fn write(&mut self, task: &TaskInfo, state: &TaskState) -> Result<(), EngineError> {
-        self.shared.extend(shared_ids(state));
-        let file = storage::write_task_file(&self.dir, task.vertex, task.subtask, state)?;
-        self.files.push(file);
-        Ok(())
+    /// Whether the checkpoint timeout applies: not to the end-of-input
+    /// checkpoint, which waits for no barrier (only for its writes), and
+    /// without which the job cannot end.
+    fn times_out(&self) -> bool {
+        self.notify != CheckpointId::END
+    }
+
+    /// Records a task's written state.
+    fn add(&mut self, handle: StateHandle) {
+        self.shared.extend(handle.shared);
+        self.files.push(handle.file);
     }
 }
 
@@ -176,14 +187,6 @@ struct Written {
     stand_ins: Vec<usize>,
 }
 
-/// The shared files a task's state refers to.
-fn shared_ids(state: &TaskState) -> impl Iterator<Item = String> + '_ {
-    state
-        .iter()
-        .filter_map(|(_, s)| s.native.as_ref())
-        .flat_map(|n| n.shared.iter().map(|(_, id)| id.clone()))
-}
-
 /// What a completed stop-with-savepoint means for the job.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Progress {
@@ -199,11 +202,14 @@ pub(crate) struct Coordinator {
     config: CheckpointConfig,
     clock: Arc<dyn Clock>,
     tasks: Vec<TaskInfo>,
+    /// The snapshot writers of the workers.
+    writers: Vec<Sender<WriterInput>>,
     operators: Vec<OperatorEntry>,
     next_id: CheckpointId,
     next_trigger: Instant,
     pending: BTreeMap<CheckpointId, Pending>,
-    finished: BTreeMap<usize, TaskState>,
+    /// Tasks that have finished; their writers hold their end-of-input state.
+    finished: BTreeSet<usize>,
     stopping: bool,
     /// Completed checkpoints and savepoints of this run, for statistics.
     pub completed: Vec<CompletedCheckpoint>,
@@ -238,6 +244,7 @@ impl Coordinator {
         config: &CheckpointConfig,
         clock: Arc<dyn Clock>,
         tasks: Vec<TaskInfo>,
+        writers: Vec<Sender<WriterInput>>,
         operators: Vec<OperatorEntry>,
         metrics: Arc<JobMetrics>,
     ) -> Self {
@@ -250,12 +257,13 @@ impl Coordinator {
             config: config.clone(),
             clock,
             tasks,
+            writers,
             operators,
             next_trigger: Instant::now()
                 .checked_add(interval)
                 .unwrap_or_else(far_future),
             pending: BTreeMap::new(),
-            finished: BTreeMap::new(),
+            finished: BTreeSet::new(),
             stopping: false,
             completed: Vec::new(),
             metrics,
@@ -267,6 +275,7 @@ impl Coordinator {
         let timeouts = self
             .pending
             .values()
+            .filter(|p| p.times_out())
             .map(|p| {
                 p.started
                     .checked_add(self.config.timeout)
@@ -283,7 +292,7 @@ impl Coordinator {
         let expired: Vec<CheckpointId> = self
             .pending
             .iter()
-            .filter(|(_, p)| now.duration_since(p.started) >= timeout)
+            .filter(|(_, p)| p.times_out() && now.duration_since(p.started) >= timeout)
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
@@ -326,7 +335,7 @@ impl Coordinator {
         self.tasks
             .iter()
             .enumerate()
-            .any(|(t, info)| info.is_source && !self.finished.contains_key(&t))
+            .any(|(t, info)| info.is_source && !self.finished.contains(&t))
     }
 
     /// Starts a savepoint.
@@ -384,40 +393,73 @@ impl Coordinator {
             savepoint: kind == SnapshotKind::Savepoint,
         };
         tracing::debug!(checkpoint = id.0, ?kind, "triggering");
-        self.pending.insert(id, Pending::new(dir, kind, request));
+        self.begin(id, Pending::new(dir, kind, id, request));
         for (t, info) in self.tasks.iter().enumerate() {
-            if info.is_source && !self.finished.contains_key(&t) {
+            if info.is_source && !self.finished.contains(&t) {
                 let _ = info.commands.send(TaskCommand::Trigger(barrier));
             }
         }
         Ok(())
     }
 
-    /// Handles a task's report.
-    pub(crate) fn on_report(&mut self, report: TaskReport) -> Result<Progress, EngineError> {
+    /// Tells every writer where `id` goes (before any task can snapshot
+    /// for it), and waits for it.
+    fn begin(&mut self, id: CheckpointId, pending: Pending) {
+        self.tell_writers(WriterCommand::Begin {
+            id,
+            dir: pending.dir.clone(),
+        });
+        self.pending.insert(id, pending);
+    }
+
+    fn tell_writers(&self, command: WriterCommand) {
+        for w in &self.writers {
+            let _ = w.send(WriterInput::Command(command.clone()));
+        }
+    }
+
+    /// Handles a writer's acknowledgement.
+    pub(crate) fn on_report(&mut self, report: Acknowledgement) -> Result<Progress, EngineError> {
         match report {
-            TaskReport::Ack {
+            Acknowledgement::Ack {
                 task,
                 id,
-                state,
+                handle,
                 alignment,
-            } => self.on_ack(task, id, state, alignment),
-            TaskReport::Decline { task, id } => {
+            } => self.on_ack(task, id, handle, alignment),
+            Acknowledgement::Decline { task, id } => {
                 tracing::debug!(checkpoint = id.0, task, "checkpoint declined");
                 self.abandon(id, "a task declined it (overtaken by a newer one)");
                 Ok(Progress::Running)
             }
-            TaskReport::Finished { task, state } => {
+            Acknowledgement::Failed { task, id, reason } => {
+                // A write for a checkpoint abandoned meanwhile may fail as
+                // its directory goes: that says nothing new.
+                let Some(p) = self.pending.get(&id) else {
+                    return Ok(Progress::Running);
+                };
+                // Every task waits for the end-of-input checkpoint: without
+                // it the job cannot end, so the run fails (and restarts).
+                if p.notify == CheckpointId::END {
+                    return Err(EngineError::checkpoint(
+                        format!("writing the end-of-input checkpoint {}", id.0),
+                        reason,
+                    ));
+                }
+                tracing::warn!(checkpoint = id.0, task, error = %reason, "checkpoint failed");
+                self.abandon(id, &reason);
+                Ok(Progress::Running)
+            }
+            Acknowledgement::Finished { task } => {
                 // A finished task acknowledges nothing any more: its
                 // end-of-input state stands in for it (all its inputs have
                 // ended, so that state is final).
-                self.finished.insert(task, state);
+                self.finished.insert(task);
                 if self.finished.len() == self.tasks.len() {
                     self.abort_all("the job finished first");
                     if self.config.interval.is_some() {
-                        self.complete_end_of_input()?;
+                        self.begin_end_of_input()?;
                     }
-                    return Ok(Progress::Running);
                 }
                 let ids: Vec<CheckpointId> = self.pending.keys().copied().collect();
                 let mut progress = Progress::Running;
@@ -435,51 +477,47 @@ impl Coordinator {
         &mut self,
         task: usize,
         id: CheckpointId,
-        state: TaskState,
+        handle: StateHandle,
         alignment: Duration,
     ) -> Result<Progress, EngineError> {
         let Some(p) = self.pending.get_mut(&id) else {
             return Ok(Progress::Running); // abandoned meanwhile
         };
-        if let Err(e) = p.write(&self.tasks[task], &state) {
-            tracing::warn!(checkpoint = id.0, error = %e, "checkpoint failed");
-            self.abandon(id, &e.to_string());
+        if !p.acked.insert(task) {
             return Ok(Progress::Running);
         }
-        p.acked.insert(task);
-        p.alignment = p.alignment.max(alignment);
-        let info = &self.tasks[task];
-        self.metrics.checkpoint_acknowledged(
-            info.vertex,
-            info.subtask,
-            p.started.elapsed(),
-            alignment,
-        );
+        p.add(handle);
+        if !p.stand_ins.contains(&task) {
+            p.alignment = p.alignment.max(alignment);
+            let info = &self.tasks[task];
+            self.metrics.checkpoint_acknowledged(
+                info.vertex,
+                info.subtask,
+                p.started.elapsed(),
+                alignment,
+            );
+        }
         self.try_complete(id)
     }
 
-    /// Completes `id` when every task has acknowledged it or finished.
+    /// Completes `id` when every task has acknowledged it, asking the
+    /// writers of finished tasks for their stand-ins first.
     fn try_complete(&mut self, id: CheckpointId) -> Result<Progress, EngineError> {
         let Some(p) = self.pending.get_mut(&id) else {
             return Ok(Progress::Running);
         };
-        let waiting =
-            (0..self.tasks.len()).any(|t| !p.acked.contains(&t) && !self.finished.contains_key(&t));
-        if waiting {
-            return Ok(Progress::Running);
-        }
-        let mut stand_ins = Vec::new();
-        for (task, state) in &self.finished {
-            if p.acked.insert(*task) {
-                stand_ins.push(*task);
-                if let Err(e) = p.write(&self.tasks[*task], state) {
-                    tracing::warn!(checkpoint = id.0, error = %e, "checkpoint failed");
-                    self.abandon(id, &e.to_string());
-                    return Ok(Progress::Running);
-                }
+        for &task in &self.finished {
+            if !p.acked.contains(&task) && !p.stand_ins.contains(&task) {
+                p.stand_ins.push(task);
+                let writer = &self.writers[self.tasks[task].writer];
+                let _ = writer.send(WriterInput::Command(WriterCommand::StandIn { id, task }));
             }
         }
+        if p.acked.len() < self.tasks.len() {
+            return Ok(Progress::Running);
+        }
         let p = self.pending.remove(&id).expect("present");
+        self.tell_writers(WriterCommand::Forget(id));
         let stop = p.request.as_ref().is_some_and(|r| r.stop);
         let dir = p.dir.clone();
         let written = Written {
@@ -489,9 +527,9 @@ impl Coordinator {
             shared: p.shared,
             started: p.started,
             alignment: p.alignment,
-            stand_ins,
+            stand_ins: p.stand_ins,
         };
-        match self.complete(id, id, &p.dir, written) {
+        match self.complete(id, p.notify, &p.dir, written) {
             Ok(()) => {
                 if let Some(r) = p.request {
                     let _ = r.reply.send(Ok(dir.clone()));
@@ -578,7 +616,11 @@ impl Coordinator {
             for t in &self.tasks {
                 let _ = t.commands.send(TaskCommand::Complete(notify));
             }
-            // Finished tasks whose final state this holds commit and end.
+            // Finished tasks whose final state this holds commit and end
+            // (told already when this is the end-of-input checkpoint).
+            let stand_ins = stand_ins
+                .into_iter()
+                .filter(|_| notify != CheckpointId::END);
             for t in stand_ins {
                 let _ = self.tasks[t]
                     .commands
@@ -596,31 +638,23 @@ impl Coordinator {
         Ok(())
     }
 
-    fn complete_end_of_input(&mut self) -> Result<(), EngineError> {
+    /// Starts the end-of-input checkpoint: every task has finished, and
+    /// their writers are asked for their end-of-input states.
+    fn begin_end_of_input(&mut self) -> Result<(), EngineError> {
         let id = self.take_id();
         let dir = storage::checkpoint_dir(&self.root, id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| EngineError::checkpoint(format!("creating {}", dir.display()), e))?;
-        let mut p = Pending::new(dir, SnapshotKind::Checkpoint, None);
-        for (task, state) in &self.finished {
-            p.write(&self.tasks[*task], state)?;
-        }
-        let written = Written {
-            kind: SnapshotKind::Checkpoint,
-            stop: false,
-            files: p.files,
-            shared: p.shared,
-            started: p.started,
-            alignment: Duration::ZERO,
-            stand_ins: Vec::new(),
-        };
-        self.complete(id, CheckpointId::END, &p.dir, written)
+        let pending = Pending::new(dir, SnapshotKind::Checkpoint, CheckpointId::END, None);
+        self.begin(id, pending);
+        Ok(())
     }
 
     fn abandon(&mut self, id: CheckpointId, reason: &str) {
         let Some(p) = self.pending.remove(&id) else {
             return;
         };
+        self.tell_writers(WriterCommand::Forget(id));
         self.metrics.checkpoint_failed();
         // Tasks waiting for a stop-with-savepoint go on: the job resumes.
         if p.request.as_ref().is_some_and(|r| r.stop) {

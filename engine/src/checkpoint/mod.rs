@@ -6,8 +6,9 @@
 //! `Barrier(n)` down its outputs. A task with several inputs aligns the
 //! barrier (exactly-once) or not (at-least-once), snapshots every operator of
 //! its chain on its own thread (the synchronous part: capture and encode),
-//! forwards the barrier, and hands the encoded state to the coordinator, which
-//! writes it off the task threads (the asynchronous part). When every task has
+//! forwards the barrier, and hands the encoded state to its worker's snapshot
+//! writer, which writes it off the task threads (the asynchronous part) and
+//! acknowledges with a handle to the file. When every task has
 //! acknowledged, the coordinator writes `_metadata` atomically — only then is
 //! `n` complete — and notifies every task, so that two-phase-commit sinks
 //! commit what they prepared for `n`.
@@ -25,6 +26,7 @@ pub(crate) mod restore;
 pub mod snapshot;
 pub(crate) mod status;
 pub(crate) mod storage;
+pub(crate) mod writer;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use crate::checkpoint::coordinator::{SplitBatch, TaskCommand};
+use crate::checkpoint::snapshot::encode_value;
 use crate::context::RuntimeContext;
-use crate::error::{BoxError, EngineError, Location};
+use crate::error::{BoxError, EngineError, Location, StateError};
 use crate::runtime::chain::{connector_error, guarded};
 use crate::runtime::source_task::{FINISHED_SPLITS_STATE, SPLITS_STATE};
 use crate::source::{Split, SplitEnumerator};
@@ -81,8 +82,12 @@ impl<S: Split> SplitAssigner for Assigner<S> {
             .into_iter()
             .enumerate()
             .filter(|(_, splits)| !splits.is_empty())
-            .map(|(s, splits)| (s, SplitBatch(Box::new(splits))))
-            .collect())
+            .map(|(s, splits)| {
+                let mut bytes = Vec::new();
+                encode_value("splits", &splits, &mut bytes)?;
+                Ok((s, SplitBatch(bytes)))
+            })
+            .collect::<Result<_, StateError>>()?)
     }
 
     fn discovery_interval(&self) -> Option<Duration> {

@@ -20,6 +20,7 @@ use crate::checkpoint::requests::{Request, RequestInbox};
 use crate::checkpoint::restart::RestartPolicy;
 use crate::checkpoint::restore::RestoredJob;
 use crate::checkpoint::storage::{OperatorEntry, SnapshotKind};
+use crate::checkpoint::writer::SnapshotWriter;
 use crate::checkpoint::CheckpointConfig;
 use crate::clock::Clock;
 use crate::config::StateBackendKind;
@@ -268,10 +269,17 @@ fn run_once(
     run: &RunSettings,
     completed: &mut Vec<CompletedCheckpoint>,
 ) -> Result<(Vec<StageStats>, Option<PathBuf>), EngineError> {
-    let (report_tx, report_rx) = crossbeam_channel::unbounded();
+    let (ack_tx, report_rx) = crossbeam_channel::unbounded();
     let cancel = Arc::new(AtomicBool::new(false));
     let (mut io, exchange) = wire(plan, run.channel_capacity, run.loopback_workers)?;
     let exchange = exchange.map(LoopbackExchange::start).transpose()?;
+    let places = io
+        .iter()
+        .enumerate()
+        .flat_map(|(v, subtasks)| (0..subtasks.len()).map(move |s| (v, s)))
+        .collect();
+    // One writer for the process: in a cluster, one per worker.
+    let writer = SnapshotWriter::start(places, ack_tx)?;
     let mut tasks = Vec::new();
     let mut links = Vec::new();
     let mut commands: Vec<Vec<Sender<TaskCommand>>> = Vec::new();
@@ -284,7 +292,7 @@ fn run_once(
             links.push(CheckpointLink {
                 task: tasks.len(),
                 commands: rx,
-                reports: report_tx.clone(),
+                reports: writer.input.clone(),
                 enabled: plan.checkpointing,
                 aborted: Default::default(),
             });
@@ -293,10 +301,10 @@ fn run_once(
                 subtask: s,
                 commands: tx,
                 is_source: matches!(plan.nodes[head].body, NodeBody::Source(_)),
+                writer: 0,
             });
         }
     }
-    drop(report_tx);
     let mut enumerators = start_enumerators(plan, &commands)?;
     drop(commands);
     let operators = plan
@@ -314,6 +322,7 @@ fn run_once(
         &run.checkpoints,
         Arc::clone(&run.clock),
         tasks,
+        vec![writer.input],
         operators,
         Arc::clone(&plan.metrics),
     );
@@ -463,6 +472,9 @@ fn run_once(
     }
     inbox.poll(Instant::now());
     completed.append(&mut coordinator.completed);
+    // The writer ends once the coordinator and the tasks have let go of it.
+    drop(coordinator);
+    let _ = writer.thread.join();
     if cancelled {
         return Err(EngineError::Cancelled);
     }

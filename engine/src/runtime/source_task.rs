@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::checkpoint::coordinator::{SplitBatch, TaskCommand, TaskState};
+use crate::checkpoint::snapshot::decode_value;
 use crate::checkpoint::{Redistribution, StateSnapshot};
 use crate::context::RuntimeContext;
 use crate::element::{Barrier, CheckpointId, LatencyMarker, Record, StreamStatus, Timestamp};
@@ -179,9 +180,13 @@ fn serve_commands<R: SourceReader>(
                 chain.on_checkpoint_complete(id)?;
             }
             TaskCommand::AddSplits(SplitBatch(splits)) => {
-                let splits = *splits.downcast::<Vec<R::Split>>().map_err(|_| {
-                    EngineError::Internal("splits of another type reached a source".into())
-                })?;
+                let splits: Vec<R::Split> =
+                    decode_value("splits", "the enumerator's splits", &splits).map_err(
+                        |source| EngineError::State {
+                            location: ctx.location().clone(),
+                            source,
+                        },
+                    )?;
                 assigned.add(reader, splits, ctx, env.clock.now())?;
             }
             TaskCommand::NoMoreSplits => {

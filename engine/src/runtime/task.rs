@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Select;
 
-use crate::checkpoint::coordinator::{CheckpointLink, TaskCommand, TaskReport, TaskState};
+use crate::checkpoint::coordinator::{CheckpointLink, TaskCommand, TaskState};
+use crate::checkpoint::writer::TaskReport;
 use crate::checkpoint::CheckpointingMode;
 use crate::clock::Clock;
 use crate::element::{Barrier, CheckpointId, Data, Element, Timestamp};
@@ -146,9 +147,9 @@ fn apply_valve(chain: &mut dyn Control, out: ValveOutput) -> Result<(), EngineEr
     Ok(())
 }
 
-/// Snapshots the chain for `barrier` (which also sends it on) and reports
+/// Snapshots the chain for `barrier` (which also sends it on) and hands
 /// the state, and how long the barrier took to align (`alignment`: first
-/// to last input), to the coordinator. A stop-with-savepoint barrier then
+/// to last input), to the worker's snapshot writer. A stop-with-savepoint barrier then
 /// waits for the savepoint: returns true when it completed and the task
 /// must end, false when it failed and the job goes on.
 pub(crate) fn snapshot_chain(
@@ -161,7 +162,7 @@ pub(crate) fn snapshot_chain(
     let _span = tracing::debug_span!("checkpoint", id = barrier.id.0).entered();
     chain.on_barrier(barrier, &mut state)?;
     tracing::debug!(?alignment, "snapshotted");
-    env.link.report(TaskReport::Ack {
+    env.link.report(TaskReport::Snapshot {
         task: env.link.task,
         id: barrier.id,
         state,
@@ -174,7 +175,7 @@ pub(crate) fn snapshot_chain(
 }
 
 /// After the input has ended: takes the end-of-input snapshot (two-phase
-/// sinks prepare their last output) and reports it. With checkpoints, then
+/// sinks prepare their last output) and hands it to the snapshot writer. With checkpoints, then
 /// waits until a completed checkpoint includes that state (sinks commit);
 /// without, the state only stands in for the task in savepoints.
 pub(crate) fn end_of_input_snapshot(
