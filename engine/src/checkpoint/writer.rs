@@ -102,11 +102,10 @@ pub(crate) struct SnapshotWriter {
 }
 
 impl SnapshotWriter {
-    /// Starts a writer for the tasks `places` (index: task; value: its
-    /// vertex and subtask, which name its state file), acknowledging to
-    /// `acks`.
+    /// Starts a writer for the tasks in `places` (task index → its vertex
+    /// and subtask, which name its state file), acknowledging to `acks`.
     pub(crate) fn start(
-        places: Vec<(usize, usize)>,
+        places: HashMap<usize, (usize, usize)>,
         acks: Sender<Acknowledgement>,
     ) -> Result<Self, EngineError> {
         let (input, rx) = crossbeam_channel::unbounded();
@@ -119,7 +118,7 @@ impl SnapshotWriter {
 }
 
 struct Writer {
-    places: Vec<(usize, usize)>,
+    places: HashMap<usize, (usize, usize)>,
     acks: Sender<Acknowledgement>,
     /// Directories of the checkpoints in progress.
     dirs: HashMap<CheckpointId, PathBuf>,
@@ -128,7 +127,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(places: Vec<(usize, usize)>, acks: Sender<Acknowledgement>) -> Self {
+    fn new(places: HashMap<usize, (usize, usize)>, acks: Sender<Acknowledgement>) -> Self {
         Writer {
             places,
             acks,
@@ -188,7 +187,7 @@ impl Writer {
         alignment: Duration,
     ) -> Option<Acknowledgement> {
         let dir = self.dirs.get(&id)?;
-        let Some(&(vertex, subtask)) = self.places.get(task) else {
+        let Some(&(vertex, subtask)) = self.places.get(&task) else {
             return Some(Acknowledgement::Failed {
                 task,
                 id,
@@ -245,7 +244,10 @@ mod tests {
 
     fn started() -> (SnapshotWriter, Receiver<Acknowledgement>) {
         let (tx, rx) = crossbeam_channel::unbounded();
-        (SnapshotWriter::start(vec![(0, 0), (1, 2)], tx).unwrap(), rx)
+        (
+            SnapshotWriter::start(HashMap::from([(0, (0, 0)), (1, (1, 2))]), tx).unwrap(),
+            rx,
+        )
     }
 
     #[test]

@@ -4,8 +4,6 @@
 //! cancels the others; the job then restarts from its latest checkpoint if
 //! the restart strategy allows, or fails with that task's error.
 
-use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,64 +12,55 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::checkpoint::coordinator::{
-    job_root, CheckpointLink, CompletedCheckpoint, Coordinator, Progress, TaskCommand, TaskInfo,
+    job_root, CompletedCheckpoint, Coordinator, Progress, TaskCommand, TaskInfo,
 };
 use crate::checkpoint::requests::{Request, RequestInbox};
 use crate::checkpoint::restart::RestartPolicy;
 use crate::checkpoint::restore::RestoredJob;
 use crate::checkpoint::storage::{OperatorEntry, SnapshotKind};
-use crate::checkpoint::writer::SnapshotWriter;
 use crate::checkpoint::CheckpointConfig;
 use crate::clock::Clock;
 use crate::config::StateBackendKind;
 use crate::context::RuntimeContext;
-use crate::error::{panic_message, EngineError, Location};
-use crate::graph::erased::{SendAny, StageAny};
+use crate::error::{EngineError, Location};
 use crate::graph::job::JobGraph;
 use crate::graph::stream::{NodeBody, NodeId, StreamGraph};
 use crate::metrics::{JobMetrics, JobState};
-use crate::operator::SideOutputs;
 use crate::runtime::enumerator::SourceEnumerator;
 use crate::runtime::loopback::{LoopbackExchange, RunningExchange};
 use crate::runtime::stats::{JobStats, OperatorStats, StageStats};
-use crate::runtime::task::{TaskEnv, TaskSettings};
+use crate::runtime::task::TaskSettings;
+use crate::runtime::worker::{AssignedTask, SubtaskIo, WorkerRun};
 
 /// Name of the side-output slot carrying a source's dead letters.
 pub(crate) const DEAD_LETTER_SLOT: &str = "dead-letters";
 
 /// What one node needs at run time, shareable across threads.
-struct PlanNode {
-    body: NodeBody,
-    slots: Vec<(&'static str, Arc<dyn crate::graph::erased::SlotFactory>)>,
-    strategy: Option<Arc<dyn std::any::Any + Send + Sync>>,
+pub(crate) struct PlanNode {
+    pub body: NodeBody,
+    pub slots: Vec<(&'static str, Arc<dyn crate::graph::erased::SlotFactory>)>,
+    pub strategy: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
-struct Plan {
-    job_name: Arc<str>,
-    nodes: Vec<PlanNode>,
-    job: JobGraph,
+/// One run of a job: its graph, what each node runs, and the restore point.
+pub(crate) struct Plan {
+    pub job_name: Arc<str>,
+    pub nodes: Vec<PlanNode>,
+    pub job: JobGraph,
     clock: Arc<dyn Clock>,
     restored: Option<Arc<RestoredJob>>,
-    checkpointing: bool,
+    pub checkpointing: bool,
     state_backend: StateBackendKind,
     state_dir: PathBuf,
     staging_root: PathBuf,
-    metrics: Arc<JobMetrics>,
+    pub metrics: Arc<JobMetrics>,
     /// How many times the job restarted before this run of it.
-    attempt: u32,
-}
-
-/// The channel ends one subtask owns.
-#[derive(Default)]
-struct SubtaskIo {
-    /// Per network edge leaving the vertex: senders to every downstream subtask.
-    senders: HashMap<usize, Vec<SendAny>>,
-    /// Receivers of the head's input edges, in edge order.
-    receivers: Vec<SendAny>,
+    pub attempt: u32,
 }
 
 impl Plan {
-    fn context(&self, node: NodeId, subtask: usize) -> RuntimeContext {
+    /// The runtime context of subtask `subtask` of node `node`.
+    pub(crate) fn context(&self, node: NodeId, subtask: usize) -> RuntimeContext {
         let n = &self.job.nodes[node];
         let restored = self.restored.as_ref().and_then(|r| {
             r.for_subtask(&n.uid, subtask, n.parallelism, n.max_parallelism)
@@ -271,36 +260,30 @@ fn run_once(
 ) -> Result<(Vec<StageStats>, Option<PathBuf>), EngineError> {
     let (ack_tx, report_rx) = crossbeam_channel::unbounded();
     let cancel = Arc::new(AtomicBool::new(false));
-    let (mut io, exchange) = wire(plan, run.channel_capacity, run.loopback_workers)?;
+    let (io, exchange) = wire(plan, run.channel_capacity, run.loopback_workers)?;
     let exchange = exchange.map(LoopbackExchange::start).transpose()?;
-    let places = io
-        .iter()
-        .enumerate()
-        .flat_map(|(v, subtasks)| (0..subtasks.len()).map(move |s| (v, s)))
-        .collect();
-    // One writer for the process: in a cluster, one per worker.
-    let writer = SnapshotWriter::start(places, ack_tx)?;
     let mut tasks = Vec::new();
-    let mut links = Vec::new();
+    let mut assigned = Vec::new();
     let mut commands: Vec<Vec<Sender<TaskCommand>>> = Vec::new();
-    for (v, subtasks) in io.iter().enumerate() {
+    for (v, subtasks) in io.into_iter().enumerate() {
         let head = plan.job.vertices[v].nodes[0];
         commands.push(Vec::new());
-        for s in 0..subtasks.len() {
+        for (s, io) in subtasks.into_iter().enumerate() {
             let (tx, rx) = crossbeam_channel::unbounded();
             commands[v].push(tx.clone());
-            links.push(CheckpointLink {
+            assigned.push(AssignedTask {
                 task: tasks.len(),
+                vertex: v,
+                subtask: s,
+                io,
                 commands: rx,
-                reports: writer.input.clone(),
-                enabled: plan.checkpointing,
-                aborted: Default::default(),
             });
             tasks.push(TaskInfo {
                 vertex: v,
                 subtask: s,
                 commands: tx,
                 is_source: matches!(plan.nodes[head].body, NodeBody::Source(_)),
+                // One worker, this process, runs every task.
                 writer: 0,
             });
         }
@@ -317,77 +300,27 @@ fn run_once(
             max_parallelism: n.max_parallelism,
         })
         .collect();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded();
+    let worker = WorkerRun::start(
+        plan,
+        &run.settings,
+        &run.clock,
+        assigned,
+        &cancel,
+        ack_tx,
+        &done_tx,
+    )?;
+    drop(done_tx);
     let mut coordinator = Coordinator::new(
         &plan.job_name,
         &run.checkpoints,
         Arc::clone(&run.clock),
         tasks,
-        vec![writer.input],
+        vec![worker.writer()],
         operators,
         Arc::clone(&plan.metrics),
     );
     let mut inbox = RequestInbox::new(&job_root(&run.checkpoints.dir, &plan.job_name));
-
-    let (done_tx, done_rx) = crossbeam_channel::unbounded();
-    let mut handles = Vec::new();
-    let mut links = links.into_iter();
-    let settings = Arc::new(run.settings.clone());
-    for (v, subtasks) in io.iter_mut().enumerate() {
-        for (s, task_io) in subtasks.iter_mut().enumerate() {
-            let task_io = std::mem::take(task_io);
-            let env = TaskEnv {
-                settings: Arc::clone(&settings),
-                clock: Arc::clone(&run.clock),
-                cancel: Arc::clone(&cancel),
-                link: links.next().expect("one link per task"),
-                metrics: Arc::clone(&plan.metrics),
-                attempt: plan.attempt,
-                vertex: v,
-                subtask: s,
-            };
-            let (plan, done) = (Arc::clone(plan), done_tx.clone());
-            let name = format!("eddy-{v}.{s}");
-            let handle = std::thread::Builder::new()
-                .name(name)
-                .spawn(move || {
-                    let head = plan.job.vertices[v].nodes.first().copied().unwrap_or(0);
-                    let _span = tracing::info_span!(
-                        "task",
-                        job = %plan.job_name,
-                        task = %plan.job.nodes[head].name,
-                        subtask = s
-                    )
-                    .entered();
-                    let result =
-                        catch_unwind(AssertUnwindSafe(|| run_subtask(&plan, v, s, task_io, &env)))
-                            .unwrap_or_else(|p| {
-                                Err(EngineError::Internal(format!(
-                                    "task {v}.{s} panicked outside user code: {}",
-                                    panic_message(p.as_ref())
-                                )))
-                            });
-                    match &result {
-                        Ok(stats) => {
-                            env.metrics
-                                .publish_stages(env.attempt, s, stats, env.clock.now())
-                        }
-                        Err(e) => {
-                            if !matches!(e, EngineError::Cancelled) {
-                                tracing::warn!(error = %e, "task failed");
-                            }
-                            env.cancel.store(true, Ordering::SeqCst);
-                        }
-                    }
-                    let _ = done.send(result);
-                })
-                .map_err(|e| {
-                    cancel.store(true, Ordering::SeqCst);
-                    EngineError::Internal(format!("cannot spawn a task thread: {e}"))
-                })?;
-            handles.push(handle);
-        }
-    }
-    drop(done_tx);
 
     let mut failure: Option<EngineError> = None;
     let mut stats: Vec<StageStats> = Vec::new();
@@ -457,9 +390,9 @@ fn run_once(
             fail(e, &mut failure);
         }
     }
-    for h in handles {
-        let _ = h.join();
-    }
+    completed.append(&mut coordinator.completed);
+    drop(coordinator);
+    worker.join();
     // Tasks that saw their network channel close ended as cancelled; the
     // connection's failure is the cause.
     if let Some(reason) = exchange.and_then(RunningExchange::finish) {
@@ -471,10 +404,6 @@ fn run_once(
         }
     }
     inbox.poll(Instant::now());
-    completed.append(&mut coordinator.completed);
-    // The writer ends once the coordinator and the tasks have let go of it.
-    drop(coordinator);
-    let _ = writer.thread.join();
     if cancelled {
         return Err(EngineError::Cancelled);
     }
@@ -558,79 +487,6 @@ fn start_enumerators(
         )?);
     }
     Ok(started)
-}
-
-/// Builds the chain of vertex `v` for subtask `s` (tail first) and runs it.
-fn run_subtask(
-    plan: &Plan,
-    v: usize,
-    s: usize,
-    mut io: SubtaskIo,
-    env: &TaskEnv,
-) -> Result<Vec<StageStats>, EngineError> {
-    let job = &plan.job;
-    let chain = &job.vertices[v].nodes;
-    let mut built: HashMap<NodeId, StageAny> = HashMap::new();
-    for (pos, &n) in chain.iter().enumerate().rev() {
-        let ctx = plan.context(n, s);
-        let node = &plan.nodes[n];
-        let mut targets: Vec<Vec<StageAny>> = node.slots.iter().map(|_| Vec::new()).collect();
-        for (ei, e) in job.edges.iter().enumerate().filter(|(_, e)| e.from == n) {
-            let target = if e.chained {
-                built.remove(&e.to).ok_or_else(|| {
-                    EngineError::Internal(format!("chained stage {} missing", e.to))
-                })?
-            } else {
-                let senders = io.senders.remove(&ei).ok_or_else(|| {
-                    EngineError::Internal(format!("senders of edge {ei} missing"))
-                })?;
-                e.factory.output(
-                    e.partitioning,
-                    senders,
-                    job.nodes[e.to].max_parallelism,
-                    ctx.location(),
-                    n,
-                    env,
-                )?
-            };
-            targets[e.slot].push(target);
-        }
-        let mut main = None;
-        let mut dead_letters = None;
-        let mut sides = SideOutputs::default();
-        for (k, t) in targets.into_iter().enumerate() {
-            if t.is_empty() {
-                continue;
-            }
-            let (name, factory) = &node.slots[k];
-            let combined = factory.combine(t)?;
-            if k == 0 {
-                main = Some(combined);
-            } else if *name == DEAD_LETTER_SLOT && matches!(node.body, NodeBody::Source(_)) {
-                dead_letters = Some(combined);
-            } else {
-                sides.add(name, factory.side(combined)?);
-            }
-        }
-        let is_head = pos == 0;
-        match (&node.body, is_head) {
-            (NodeBody::Source(source), true) => {
-                let strategy = node.strategy.as_deref();
-                return source.run(strategy, &ctx, n, main, dead_letters, env);
-            }
-            (NodeBody::Operator(stage) | NodeBody::Sink(stage), true) => {
-                let head = stage.build(&ctx, n, main, sides)?;
-                return stage.run_head(head, std::mem::take(&mut io.receivers), env);
-            }
-            (NodeBody::Operator(stage) | NodeBody::Sink(stage), false) => {
-                built.insert(n, stage.build(&ctx, n, main, sides)?);
-            }
-            (NodeBody::Source(_), false) => {
-                return Err(EngineError::Internal("a source inside a chain".into()))
-            }
-        }
-    }
-    Err(EngineError::Internal(format!("vertex {v} has no head")))
 }
 
 fn summarise(job_name: &str, job: &JobGraph, stats: &[StageStats], duration: Duration) -> JobStats {

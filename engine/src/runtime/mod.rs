@@ -13,3 +13,4 @@ pub mod stats;
 pub(crate) mod task;
 pub(crate) mod tcp;
 pub(crate) mod timestamps;
+pub(crate) mod worker;
