@@ -16,7 +16,7 @@ use common::{restarting_config, resuming_config};
 use eddy::connectors::datagen::{DataGen, SplitMix64};
 use eddy::connectors::file::{RowFormat, TransactionalFileSink};
 use eddy::engine::checkpoint::latest_checkpoint;
-use eddy::engine::config::StateBackendKind;
+use eddy::engine::config::{ClusterRole, ClusterSettings, StateBackendKind, WorkerSettings};
 use eddy::engine::sink::Collected;
 use eddy::engine::state::ValueStateDesc;
 use eddy::operators::window::{Count, TimeWindow, TumblingEventTime, WindowExt};
@@ -591,4 +591,166 @@ fn a_failed_jobs_checkpoint_restores_at_other_parallelism_and_backend() {
             "restored at p={restore_p} on {restore_backend:?}"
         );
     }
+}
+
+/// The child half of the cluster tests: one process of the cluster, its
+/// part named by `EDDY_CLUSTER_ROLE` (`coordinator` or `worker`). Only runs
+/// when the parent test sets it.
+#[test]
+fn child_cluster_process() {
+    let Ok(role) = std::env::var("EDDY_CLUSTER_ROLE") else {
+        return;
+    };
+    let dir = PathBuf::from(std::env::var("EDDY_CLUSTER_DIR").unwrap());
+    let control: std::net::SocketAddr = std::env::var("EDDY_CLUSTER_CONTROL")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut config = resuming_config(4, &dir);
+    config.log_format = Some(eddy::engine::logging::LogFormat::Text);
+    config.cluster = Some(match role.as_str() {
+        "coordinator" => ClusterRole::Coordinator(ClusterSettings {
+            bind: control,
+            workers: 3,
+            heartbeat_timeout: Duration::from_secs(5),
+        }),
+        _ => ClusterRole::Worker(WorkerSettings {
+            coordinator: control,
+            data: "127.0.0.1:0".parse().unwrap(),
+        }),
+    });
+    let job = Job {
+        events: 20_000,
+        rate: Some(5_000.0),
+        faults: None,
+        out: dir.join("out"),
+        format: RowFormat::JsonLines,
+    };
+    let env = Env::with_config(config).unwrap();
+    job.build(&env);
+    let stats = env.execute("cluster").unwrap();
+    if role == "coordinator" {
+        std::fs::write(dir.join("restarts"), stats.restarts.to_string()).unwrap();
+    }
+}
+
+/// The processes of a cluster on loopback, killed when dropped (also when
+/// the test fails).
+struct ClusterProcesses {
+    dir: PathBuf,
+    control: std::net::SocketAddr,
+    coordinator: std::process::Child,
+    workers: Vec<std::process::Child>,
+}
+
+impl ClusterProcesses {
+    fn start(dir: &Path) -> Self {
+        let control = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap()
+        };
+        let mut cluster = ClusterProcesses {
+            dir: dir.to_owned(),
+            control,
+            coordinator: Self::spawn(dir, control, "coordinator"),
+            workers: Vec::new(),
+        };
+        for _ in 0..3 {
+            cluster.add_worker();
+        }
+        cluster
+    }
+
+    fn spawn(dir: &Path, control: std::net::SocketAddr, role: &str) -> std::process::Child {
+        // Each process logs to its own file in `dir`, for a failing test.
+        let log = (0..)
+            .map(|n| dir.join(format!("{role}-{n}.log")))
+            .find(|p| !p.exists())
+            .unwrap();
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_cluster_process", "--test-threads=1"])
+            .env("EDDY_CLUSTER_ROLE", role)
+            .env("EDDY_CLUSTER_DIR", dir)
+            .env("EDDY_CLUSTER_CONTROL", control.to_string())
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
+    fn add_worker(&mut self) {
+        let worker = Self::spawn(&self.dir, self.control, "worker");
+        self.workers.push(worker);
+    }
+
+    /// Waits for the coordinator (the job) to end; true when it succeeded.
+    fn wait(&mut self) -> bool {
+        self.coordinator.wait().unwrap().success()
+    }
+
+    /// How often the job restarted, once it has ended.
+    fn restarts(&self) -> u32 {
+        std::fs::read_to_string(self.dir.join("restarts"))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for ClusterProcesses {
+    fn drop(&mut self) {
+        for child in self.workers.iter_mut().chain([&mut self.coordinator]) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn a_cluster_of_a_coordinator_and_three_workers_commits_the_exact_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = ClusterProcesses::start(dir.path());
+    assert!(cluster.wait(), "the job ends successfully");
+    assert_eq!(cluster.restarts(), 0);
+    for worker in &mut cluster.workers {
+        assert!(worker.wait().unwrap().success(), "workers exit cleanly");
+    }
+    assert_eq!(committed(&dir.path().join("out")), expected(20_000));
+}
+
+#[test]
+fn killing_workers_mid_run_restarts_the_job_and_keeps_the_output_exact() {
+    let mut rng = SplitMix64::new(23);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = ClusterProcesses::start(dir.path());
+    // kill -9 a worker twice at random points; a replacement joins after
+    // the first (as a supervisor would start one) and serves from the next
+    // restart on.
+    for kill in 0..2 {
+        std::thread::sleep(Duration::from_millis(600 + rng.below(600)));
+        assert!(
+            cluster.coordinator.try_wait().unwrap().is_none(),
+            "the job still runs at kill {kill}"
+        );
+        // One of the first workers, which every run so far has used (the
+        // replacement, at the end, may not be in the current run yet).
+        let victim = rng.below(3 - kill) as usize;
+        let mut worker = cluster.workers.remove(victim);
+        worker.kill().unwrap();
+        worker.wait().unwrap();
+        if kill == 0 {
+            cluster.add_worker();
+        }
+    }
+    assert!(cluster.wait(), "the job ends successfully after the kills");
+    assert!(cluster.restarts() >= 2, "each kill restarted the job");
+    let out = dir.path().join("out");
+    assert!(
+        TransactionalFileSink::<WindowCount>::in_progress_files(&out)
+            .unwrap()
+            .is_empty(),
+        "the restores deleted what killed writers left"
+    );
+    assert_eq!(committed(&out), expected(20_000));
 }

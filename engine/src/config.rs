@@ -1,6 +1,7 @@
 //! Job configuration: typed, with documented defaults, parsed once at the
 //! edge (command line or code) and validated before anything runs.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -71,6 +72,40 @@ pub struct EnvConfig {
     /// network path of the cluster, for testing and measuring it (default:
     /// `None`, every channel local).
     pub loopback_workers: Option<usize>,
+    /// This process's part in a cluster (default: `None`, the local
+    /// runtime runs the whole job).
+    pub cluster: Option<ClusterRole>,
+}
+
+/// A process's part in a cluster that runs one job (application mode:
+/// every process runs the same job binary with the same job flags).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClusterRole {
+    /// Coordinate the job: deploy it to the workers, coordinate its
+    /// checkpoints, restart it when a worker is lost.
+    Coordinator(ClusterSettings),
+    /// Run the tasks the coordinator deploys here.
+    Worker(WorkerSettings),
+}
+
+/// How a cluster's coordinator listens and waits for workers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterSettings {
+    /// The control address workers connect to.
+    pub bind: SocketAddr,
+    /// Workers to wait for before the first run.
+    pub workers: usize,
+    /// A worker silent this long is lost.
+    pub heartbeat_timeout: Duration,
+}
+
+/// Where a worker finds its coordinator and offers its data port.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerSettings {
+    /// The coordinator's control address.
+    pub coordinator: SocketAddr,
+    /// The address other workers send records to (port 0: any free one).
+    pub data: SocketAddr,
 }
 
 /// A value kept out of logs and debug output.
@@ -140,6 +175,7 @@ impl Default for EnvConfig {
             log_format: None,
             progress: false,
             loopback_workers: None,
+            cluster: None,
         }
     }
 }
@@ -302,6 +338,22 @@ impl EnvConfig {
                 self.channel_capacity,
                 "must be at least 1 batch",
             ));
+        }
+        if let Some(ClusterRole::Coordinator(c)) = &self.cluster {
+            if !(1..=256).contains(&c.workers) {
+                return Err(EngineError::config(
+                    "coordinator --workers",
+                    c.workers,
+                    "must be between 1 and 256 workers",
+                ));
+            }
+            if c.heartbeat_timeout < Duration::from_secs(1) {
+                return Err(EngineError::config(
+                    "coordinator --heartbeat-timeout",
+                    humantime::format_duration(c.heartbeat_timeout),
+                    "must be at least 1s (workers beat every 500ms)",
+                ));
+            }
         }
         if let Some(n) = self.loopback_workers.filter(|n| !(1..=256).contains(n)) {
             return Err(EngineError::config(
@@ -506,6 +558,35 @@ pub enum JobCommand {
     /// Every job under --checkpoint-dir (with --rest: the jobs of that
     /// runtime), with its status.
     List,
+    /// Coordinate the job on a cluster: wait for --workers workers, deploy
+    /// the job to them, and restart it from its latest checkpoint when one
+    /// is lost (start every process with the same job flags).
+    Coordinator {
+        /// The control address workers connect to.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6123")]
+        bind: std::net::SocketAddr,
+        /// Workers to wait for before the job starts.
+        #[arg(long, value_name = "N")]
+        workers: usize,
+        /// A worker silent this long is lost, e.g. 10s.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+        heartbeat_timeout: Duration,
+        /// Start from this savepoint, checkpoint, or checkpoint directory.
+        #[arg(long, value_name = "DIR")]
+        restore: Option<PathBuf>,
+        /// Start from the job's newest complete checkpoint, if any.
+        #[arg(long, conflicts_with = "restore")]
+        resume: bool,
+    },
+    /// Run the tasks a coordinator deploys to this process.
+    Worker {
+        /// The coordinator's control address.
+        #[arg(long, value_name = "ADDR")]
+        coordinator: std::net::SocketAddr,
+        /// Where other workers send this one records (port 0: a free port).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        data_addr: std::net::SocketAddr,
+    },
 }
 
 impl EnvArgs {
@@ -541,8 +622,33 @@ impl EnvFlags {
     pub fn to_config(&self, action: Option<&JobCommand>) -> Result<EnvConfig, EngineError> {
         let d = EnvConfig::default();
         let c = d.checkpoints.clone();
+        let mut cluster = None;
         let (restore, resume, allow_non_restored_state, control) = match action.cloned() {
             None => (None, false, false, None),
+            Some(JobCommand::Coordinator {
+                bind,
+                workers,
+                heartbeat_timeout,
+                restore,
+                resume,
+            }) => {
+                cluster = Some(ClusterRole::Coordinator(ClusterSettings {
+                    bind,
+                    workers,
+                    heartbeat_timeout,
+                }));
+                (restore, resume, false, None)
+            }
+            Some(JobCommand::Worker {
+                coordinator,
+                data_addr,
+            }) => {
+                cluster = Some(ClusterRole::Worker(WorkerSettings {
+                    coordinator,
+                    data: data_addr,
+                }));
+                (None, false, false, None)
+            }
             Some(JobCommand::Run {
                 restore,
                 resume,
@@ -595,6 +701,7 @@ impl EnvFlags {
             log_format: Some(self.log_format.unwrap_or_default()),
             progress: !self.quiet,
             loopback_workers: self.loopback_workers,
+            cluster,
         };
         config.validate()?;
         Ok(config)

@@ -18,7 +18,7 @@ use crate::checkpoint::requests::{request_cancel, request_savepoint, Request};
 use crate::checkpoint::status::{self, RunningMarker};
 use crate::clock::{Clock, SystemClock};
 use crate::collection::CollectionSource;
-use crate::config::{ControlAction, EnvArgs, EnvConfig};
+use crate::config::{ClusterRole, ControlAction, EnvArgs, EnvConfig};
 use crate::dsl::stream::DataStream;
 use crate::element::Data;
 use crate::error::EngineError;
@@ -391,7 +391,23 @@ impl Env {
             state_backend: c.state_backend,
             state_dir: c.state_dir.clone(),
             metrics: JobMetrics::new(job_name, &job),
+            cluster: match &c.cluster {
+                Some(ClusterRole::Coordinator(settings)) => Some(settings.clone()),
+                _ => None,
+            },
         };
+        if let Some(ClusterRole::Worker(settings)) = &c.cluster {
+            let graph = self.inner.graph.borrow();
+            let started = std::time::Instant::now();
+            let worker_job = crate::runtime::cluster::worker::WorkerJob {
+                name: job_name,
+                graph: &graph,
+                job: &job,
+                run: &run,
+            };
+            crate::runtime::cluster::worker::serve(&worker_job, settings)?;
+            return Ok(JobStats::of_worker(job_name, started.elapsed()));
+        }
         let token = c.http_token.as_ref().map(|t| t.0.clone());
         let live = LiveJob::new(Arc::clone(&run.metrics), self.inner.requests.0.clone());
         let start = |flag: &str, addr: Option<SocketAddr>| {

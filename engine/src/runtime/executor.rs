@@ -18,19 +18,22 @@ use crate::checkpoint::requests::{Request, RequestInbox};
 use crate::checkpoint::restart::RestartPolicy;
 use crate::checkpoint::restore::RestoredJob;
 use crate::checkpoint::storage::{OperatorEntry, SnapshotKind};
+use crate::checkpoint::writer::Acknowledgement;
 use crate::checkpoint::CheckpointConfig;
 use crate::clock::Clock;
+use crate::config::ClusterSettings;
 use crate::config::StateBackendKind;
 use crate::context::RuntimeContext;
 use crate::error::{EngineError, Location};
 use crate::graph::job::JobGraph;
 use crate::graph::stream::{NodeBody, NodeId, StreamGraph};
 use crate::metrics::{JobMetrics, JobState};
+use crate::runtime::cluster::coordinator::{Cluster, RemoteRun, RunLines};
 use crate::runtime::enumerator::SourceEnumerator;
 use crate::runtime::loopback::{LoopbackExchange, RunningExchange};
 use crate::runtime::stats::{JobStats, OperatorStats, StageStats};
 use crate::runtime::task::TaskSettings;
-use crate::runtime::worker::{AssignedTask, SubtaskIo, WorkerRun};
+use crate::runtime::worker::{AssignedTask, SubtaskIo, TaskEnded, WorkerRun};
 
 /// Name of the side-output slot carrying a source's dead letters.
 pub(crate) const DEAD_LETTER_SLOT: &str = "dead-letters";
@@ -59,6 +62,53 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
+    /// Run `attempt` of `job` (built from `graph`), from `restored`.
+    pub(crate) fn new(
+        job_name: &str,
+        graph: &StreamGraph,
+        job: &JobGraph,
+        run: &RunSettings,
+        restored: Option<Arc<RestoredJob>>,
+        attempt: u32,
+    ) -> Arc<Self> {
+        let config = &run.checkpoints;
+        let staging_root = match config.interval {
+            Some(_) => job_root(&config.dir, job_name).join("staging"),
+            None => run
+                .state_dir
+                .join(format!("staging-{}", std::process::id())),
+        };
+        Arc::new(Plan {
+            job_name: Arc::from(job_name),
+            nodes: graph
+                .nodes
+                .iter()
+                .map(|n| PlanNode {
+                    body: match &n.body {
+                        NodeBody::Source(s) => NodeBody::Source(Arc::clone(s)),
+                        NodeBody::Operator(o) => NodeBody::Operator(Arc::clone(o)),
+                        NodeBody::Sink(s) => NodeBody::Sink(Arc::clone(s)),
+                    },
+                    slots: n
+                        .slots
+                        .iter()
+                        .map(|s| (s.name, Arc::clone(&s.factory)))
+                        .collect(),
+                    strategy: n.strategy.clone(),
+                })
+                .collect(),
+            job: job.clone(),
+            clock: Arc::clone(&run.clock),
+            restored,
+            checkpointing: config.interval.is_some(),
+            state_backend: run.state_backend,
+            state_dir: run.state_dir.clone(),
+            staging_root,
+            metrics: Arc::clone(&run.metrics),
+            attempt,
+        })
+    }
+
     /// The runtime context of subtask `subtask` of node `node`.
     pub(crate) fn context(&self, node: NodeId, subtask: usize) -> RuntimeContext {
         let n = &self.job.nodes[node];
@@ -108,6 +158,8 @@ pub(crate) struct RunSettings {
     pub state_backend: StateBackendKind,
     pub state_dir: PathBuf,
     pub metrics: Arc<JobMetrics>,
+    /// Coordinate a cluster of workers instead of running the tasks here.
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// Runs the job to its end, restarting it from its latest checkpoint after
@@ -118,9 +170,8 @@ pub(crate) fn execute(
     job: JobGraph,
     run: RunSettings,
 ) -> Result<JobStats, EngineError> {
-    let started = Instant::now();
     let config = &run.checkpoints;
-    let mut restored = match &config.restore {
+    let restored = match &config.restore {
         Some(path) => {
             let r = load_restore_point(path, &job, &run)?;
             check_restored_uids(&r, &job, config.allow_non_restored_state)?;
@@ -129,47 +180,33 @@ pub(crate) fn execute(
         }
         None => None,
     };
-    let staging_root = match config.interval {
-        Some(_) => job_root(&config.dir, job_name).join("staging"),
-        None => run
-            .state_dir
-            .join(format!("staging-{}", std::process::id())),
-    };
+    let mut cluster = run.cluster.as_ref().map(Cluster::start).transpose()?;
+    let result = run_until_done(job_name, graph, &job, &run, restored, &mut cluster);
+    if let Some(c) = cluster {
+        c.shut_down();
+    }
+    result
+}
+
+/// Runs the job, and runs it again after each failure the restart strategy
+/// allows, from the newest restore point.
+fn run_until_done(
+    job_name: &str,
+    graph: &StreamGraph,
+    job: &JobGraph,
+    run: &RunSettings,
+    mut restored: Option<Arc<RestoredJob>>,
+    cluster: &mut Option<Cluster>,
+) -> Result<JobStats, EngineError> {
+    let started = Instant::now();
+    let config = &run.checkpoints;
     let mut policy = RestartPolicy::new(config.restart_strategy());
     let mut checkpoints = Vec::new();
     let mut attempt = 0;
     loop {
-        let plan = Arc::new(Plan {
-            job_name: Arc::from(job_name),
-            nodes: graph
-                .nodes
-                .iter()
-                .map(|n| PlanNode {
-                    body: match &n.body {
-                        NodeBody::Source(s) => NodeBody::Source(Arc::clone(s)),
-                        NodeBody::Operator(o) => NodeBody::Operator(Arc::clone(o)),
-                        NodeBody::Sink(s) => NodeBody::Sink(Arc::clone(s)),
-                    },
-                    slots: n
-                        .slots
-                        .iter()
-                        .map(|s| (s.name, Arc::clone(&s.factory)))
-                        .collect(),
-                    strategy: n.strategy.clone(),
-                })
-                .collect(),
-            job: job.clone(),
-            clock: Arc::clone(&run.clock),
-            restored: restored.clone(),
-            checkpointing: config.interval.is_some(),
-            state_backend: run.state_backend,
-            state_dir: run.state_dir.clone(),
-            staging_root: staging_root.clone(),
-            metrics: Arc::clone(&run.metrics),
-            attempt,
-        });
+        let plan = Plan::new(job_name, graph, job, run, restored.clone(), attempt);
         run.metrics.set_state(JobState::Running);
-        let outcome = run_once(&plan, &run, &mut checkpoints);
+        let outcome = run_once(&plan, run, &mut checkpoints, cluster);
         match outcome {
             Ok((stats, savepoint)) => {
                 let mut summary = summarise(job_name, &plan.job, &stats, started.elapsed());
@@ -198,7 +235,7 @@ pub(crate) fn execute(
                 std::thread::sleep(delay);
                 attempt += 1;
                 if let Some(c) = from {
-                    restored = Some(Arc::new(load_restore_point(&c.path, &job, &run)?));
+                    restored = Some(Arc::new(load_restore_point(&c.path, job, run)?));
                 }
             }
             Err(e) => return Err(e),
@@ -207,7 +244,7 @@ pub(crate) fn execute(
 }
 
 /// Reads a checkpoint or savepoint and readies it for `job`.
-fn load_restore_point(
+pub(crate) fn load_restore_point(
     path: &std::path::Path,
     job: &JobGraph,
     run: &RunSettings,
@@ -217,7 +254,7 @@ fn load_restore_point(
     Ok(restored)
 }
 
-fn restartable(e: &EngineError) -> bool {
+pub(crate) fn restartable(e: &EngineError) -> bool {
     matches!(
         e,
         EngineError::UserFunction { .. }
@@ -257,39 +294,57 @@ fn run_once(
     plan: &Arc<Plan>,
     run: &RunSettings,
     completed: &mut Vec<CompletedCheckpoint>,
+    cluster: &mut Option<Cluster>,
 ) -> Result<(Vec<StageStats>, Option<PathBuf>), EngineError> {
     let (ack_tx, report_rx) = crossbeam_channel::unbounded();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded();
     let cancel = Arc::new(AtomicBool::new(false));
-    let (io, exchange) = wire(plan, run.channel_capacity, run.loopback_workers)?;
-    let exchange = exchange.map(LoopbackExchange::start).transpose()?;
+    let workers = match cluster {
+        Some(c) => c.size()?,
+        None => 1,
+    };
+    let placement = crate::runtime::cluster::worker::placement(&plan.job, workers);
     let mut tasks = Vec::new();
-    let mut assigned = Vec::new();
+    let mut receivers = Vec::new();
     let mut commands: Vec<Vec<Sender<TaskCommand>>> = Vec::new();
-    for (v, subtasks) in io.into_iter().enumerate() {
-        let head = plan.job.vertices[v].nodes[0];
+    for (v, vertex) in plan.job.vertices.iter().enumerate() {
+        let head = vertex.nodes[0];
         commands.push(Vec::new());
-        for (s, io) in subtasks.into_iter().enumerate() {
+        for s in 0..vertex.parallelism {
             let (tx, rx) = crossbeam_channel::unbounded();
             commands[v].push(tx.clone());
-            assigned.push(AssignedTask {
-                task: tasks.len(),
-                vertex: v,
-                subtask: s,
-                io,
-                commands: rx,
-            });
+            receivers.push(rx);
             tasks.push(TaskInfo {
                 vertex: v,
                 subtask: s,
                 commands: tx,
                 is_source: matches!(plan.nodes[head].body, NodeBody::Source(_)),
-                // One worker, this process, runs every task.
-                writer: 0,
+                writer: placement[tasks.len()],
             });
         }
     }
+    // The first splits wait in the command channels before the tasks start.
     let mut enumerators = start_enumerators(plan, &commands)?;
     drop(commands);
+    let (deployed, writers) = match cluster.take() {
+        Some(c) => {
+            let restore = plan.restored.as_ref().map(|r| r.path.clone());
+            let lines = RunLines {
+                commands: receivers,
+                cancel: Arc::clone(&cancel),
+                acks: ack_tx,
+                ended: done_tx,
+            };
+            let (remote, writers) = c.deploy(plan.attempt, restore, placement, lines)?;
+            (Deployed::Cluster(remote), writers)
+        }
+        None => {
+            let local = deploy_locally(plan, run, receivers, &cancel, ack_tx, &done_tx)?;
+            drop(done_tx);
+            let writers = vec![local.0.writer()];
+            (Deployed::Local(local.0, local.1), writers)
+        }
+    };
     let operators = plan
         .job
         .nodes
@@ -300,23 +355,12 @@ fn run_once(
             max_parallelism: n.max_parallelism,
         })
         .collect();
-    let (done_tx, done_rx) = crossbeam_channel::unbounded();
-    let worker = WorkerRun::start(
-        plan,
-        &run.settings,
-        &run.clock,
-        assigned,
-        &cancel,
-        ack_tx,
-        &done_tx,
-    )?;
-    drop(done_tx);
     let mut coordinator = Coordinator::new(
         &plan.job_name,
         &run.checkpoints,
         Arc::clone(&run.clock),
         tasks,
-        vec![worker.writer()],
+        writers,
         operators,
         Arc::clone(&plan.metrics),
     );
@@ -346,8 +390,8 @@ fn run_once(
         let wait = deadline.saturating_duration_since(Instant::now());
         crossbeam_channel::select! {
             recv(done_rx) -> result => match result {
-                Ok(Ok(s)) => stats.extend(s),
-                Ok(Err(e)) => {
+                Ok((_, Ok(s))) => stats.extend(s),
+                Ok((_, Err(e))) => {
                     coordinator.abort_all("a task failed");
                     fail(e, &mut failure);
                 }
@@ -392,10 +436,20 @@ fn run_once(
     }
     completed.append(&mut coordinator.completed);
     drop(coordinator);
-    worker.join();
     // Tasks that saw their network channel close ended as cancelled; the
     // connection's failure is the cause.
-    if let Some(reason) = exchange.and_then(RunningExchange::finish) {
+    let network_failure = match deployed {
+        Deployed::Local(worker, exchange) => {
+            worker.join();
+            exchange.and_then(RunningExchange::finish)
+        }
+        Deployed::Cluster(remote) => {
+            let (c, failure) = remote.finish()?;
+            *cluster = Some(c);
+            failure
+        }
+    };
+    if let Some(reason) = network_failure {
         if matches!(failure, None | Some(EngineError::Cancelled)) && !cancelled {
             failure = Some(EngineError::Exchange {
                 channel: "loopback".into(),
@@ -418,6 +472,53 @@ fn run_once(
     }
 }
 
+/// Where a run's tasks run.
+enum Deployed {
+    /// In this process, with the loopback exchange if there is one.
+    Local(WorkerRun, Option<RunningExchange>),
+    /// On the workers of a cluster.
+    Cluster(RemoteRun),
+}
+
+/// Wires the run's channels and starts every task in this process; task
+/// `t` reads its commands from `commands[t]`.
+fn deploy_locally(
+    plan: &Arc<Plan>,
+    run: &RunSettings,
+    commands: Vec<Receiver<TaskCommand>>,
+    cancel: &Arc<AtomicBool>,
+    acks: Sender<Acknowledgement>,
+    ended: &Sender<TaskEnded>,
+) -> Result<(WorkerRun, Option<RunningExchange>), EngineError> {
+    let (io, exchange) = wire(plan, run.channel_capacity, run.loopback_workers)?;
+    let exchange = exchange.map(LoopbackExchange::start).transpose()?;
+    let mut commands = commands.into_iter();
+    let mut assigned = Vec::new();
+    for (v, subtasks) in io.into_iter().enumerate() {
+        for (s, io) in subtasks.into_iter().enumerate() {
+            assigned.push(AssignedTask {
+                task: assigned.len(),
+                vertex: v,
+                subtask: s,
+                io,
+                commands: commands.next().ok_or_else(|| {
+                    EngineError::Internal("fewer command channels than tasks".into())
+                })?,
+            });
+        }
+    }
+    let worker = WorkerRun::start(
+        plan,
+        &run.settings,
+        &run.clock,
+        assigned,
+        cancel,
+        acks,
+        ended,
+    )?;
+    Ok((worker, exchange))
+}
+
 /// The channel ends of every subtask, and the network channels among them
 /// (with `loopback_workers`).
 type Wiring = (Vec<Vec<SubtaskIo>>, Option<LoopbackExchange>);
@@ -425,7 +526,7 @@ type Wiring = (Vec<Vec<SubtaskIo>>, Option<LoopbackExchange>);
 /// Creates every channel and deals the ends to the subtasks: a local
 /// channel, or with `loopback_workers` a network channel between subtasks
 /// on different workers.
-fn wire(
+pub(crate) fn wire(
     plan: &Plan,
     capacity: usize,
     loopback_workers: Option<usize>,

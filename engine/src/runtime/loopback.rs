@@ -5,11 +5,18 @@
 //! workers crosses a loopback TCP connection of that pair of workers
 //! ([`crate::runtime::tcp`]). It exercises and measures the network path
 //! the cluster uses, with the same job and the same results.
+//!
+//! A worker of a cluster wires the same way ([`LoopbackExchange::start_worker`]):
+//! every process enumerates the channels in the same order, so channel ids
+//! agree on both ends of a connection, and each starts only the connections
+//! it is an end of.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::error::EngineError;
 use crate::runtime::exchange::{ChannelId, RemoteInput, RemoteOutput};
@@ -100,6 +107,97 @@ impl LoopbackExchange {
         }
         Ok(RunningExchange { threads, failures })
     }
+}
+
+impl LoopbackExchange {
+    /// Starts the connections of worker `me` of a cluster: it connects to
+    /// every worker it sends to (`peers`: their data addresses, by index)
+    /// and accepts one connection from every worker that sends to it, on
+    /// `listener`. Each connection opens with `attempt` and the sender's
+    /// index, so a connection of an older run is refused.
+    pub(crate) fn start_worker(
+        self,
+        me: usize,
+        listener: &TcpListener,
+        peers: &[SocketAddr],
+        attempt: u32,
+    ) -> Result<RunningExchange, EngineError> {
+        let failures = Failures::default();
+        let mut threads = Vec::new();
+        let io = |what: String, e: std::io::Error| EngineError::Exchange {
+            channel: format!("worker {me}"),
+            reason: format!("{what}: {e}"),
+        };
+        let mut receiving = BTreeMap::new();
+        for ((a, b), (sending, receiving_end)) in self.links {
+            let name = format!("eddy-net-{a}-{b}");
+            if a == me {
+                let mut out = TcpStream::connect(peers[b])
+                    .map_err(|e| io(format!("cannot connect to worker {b} at {}", peers[b]), e))?;
+                let mut hello = attempt.to_le_bytes().to_vec();
+                hello.extend((me as u32).to_le_bytes());
+                out.write_all(&hello)
+                    .map_err(|e| io(format!("cannot greet worker {b}"), e))?;
+                threads.extend(
+                    sending
+                        .start(out, &name, &failures)
+                        .map_err(|e| io("cannot start a connection".into(), e))?,
+                );
+            } else if b == me {
+                receiving.insert(a, (name, receiving_end));
+            }
+        }
+        let deadline = Instant::now() + ACCEPT_TIMEOUT;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| io("cannot poll the data port".into(), e))?;
+        while !receiving.is_empty() {
+            let stream = match listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if Instant::now() > deadline {
+                        let missing: Vec<String> =
+                            receiving.keys().map(|w| w.to_string()).collect();
+                        return Err(EngineError::Exchange {
+                            channel: format!("worker {me}"),
+                            reason: format!(
+                                "workers {} did not connect within {ACCEPT_TIMEOUT:?}; check that they can reach this worker's data address",
+                                missing.join(", ")
+                            ),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                Err(e) => return Err(io("cannot accept a connection".into(), e)),
+            };
+            let Some((from, stream)) = greeted(stream, attempt) else {
+                continue; // a stray or stale client
+            };
+            if let Some((name, end)) = receiving.remove(&from) {
+                threads.extend(
+                    end.start(stream, &name, &failures)
+                        .map_err(|e| io("cannot start a connection".into(), e))?,
+                );
+            }
+        }
+        Ok(RunningExchange { threads, failures })
+    }
+}
+
+/// How long a worker waits for its peers' connections.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The sending worker of a new connection, if it greets for `attempt`.
+fn greeted(mut stream: TcpStream, attempt: u32) -> Option<(usize, TcpStream)> {
+    stream.set_nonblocking(false).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut hello = [0u8; 8];
+    stream.read_exact(&mut hello).ok()?;
+    stream.set_read_timeout(None).ok()?;
+    let their_attempt = u32::from_le_bytes(hello[..4].try_into().ok()?);
+    let from = u32::from_le_bytes(hello[4..].try_into().ok()?) as usize;
+    (their_attempt == attempt).then_some((from, stream))
 }
 
 /// A connected pair of sockets over `listener`; connections from anyone

@@ -3,6 +3,7 @@
 //! executor that wires and runs a job graph.
 
 pub(crate) mod chain;
+pub(crate) mod cluster;
 pub(crate) mod enumerator;
 pub(crate) mod exchange;
 pub(crate) mod executor;

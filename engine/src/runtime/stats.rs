@@ -79,6 +79,20 @@ pub struct JobStats {
 }
 
 impl JobStats {
+    /// What a worker of a cluster returns when the coordinator shuts the
+    /// job down: its tasks' statistics are the coordinator's to report.
+    pub(crate) fn of_worker(job: &str, duration: Duration) -> Self {
+        JobStats {
+            job: job.to_owned(),
+            duration,
+            operators: Vec::new(),
+            restarts: 0,
+            checkpoints: Vec::new(),
+            stopped_with_savepoint: None,
+            answer: Some("worker: the coordinator ended the job".into()),
+        }
+    }
+
     /// The statistics of the operator with uid or name `id`.
     pub fn operator(&self, id: &str) -> Option<&OperatorStats> {
         self.operators

@@ -47,6 +47,9 @@ pub(crate) struct AssignedTask {
 /// How a task ended: its statistics, or why it failed.
 pub(crate) type TaskOutcome = Result<Vec<StageStats>, EngineError>;
 
+/// Task `.0` ended with `.1`.
+pub(crate) type TaskEnded = (usize, TaskOutcome);
+
 /// A worker's running subtasks and snapshot writer.
 pub(crate) struct WorkerRun {
     tasks: Vec<JoinHandle<()>>,
@@ -64,7 +67,7 @@ impl WorkerRun {
         assigned: Vec<AssignedTask>,
         cancel: &Arc<AtomicBool>,
         acks: Sender<Acknowledgement>,
-        ended: &Sender<TaskOutcome>,
+        ended: &Sender<TaskEnded>,
     ) -> Result<Self, EngineError> {
         let places = assigned
             .iter()
@@ -123,7 +126,7 @@ fn spawn_task(
     plan: Arc<Plan>,
     io: SubtaskIo,
     env: TaskEnv,
-    ended: Sender<TaskOutcome>,
+    ended: Sender<TaskEnded>,
 ) -> Result<JoinHandle<()>, EngineError> {
     let (v, s) = (env.vertex, env.subtask);
     std::thread::Builder::new()
@@ -155,7 +158,7 @@ fn spawn_task(
                     env.cancel.store(true, Ordering::SeqCst);
                 }
             }
-            let _ = ended.send(result);
+            let _ = ended.send((env.link.task, result));
         })
         .map_err(|e| EngineError::Internal(format!("cannot spawn a task thread: {e}")))
 }

@@ -1,0 +1,464 @@
+//! The coordinator's side of the cluster: the workers' control connections,
+//! and one run of the job deployed to them.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::BufReader;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Select, Sender};
+
+use crate::checkpoint::coordinator::TaskCommand;
+use crate::checkpoint::writer::{Acknowledgement, WriterInput};
+use crate::config::ClusterSettings;
+use crate::error::EngineError;
+use crate::runtime::cluster::{receive, send, Deployment, RemoteOutcome, ToCoordinator, ToWorker};
+use crate::runtime::worker::TaskEnded;
+
+/// What the coordinator hears from its workers.
+enum Event {
+    /// A worker connected and said hello.
+    Joined(WorkerLine),
+    /// A message from worker `.0`.
+    Message(usize, ToCoordinator),
+    /// Worker `.0`'s control connection closed or failed.
+    Lost(usize, String),
+}
+
+/// A worker's control connection.
+struct WorkerLine {
+    id: usize,
+    data: SocketAddr,
+    out: TcpStream,
+    last_heard: Instant,
+}
+
+/// How often a coordinator waiting for workers says so.
+const WAITING_NOTICE: Duration = Duration::from_secs(5);
+
+/// The workers of a cluster, as the coordinator sees them.
+pub(crate) struct Cluster {
+    workers: Vec<WorkerLine>,
+    events: Receiver<Event>,
+    heartbeat_timeout: Duration,
+}
+
+impl Cluster {
+    /// Listens on `settings.bind` and waits until `settings.workers`
+    /// workers have joined. Workers that join later are used from the next
+    /// restart on.
+    pub(crate) fn start(settings: &ClusterSettings) -> Result<Cluster, EngineError> {
+        let listener = TcpListener::bind(settings.bind).map_err(|e| EngineError::Config {
+            option: "coordinator --bind".into(),
+            value: settings.bind.to_string(),
+            reason: format!("cannot listen there: {e}"),
+        })?;
+        tracing::info!(addr = %settings.bind, workers = settings.workers, "coordinator waiting for workers");
+        let (events_tx, events) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name("eddy-accept".into())
+            .spawn(move || accept_workers(&listener, &events_tx))
+            .map_err(|e| EngineError::Internal(format!("cannot spawn the acceptor: {e}")))?;
+        let mut cluster = Cluster {
+            workers: Vec::new(),
+            events,
+            heartbeat_timeout: settings.heartbeat_timeout,
+        };
+        while cluster.workers.len() < settings.workers {
+            match cluster.events.recv_timeout(WAITING_NOTICE) {
+                Ok(event) => cluster.on_idle_event(event),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => tracing::warn!(
+                    joined = cluster.workers.len(),
+                    expected = settings.workers,
+                    addr = %settings.bind,
+                    "still waiting for workers (start them with `worker --coordinator ADDR`)"
+                ),
+                Err(_) => return Err(EngineError::Internal("the acceptor stopped".into())),
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// Handles an event between runs.
+    fn on_idle_event(&mut self, event: Event) {
+        match event {
+            Event::Joined(line) => {
+                tracing::info!(worker = line.id, data = %line.data, "worker joined");
+                self.workers.push(line);
+            }
+            Event::Lost(id, reason) => {
+                tracing::warn!(worker = id, %reason, "worker lost");
+                self.workers.retain(|w| w.id != id);
+            }
+            Event::Message(id, _) => {
+                if let Some(w) = self.workers.iter_mut().find(|w| w.id == id) {
+                    w.last_heard = Instant::now();
+                }
+            }
+        }
+    }
+
+    /// Workers that joined or left since the last run.
+    fn refresh(&mut self) {
+        while let Ok(event) = self.events.try_recv() {
+            self.on_idle_event(event);
+        }
+        let timeout = self.heartbeat_timeout;
+        self.workers.retain(|w| {
+            let alive = w.last_heard.elapsed() < timeout;
+            if !alive {
+                tracing::warn!(worker = w.id, "worker lost: no heartbeat");
+            }
+            alive
+        });
+    }
+
+    /// How many workers the next run gets.
+    pub(crate) fn size(&mut self) -> Result<usize, EngineError> {
+        self.refresh();
+        match self.workers.len() {
+            0 => Err(EngineError::Exchange {
+                channel: "cluster".into(),
+                reason: "no worker is left to run the job; start workers with `worker --coordinator ADDR`".into(),
+            }),
+            n => Ok(n),
+        }
+    }
+
+    /// Deploys run `attempt` to the workers (as many as [`Self::size`]
+    /// said): worker `i` runs the tasks whose writer index is `i`
+    /// (`placement`). The returned run relays the commands of `lines` to
+    /// the tasks, and the workers' acknowledgements and the tasks' outcomes
+    /// back; it also returns the lines to each worker's snapshot writer.
+    pub(crate) fn deploy(
+        mut self,
+        attempt: u32,
+        restore: Option<PathBuf>,
+        placement: Vec<usize>,
+        lines: RunLines,
+    ) -> Result<(RemoteRun, Vec<Sender<WriterInput>>), EngineError> {
+        let addrs: Vec<SocketAddr> = self.workers.iter().map(|w| w.data).collect();
+        let mut initial: Vec<Vec<(usize, TaskCommand)>> =
+            addrs.iter().map(|_| Vec::new()).collect();
+        for (task, commands) in lines.commands.iter().enumerate() {
+            initial[placement[task]].extend(commands.try_iter().map(|c| (task, c)));
+        }
+        for ((index, w), initial) in self.workers.iter_mut().enumerate().zip(initial) {
+            let deployment = Deployment {
+                attempt,
+                index,
+                workers: addrs.clone(),
+                restore: restore.clone(),
+                initial,
+            };
+            send(&mut w.out, &ToWorker::Deploy(deployment)).map_err(|e| EngineError::Exchange {
+                channel: format!("worker {}", w.id),
+                reason: format!("cannot deploy to it: {e}"),
+            })?;
+        }
+        let mut writer_tx = Vec::new();
+        let mut writer_rx = Vec::new();
+        for _ in &self.workers {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            writer_tx.push(tx);
+            writer_rx.push(rx);
+        }
+        let relay = Relay {
+            cluster: self,
+            placement,
+            commands: lines.commands,
+            writers: writer_rx,
+            cancel: lines.cancel,
+            acks: lines.acks,
+            ended: lines.ended,
+        };
+        let thread = std::thread::Builder::new()
+            .name("eddy-relay".into())
+            .spawn(move || relay.run())
+            .map_err(|e| EngineError::Internal(format!("cannot spawn the relay: {e}")))?;
+        Ok((RemoteRun { thread }, writer_tx))
+    }
+
+    /// Tells every worker the job is over.
+    pub(crate) fn shut_down(mut self) {
+        for w in &mut self.workers {
+            let _ = send(&mut w.out, &ToWorker::Shutdown);
+        }
+    }
+}
+
+/// The coordinator's ends of one run's lines to its tasks.
+pub(crate) struct RunLines {
+    /// Commands for task `t` arrive on `commands[t]`.
+    pub commands: Vec<Receiver<TaskCommand>>,
+    /// Set when the run is to stop (a task failed, or the job is cancelled).
+    pub cancel: Arc<AtomicBool>,
+    /// Where the snapshot writers' acknowledgements go.
+    pub acks: Sender<Acknowledgement>,
+    /// Where the tasks' outcomes go.
+    pub ended: Sender<TaskEnded>,
+}
+
+/// A run deployed to the workers, relayed by its own thread.
+pub(crate) struct RemoteRun {
+    thread: JoinHandle<(Cluster, Option<String>)>,
+}
+
+impl RemoteRun {
+    /// Waits until every worker's run has ended (or the worker was lost);
+    /// returns the cluster for the next run and the first connection
+    /// failure a worker reported.
+    pub(crate) fn finish(self) -> Result<(Cluster, Option<String>), EngineError> {
+        self.thread
+            .join()
+            .map_err(|_| EngineError::Internal("the relay thread panicked".into()))
+    }
+}
+
+/// Relays one run between the coordinator's loop and the workers.
+struct Relay {
+    cluster: Cluster,
+    /// Task index → index of the worker (in `cluster.workers`) running it.
+    placement: Vec<usize>,
+    commands: Vec<Receiver<TaskCommand>>,
+    writers: Vec<Receiver<WriterInput>>,
+    cancel: Arc<AtomicBool>,
+    acks: Sender<Acknowledgement>,
+    ended: Sender<TaskEnded>,
+}
+
+impl Relay {
+    fn run(mut self) -> (Cluster, Option<String>) {
+        let workers = self.cluster.workers.len();
+        let mut running: BTreeSet<usize> = (0..workers).collect();
+        let mut open: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); workers];
+        for (task, &w) in self.placement.iter().enumerate() {
+            open[w].insert(task);
+        }
+        let index_of: HashMap<usize, usize> = self
+            .cluster
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.id, i))
+            .collect();
+        let mut lost: Vec<usize> = Vec::new();
+        let mut failure = None;
+        let mut cancel_sent = false;
+        let mut commands_open = vec![true; self.commands.len()];
+        let mut writers_open = vec![true; self.writers.len()];
+        while !running.is_empty() {
+            if self.cancel.load(Ordering::SeqCst) && !cancel_sent {
+                cancel_sent = true;
+                for &i in &running {
+                    let _ = send(&mut self.cluster.workers[i].out, &ToWorker::Cancel);
+                }
+            }
+            let now = Instant::now();
+            for &i in &running {
+                if now.duration_since(self.cluster.workers[i].last_heard)
+                    >= self.cluster.heartbeat_timeout
+                {
+                    lost.push(i);
+                }
+            }
+            let mut select = Select::new();
+            let events = select.recv(&self.cluster.events);
+            let mut sources = Vec::new();
+            for (t, rx) in self.commands.iter().enumerate() {
+                if commands_open[t] && running.contains(&self.placement[t]) {
+                    sources.push((select.recv(rx), Some(t), None));
+                }
+            }
+            for (w, rx) in self.writers.iter().enumerate() {
+                if writers_open[w] && running.contains(&w) {
+                    sources.push((select.recv(rx), None, Some(w)));
+                }
+            }
+            if !lost.is_empty() {
+                for i in std::mem::take(&mut lost) {
+                    if running.remove(&i) {
+                        self.lose(i, "no heartbeat", &mut open[i]);
+                    }
+                }
+                continue;
+            }
+            let Ok(op) = select.select_timeout(Duration::from_millis(100)) else {
+                continue;
+            };
+            let index = op.index();
+            if index == events {
+                let event = op.recv(&self.cluster.events);
+                match event {
+                    Ok(Event::Joined(line)) => {
+                        tracing::info!(worker = line.id, "worker joined; used from the next run");
+                        self.cluster.workers.push(line);
+                    }
+                    Ok(Event::Lost(id, reason)) => {
+                        if let Some(&i) = index_of.get(&id) {
+                            if running.remove(&i) {
+                                self.lose(i, &reason, &mut open[i]);
+                            }
+                            self.cluster.workers[i].last_heard =
+                                Instant::now() - self.cluster.heartbeat_timeout * 2;
+                        } else {
+                            self.cluster.workers.retain(|w| w.id != id);
+                        }
+                    }
+                    Ok(Event::Message(id, message)) => {
+                        let Some(&i) = index_of.get(&id) else {
+                            continue;
+                        };
+                        self.cluster.workers[i].last_heard = Instant::now();
+                        match message {
+                            ToCoordinator::Ack(ack) => {
+                                let _ = self.acks.send(ack);
+                            }
+                            ToCoordinator::TaskEnded { task, outcome } => {
+                                open[i].remove(&task);
+                                if matches!(outcome, RemoteOutcome::Failed { .. }) {
+                                    self.cancel.store(true, Ordering::SeqCst);
+                                }
+                                let _ = self.ended.send((task, outcome.into_result(id)));
+                            }
+                            ToCoordinator::RunEnded { failure: f } => {
+                                running.remove(&i);
+                                failure = failure.or(f);
+                            }
+                            ToCoordinator::Hello { .. } | ToCoordinator::Heartbeat => {}
+                        }
+                    }
+                    Err(_) => break,
+                }
+                continue;
+            }
+            let Some(&(_, task, writer)) = sources.iter().find(|(i, _, _)| *i == index) else {
+                continue;
+            };
+            if let Some(t) = task {
+                match op.recv(&self.commands[t]) {
+                    Ok(command) => {
+                        let w = self.placement[t];
+                        let message = ToWorker::Command { task: t, command };
+                        let _ = send(&mut self.cluster.workers[w].out, &message);
+                    }
+                    Err(_) => commands_open[t] = false,
+                }
+            } else if let Some(w) = writer {
+                match op.recv(&self.writers[w]) {
+                    Ok(WriterInput::Command(command)) => {
+                        let _ = send(&mut self.cluster.workers[w].out, &ToWorker::Writer(command));
+                    }
+                    Ok(WriterInput::Task(_)) => {}
+                    Err(_) => writers_open[w] = false,
+                }
+            }
+        }
+        // Drop the workers lost during the run.
+        let timeout = self.cluster.heartbeat_timeout;
+        self.cluster
+            .workers
+            .retain(|w| w.last_heard.elapsed() < timeout);
+        (self.cluster, failure)
+    }
+
+    /// Worker `i` is lost: its open tasks fail (restartably) and the other
+    /// workers cancel theirs.
+    fn lose(&mut self, i: usize, reason: &str, open: &mut BTreeSet<usize>) {
+        let id = self.cluster.workers[i].id;
+        tracing::warn!(worker = id, reason, "worker lost during the run");
+        self.cancel.store(true, Ordering::SeqCst);
+        for task in std::mem::take(open) {
+            let error = EngineError::Exchange {
+                channel: format!("worker {id}"),
+                reason: format!("the worker was lost ({reason})"),
+            };
+            let _ = self.ended.send((task, Err(error)));
+        }
+        let timeout = self.cluster.heartbeat_timeout;
+        self.cluster.workers[i].last_heard = Instant::now() - timeout * 2;
+    }
+}
+
+impl RemoteOutcome {
+    /// The outcome as the coordinator's loop takes it (a remote task's
+    /// statistics stay on its worker).
+    fn into_result(self, worker: usize) -> crate::runtime::worker::TaskOutcome {
+        match self {
+            RemoteOutcome::Finished => Ok(Vec::new()),
+            RemoteOutcome::Cancelled => Err(EngineError::Cancelled),
+            RemoteOutcome::Failed {
+                message,
+                restartable: true,
+            } => Err(EngineError::Exchange {
+                channel: format!("worker {worker}"),
+                reason: message,
+            }),
+            RemoteOutcome::Failed { message, .. } => Err(EngineError::Internal(format!(
+                "on worker {worker}: {message}"
+            ))),
+        }
+    }
+}
+
+/// Accepts workers' control connections until the process ends; each gets
+/// a reader thread that turns its messages into events.
+fn accept_workers(listener: &TcpListener, events: &Sender<Event>) {
+    for (id, stream) in listener.incoming().enumerate() {
+        let Ok(stream) = stream else { continue };
+        let events = events.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("eddy-control-{id}"))
+            .spawn(move || read_worker(id, stream, &events));
+        if spawned.is_err() {
+            tracing::warn!("cannot spawn a control reader; worker refused");
+        }
+    }
+}
+
+/// Reads worker `id`'s messages: first its hello, then everything else.
+fn read_worker(id: usize, stream: TcpStream, events: &Sender<Event>) {
+    let _ = stream.set_nodelay(true);
+    let Ok(out) = stream.try_clone() else { return };
+    let mut input = BufReader::new(stream);
+    let data = match receive::<ToCoordinator>(&mut input) {
+        Ok(Some(ToCoordinator::Hello { data })) => data,
+        _ => {
+            tracing::warn!(
+                worker = id,
+                "a client that did not greet as a worker was refused"
+            );
+            return;
+        }
+    };
+    let line = WorkerLine {
+        id,
+        data,
+        out,
+        last_heard: Instant::now(),
+    };
+    if events.send(Event::Joined(line)).is_err() {
+        return;
+    }
+    loop {
+        match receive::<ToCoordinator>(&mut input) {
+            Ok(Some(message)) => {
+                if events.send(Event::Message(id, message)).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {
+                let _ = events.send(Event::Lost(id, "its connection closed".into()));
+                return;
+            }
+            Err(e) => {
+                let _ = events.send(Event::Lost(id, format!("its connection failed: {e}")));
+                return;
+            }
+        }
+    }
+}

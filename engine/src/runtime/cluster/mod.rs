@@ -1,0 +1,164 @@
+//! The cluster runtime (application mode): every process runs the same job
+//! binary, one as `coordinator`, the others as `worker`s.
+//!
+//! Workers connect to the coordinator's control port and say where their
+//! data port is. For each run of the job the coordinator deploys it to the
+//! workers it has (subtask `s` of every vertex on worker `s mod N`, as
+//! `--loopback-workers` places them), relays its checkpoint commands to the
+//! tasks and their workers' snapshot writers, and collects the writers'
+//! acknowledgements and the tasks' outcomes — the same messages the local
+//! runtime passes in process ([`crate::checkpoint::coordinator::TaskCommand`],
+//! [`crate::checkpoint::writer`]), here as length-prefixed bincode frames
+//! over TCP. Records between workers go over their own connections with
+//! credit-based flow control ([`super::tcp`]).
+//!
+//! A worker that closes its control connection (its process died) or sends
+//! nothing, not even a heartbeat, for `--heartbeat-timeout` is lost: the run
+//! fails, the other workers cancel their tasks, and the job restarts from its
+//! latest complete checkpoint on the workers that remain.
+
+pub(crate) mod coordinator;
+pub(crate) mod worker;
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::coordinator::TaskCommand;
+use crate::checkpoint::writer::{Acknowledgement, WriterCommand};
+
+/// The largest control message accepted (a batch of splits is the biggest).
+const MAX_MESSAGE: usize = 64 << 20;
+/// How often a worker says it is alive.
+pub(crate) const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What the coordinator tells a worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToWorker {
+    /// Run your share of a new run of the job.
+    Deploy(Deployment),
+    /// A command for one of your tasks.
+    Command { task: usize, command: TaskCommand },
+    /// A command for your snapshot writer.
+    Writer(WriterCommand),
+    /// Cancel this run's tasks (it failed elsewhere, or the job ends).
+    Cancel,
+    /// The job is over: exit.
+    Shutdown,
+}
+
+/// One run of the job, as a worker is to run it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Deployment {
+    /// Restarts before this run.
+    pub attempt: u32,
+    /// This worker's index among `workers`.
+    pub index: usize,
+    /// The data address of every worker of this run, by index.
+    pub workers: Vec<SocketAddr>,
+    /// The checkpoint or savepoint to restore from.
+    pub restore: Option<PathBuf>,
+    /// Commands for this worker's tasks sent before the run started (the
+    /// first splits), delivered before the tasks start.
+    pub initial: Vec<(usize, TaskCommand)>,
+}
+
+/// What a worker tells the coordinator.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToCoordinator {
+    /// The first message: where other workers reach this one's data port.
+    Hello { data: SocketAddr },
+    /// A snapshot writer's acknowledgement.
+    Ack(Acknowledgement),
+    /// Task `task` of the current run ended.
+    TaskEnded { task: usize, outcome: RemoteOutcome },
+    /// Every task of the run has ended and its connections are closed;
+    /// `failure`: why a connection failed, if one did.
+    RunEnded { failure: Option<String> },
+    /// The worker is alive.
+    Heartbeat,
+}
+
+/// How a task on a worker ended.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum RemoteOutcome {
+    Finished,
+    Cancelled,
+    /// It failed; `restartable`: the job may restart from a checkpoint.
+    Failed {
+        message: String,
+        restartable: bool,
+    },
+}
+
+/// Writes one message: `[length u32 LE][bincode]`.
+pub(crate) fn send<M: Serialize>(out: &mut impl Write, message: &M) -> io::Result<()> {
+    let bytes = bincode::serialize(message).map_err(|e| io::Error::other(e.to_string()))?;
+    let len = u32::try_from(bytes.len()).map_err(|_| io::Error::other("message too large"))?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(&bytes)?;
+    out.flush()
+}
+
+/// Reads one message; `None` when the peer closed the connection.
+pub(crate) fn receive<M: DeserializeOwned>(input: &mut impl Read) -> io::Result<Option<M>> {
+    let mut len = [0u8; 4];
+    match input.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_MESSAGE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a control message of {len} bytes is over the limit of {MAX_MESSAGE}"),
+        ));
+    }
+    let mut bytes = vec![0; len];
+    input.read_exact(&mut bytes)?;
+    bincode::deserialize(&bytes)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::element::CheckpointId;
+
+    #[test]
+    fn messages_cross_a_connection_and_a_close_reads_as_none() {
+        let mut wire = Vec::new();
+        send(
+            &mut wire,
+            &ToWorker::Command {
+                task: 3,
+                command: TaskCommand::Complete(CheckpointId(7)),
+            },
+        )
+        .unwrap();
+        let mut input = wire.as_slice();
+        let got: Option<ToWorker> = receive(&mut input).unwrap();
+        assert!(matches!(
+            got,
+            Some(ToWorker::Command {
+                task: 3,
+                command: TaskCommand::Complete(CheckpointId(7))
+            })
+        ));
+        assert!(receive::<ToWorker>(&mut input).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_oversized_message_is_refused() {
+        let mut wire = (u32::MAX).to_le_bytes().to_vec();
+        wire.extend([0; 16]);
+        let err = receive::<ToWorker>(&mut wire.as_slice()).unwrap_err();
+        assert!(err.to_string().contains("over the limit"), "{err}");
+    }
+}

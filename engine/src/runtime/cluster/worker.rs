@@ -1,0 +1,323 @@
+//! The worker's side of the cluster: joins the coordinator, runs its share
+//! of every run deployed to it, and relays its tasks' outcomes and its
+//! snapshot writer's acknowledgements.
+
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::checkpoint::coordinator::TaskCommand;
+use crate::checkpoint::writer::WriterInput;
+use crate::config::WorkerSettings;
+use crate::error::EngineError;
+use crate::graph::job::JobGraph;
+use crate::graph::stream::StreamGraph;
+use crate::runtime::cluster::{
+    receive, send, Deployment, RemoteOutcome, ToCoordinator, ToWorker, HEARTBEAT_INTERVAL,
+};
+use crate::runtime::executor::{load_restore_point, restartable, wire, Plan, RunSettings};
+use crate::runtime::worker::{AssignedTask, WorkerRun};
+
+/// The job a worker runs its share of.
+pub(crate) struct WorkerJob<'a> {
+    pub name: &'a str,
+    pub graph: &'a StreamGraph,
+    pub job: &'a JobGraph,
+    pub run: &'a RunSettings,
+}
+
+/// Serves the coordinator at `settings.coordinator` until it shuts the job
+/// down (`Ok`) or goes away (an error).
+pub(crate) fn serve(job: &WorkerJob<'_>, settings: &WorkerSettings) -> Result<(), EngineError> {
+    let io = |what: String, e: std::io::Error| EngineError::Exchange {
+        channel: "control".into(),
+        reason: format!("{what}: {e}"),
+    };
+    let listener = TcpListener::bind(settings.data)
+        .map_err(|e| io(format!("cannot listen for data on {}", settings.data), e))?;
+    let data = listener
+        .local_addr()
+        .map_err(|e| io("cannot read the data address".into(), e))?;
+    let mut out = connect(settings.coordinator).map_err(|e| {
+        io(
+            format!(
+                "cannot reach the coordinator at {} within {REGISTRATION_TIMEOUT:?}",
+                settings.coordinator
+            ),
+            e,
+        )
+    })?;
+    out.set_nodelay(true)
+        .map_err(|e| io("cannot configure the control connection".into(), e))?;
+    let input = out
+        .try_clone()
+        .map_err(|e| io("cannot read the control connection".into(), e))?;
+    send(&mut out, &ToCoordinator::Hello { data })
+        .map_err(|e| io("cannot greet the coordinator".into(), e))?;
+    tracing::info!(coordinator = %settings.coordinator, %data, "worker joined the coordinator");
+    let control = read_control(input)?;
+    let mut line = Line { out };
+    loop {
+        match control.recv_timeout(HEARTBEAT_INTERVAL) {
+            Ok(Some(ToWorker::Deploy(d))) => {
+                let ended = run_deployment(job, &listener, d, &control, &mut line)?;
+                if ended {
+                    return Ok(());
+                }
+            }
+            Ok(Some(ToWorker::Shutdown)) => return Ok(()),
+            // Commands for a run that is over.
+            Ok(Some(_)) => {}
+            Ok(None) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                return Err(coordinator_lost())
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+        }
+        line.send(&ToCoordinator::Heartbeat)?;
+    }
+}
+
+/// How long a worker keeps trying to reach its coordinator (which may
+/// start after it, or be restarting).
+const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Connects to the coordinator, retrying with backoff until
+/// [`REGISTRATION_TIMEOUT`].
+fn connect(coordinator: SocketAddr) -> std::io::Result<TcpStream> {
+    let deadline = Instant::now() + REGISTRATION_TIMEOUT;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match TcpStream::connect(coordinator) {
+            Ok(stream) => return Ok(stream),
+            Err(e) if Instant::now() + pause > deadline => return Err(e),
+            Err(e) => {
+                tracing::debug!(%coordinator, error = %e, "coordinator not reachable yet; retrying");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn coordinator_lost() -> EngineError {
+    EngineError::Exchange {
+        channel: "control".into(),
+        reason: "the coordinator closed the connection".into(),
+    }
+}
+
+/// The write side of the control connection.
+struct Line {
+    out: TcpStream,
+}
+
+impl Line {
+    fn send(&mut self, message: &ToCoordinator) -> Result<(), EngineError> {
+        send(&mut self.out, message).map_err(|e| EngineError::Exchange {
+            channel: "control".into(),
+            reason: format!("cannot write to the coordinator: {e}"),
+        })
+    }
+}
+
+/// A thread that reads the coordinator's messages into a channel (`None`:
+/// the connection closed).
+fn read_control(stream: TcpStream) -> Result<Receiver<Option<ToWorker>>, EngineError> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::Builder::new()
+        .name("eddy-control".into())
+        .spawn(move || {
+            let mut input = BufReader::new(stream);
+            loop {
+                match receive::<ToWorker>(&mut input) {
+                    Ok(Some(message)) => {
+                        if tx.send(Some(message)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) | Err(_) => {
+                        let _ = tx.send(None);
+                        return;
+                    }
+                }
+            }
+        })
+        .map_err(|e| EngineError::Internal(format!("cannot spawn the control reader: {e}")))?;
+    Ok(rx)
+}
+
+/// Runs this worker's share of one run; true when the coordinator shut the
+/// job down meanwhile.
+fn run_deployment(
+    job: &WorkerJob<'_>,
+    listener: &TcpListener,
+    mut d: Deployment,
+    control: &Receiver<Option<ToWorker>>,
+    line: &mut Line,
+) -> Result<bool, EngineError> {
+    let workers = d.workers.len();
+    let placement = placement(job.job, workers);
+    let mine: Vec<usize> = (0..placement.len())
+        .filter(|&t| placement[t] == d.index)
+        .collect();
+    let started = start_run(job, listener, &mut d, &placement);
+    let (worker, exchange, commands, acks, ended, cancel) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            // Nothing of this run runs here: every task of ours failed.
+            let restartable = restartable(&e);
+            for &task in &mine {
+                let outcome = RemoteOutcome::Failed {
+                    message: e.to_string(),
+                    restartable,
+                };
+                line.send(&ToCoordinator::TaskEnded { task, outcome })?;
+            }
+            line.send(&ToCoordinator::RunEnded { failure: None })?;
+            return Ok(false);
+        }
+    };
+    let mut left = mine.len();
+    let mut shut_down = false;
+    let mut next_beat = Instant::now() + HEARTBEAT_INTERVAL;
+    while left > 0 {
+        let wait = next_beat.saturating_duration_since(Instant::now());
+        crossbeam_channel::select! {
+            recv(control) -> message => match message {
+                Ok(Some(ToWorker::Command { task, command })) => {
+                    if let Some(tx) = commands.get(&task) {
+                        let _ = tx.send(command);
+                    }
+                }
+                Ok(Some(ToWorker::Writer(command))) => {
+                    let _ = worker.writer().send(WriterInput::Command(command));
+                }
+                Ok(Some(ToWorker::Cancel)) => cancel.store(true, Ordering::SeqCst),
+                Ok(Some(ToWorker::Shutdown)) => {
+                    shut_down = true;
+                    cancel.store(true, Ordering::SeqCst);
+                }
+                Ok(Some(ToWorker::Deploy(_))) => {
+                    tracing::warn!("a new run was deployed while one runs; ignored");
+                }
+                Ok(None) | Err(_) => {
+                    cancel.store(true, Ordering::SeqCst);
+                    drop(commands);
+                    worker.join();
+                    return Err(coordinator_lost());
+                }
+            },
+            recv(acks) -> ack => {
+                if let Ok(ack) = ack {
+                    line.send(&ToCoordinator::Ack(ack))?;
+                }
+            },
+            recv(ended) -> result => {
+                if let Ok((task, outcome)) = result {
+                    left -= 1;
+                    let outcome = match outcome {
+                        Ok(_) => RemoteOutcome::Finished,
+                        Err(EngineError::Cancelled) => RemoteOutcome::Cancelled,
+                        Err(e) => RemoteOutcome::Failed {
+                            restartable: restartable(&e),
+                            message: e.to_string(),
+                        },
+                    };
+                    line.send(&ToCoordinator::TaskEnded { task, outcome })?;
+                }
+            },
+            default(wait) => {},
+        }
+        if Instant::now() >= next_beat {
+            line.send(&ToCoordinator::Heartbeat)?;
+            next_beat = Instant::now() + HEARTBEAT_INTERVAL;
+        }
+    }
+    drop(commands);
+    worker.join();
+    let failure = exchange.and_then(crate::runtime::loopback::RunningExchange::finish);
+    line.send(&ToCoordinator::RunEnded { failure })?;
+    Ok(shut_down)
+}
+
+/// Task index → the worker that runs it, for `workers` workers (subtask
+/// `s` of every vertex on worker `s mod workers`), in the order every
+/// process numbers tasks: by vertex, then subtask.
+pub(crate) fn placement(job: &JobGraph, workers: usize) -> Vec<usize> {
+    job.vertices
+        .iter()
+        .flat_map(|v| (0..v.parallelism).map(move |s| s % workers.max(1)))
+        .collect()
+}
+
+type Started = (
+    WorkerRun,
+    Option<crate::runtime::loopback::RunningExchange>,
+    HashMap<usize, Sender<TaskCommand>>,
+    Receiver<crate::checkpoint::writer::Acknowledgement>,
+    Receiver<crate::runtime::worker::TaskEnded>,
+    Arc<AtomicBool>,
+);
+
+/// Builds this worker's tasks of run `d`, connects its channels to the
+/// other workers, and starts them.
+fn start_run(
+    job: &WorkerJob<'_>,
+    listener: &TcpListener,
+    d: &mut Deployment,
+    placement: &[usize],
+) -> Result<Started, EngineError> {
+    let run = job.run;
+    let restored = match &d.restore {
+        Some(path) => Some(Arc::new(load_restore_point(path, job.job, run)?)),
+        None => None,
+    };
+    let plan = Plan::new(job.name, job.graph, job.job, run, restored, d.attempt);
+    let (io, exchange) = wire(&plan, run.channel_capacity, Some(d.workers.len()))?;
+    let exchange = match exchange {
+        Some(x) => Some(x.start_worker(d.index, listener, &d.workers, d.attempt)?),
+        None => None,
+    };
+    let mut assigned = Vec::new();
+    let mut commands = HashMap::new();
+    let mut task = 0;
+    for (v, subtasks) in io.into_iter().enumerate() {
+        for (s, io) in subtasks.into_iter().enumerate() {
+            if placement[task] == d.index {
+                let (tx, rx) = crossbeam_channel::unbounded();
+                commands.insert(task, tx);
+                assigned.push(AssignedTask {
+                    task,
+                    vertex: v,
+                    subtask: s,
+                    io,
+                    commands: rx,
+                });
+            }
+            task += 1;
+        }
+    }
+    for (task, command) in d.initial.drain(..) {
+        if let Some(tx) = commands.get(&task) {
+            let _ = tx.send(command);
+        }
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (ack_tx, acks) = crossbeam_channel::unbounded();
+    let (ended_tx, ended) = crossbeam_channel::unbounded();
+    let worker = WorkerRun::start(
+        &plan,
+        &run.settings,
+        &run.clock,
+        assigned,
+        &cancel,
+        ack_tx,
+        &ended_tx,
+    )?;
+    Ok((worker, exchange, commands, acks, ended, cancel))
+}
