@@ -754,3 +754,28 @@ fn killing_workers_mid_run_restarts_the_job_and_keeps_the_output_exact() {
     );
     assert_eq!(committed(&out), expected(20_000));
 }
+
+#[test]
+fn a_frozen_worker_is_lost_after_the_heartbeat_timeout_and_the_output_stays_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = ClusterProcesses::start(dir.path());
+    std::thread::sleep(Duration::from_millis(900));
+    assert!(cluster.coordinator.try_wait().unwrap().is_none());
+    // SIGSTOP: the process keeps its sockets open but says nothing, as
+    // behind a network cut. Dropping the cluster kills it.
+    let frozen = cluster.workers[1].id().to_string();
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &frozen])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(
+        cluster.wait(),
+        "the job ends successfully on the other workers"
+    );
+    assert!(
+        cluster.restarts() >= 1,
+        "the frozen worker's loss restarted the job"
+    );
+    assert_eq!(committed(&dir.path().join("out")), expected(20_000));
+}

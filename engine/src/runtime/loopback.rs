@@ -79,8 +79,13 @@ impl LoopbackExchange {
     pub(crate) fn start(self) -> Result<RunningExchange, EngineError> {
         let failures = Failures::default();
         let mut threads = Vec::new();
+        let mut streams = Vec::new();
         if self.links.is_empty() {
-            return Ok(RunningExchange { threads, failures });
+            return Ok(RunningExchange {
+                threads,
+                streams,
+                failures,
+            });
         }
         let io = |what: &str, e: std::io::Error| EngineError::Exchange {
             channel: "loopback".into(),
@@ -94,6 +99,10 @@ impl LoopbackExchange {
         for ((a, b), (sending, receiving)) in self.links {
             let name = format!("eddy-net-{a}-{b}");
             let (out, inp) = connect(&listener, addr).map_err(|e| io("cannot connect", e))?;
+            streams.push(
+                out.try_clone()
+                    .map_err(|e| io("cannot keep a connection", e))?,
+            );
             threads.extend(
                 sending
                     .start(out, &name, &failures)
@@ -105,7 +114,11 @@ impl LoopbackExchange {
                     .map_err(|e| io("cannot start a connection", e))?,
             );
         }
-        Ok(RunningExchange { threads, failures })
+        Ok(RunningExchange {
+            threads,
+            streams,
+            failures,
+        })
     }
 }
 
@@ -124,6 +137,7 @@ impl LoopbackExchange {
     ) -> Result<RunningExchange, EngineError> {
         let failures = Failures::default();
         let mut threads = Vec::new();
+        let mut streams = Vec::new();
         let io = |what: String, e: std::io::Error| EngineError::Exchange {
             channel: format!("worker {me}"),
             reason: format!("{what}: {e}"),
@@ -138,6 +152,10 @@ impl LoopbackExchange {
                 hello.extend((me as u32).to_le_bytes());
                 out.write_all(&hello)
                     .map_err(|e| io(format!("cannot greet worker {b}"), e))?;
+                streams.push(
+                    out.try_clone()
+                        .map_err(|e| io("cannot keep a connection".into(), e))?,
+                );
                 threads.extend(
                     sending
                         .start(out, &name, &failures)
@@ -175,13 +193,22 @@ impl LoopbackExchange {
                 continue; // a stray or stale client
             };
             if let Some((name, end)) = receiving.remove(&from) {
+                streams.push(
+                    stream
+                        .try_clone()
+                        .map_err(|e| io("cannot keep a connection".into(), e))?,
+                );
                 threads.extend(
                     end.start(stream, &name, &failures)
                         .map_err(|e| io("cannot start a connection".into(), e))?,
                 );
             }
         }
-        Ok(RunningExchange { threads, failures })
+        Ok(RunningExchange {
+            threads,
+            streams,
+            failures,
+        })
     }
 }
 
@@ -216,13 +243,30 @@ fn connect(listener: &TcpListener, addr: SocketAddr) -> std::io::Result<(TcpStre
 /// The connections of a job run, running.
 pub(crate) struct RunningExchange {
     threads: Vec<JoinHandle<()>>,
+    /// The sockets, to close those a peer holds open.
+    streams: Vec<TcpStream>,
     failures: Failures,
 }
 
+/// How long connections may stay open after this worker's tasks ended.
+const LINGER: Duration = Duration::from_secs(2);
+
 impl RunningExchange {
     /// Waits for the connections to close (once every task has let go of
-    /// its channels); returns the first I/O failure, if any.
+    /// its channels); returns the first I/O failure, if any. A connection
+    /// whose peer does not close it within [`LINGER`] (a frozen or cut-off
+    /// worker) is closed from this end.
     pub(crate) fn finish(self) -> Option<String> {
+        let deadline = Instant::now() + LINGER;
+        while self.threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if self.threads.iter().any(|t| !t.is_finished()) {
+            tracing::warn!(?LINGER, "a peer held its connection open; closing it");
+            for s in &self.streams {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
         for t in self.threads {
             let _ = t.join();
         }

@@ -37,6 +37,9 @@ struct WorkerLine {
     last_heard: Instant,
 }
 
+/// The longest a write to a worker's control connection may block.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How often a coordinator waiting for workers says so.
 const WAITING_NOTICE: Duration = Duration::from_secs(5);
 
@@ -423,6 +426,8 @@ fn accept_workers(listener: &TcpListener, events: &Sender<Event>) {
 /// Reads worker `id`'s messages: first its hello, then everything else.
 fn read_worker(id: usize, stream: TcpStream, events: &Sender<Event>) {
     let _ = stream.set_nodelay(true);
+    // A frozen worker must not block the coordinator's writes to it.
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let Ok(out) = stream.try_clone() else { return };
     let mut input = BufReader::new(stream);
     let data = match receive::<ToCoordinator>(&mut input) {

@@ -239,8 +239,28 @@ fn run_deployment(
         }
     }
     drop(commands);
-    worker.join();
-    let failure = exchange.and_then(crate::runtime::loopback::RunningExchange::finish);
+    // The connections may take a while to close (a peer may be frozen):
+    // keep beating meanwhile.
+    let (closed_tx, closed) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("eddy-run-end".into())
+        .spawn(move || {
+            worker.join();
+            let failure = exchange.and_then(crate::runtime::loopback::RunningExchange::finish);
+            let _ = closed_tx.send(failure);
+        })
+        .map_err(|e| EngineError::Internal(format!("cannot spawn a thread: {e}")))?;
+    let failure = loop {
+        match closed.recv_timeout(HEARTBEAT_INTERVAL) {
+            Ok(failure) => break failure,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                line.send(&ToCoordinator::Heartbeat)?;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                break Some("the run's connections did not close".into())
+            }
+        }
+    };
     line.send(&ToCoordinator::RunEnded { failure })?;
     Ok(shut_down)
 }
