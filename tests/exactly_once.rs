@@ -16,7 +16,9 @@ use common::{restarting_config, resuming_config};
 use eddy::connectors::datagen::{DataGen, SplitMix64};
 use eddy::connectors::file::{RowFormat, TransactionalFileSink};
 use eddy::engine::checkpoint::latest_checkpoint;
-use eddy::engine::config::{ClusterRole, ClusterSettings, StateBackendKind, WorkerSettings};
+use eddy::engine::config::{
+    ClusterRole, ClusterSettings, ControlAction, StateBackendKind, WorkerSettings,
+};
 use eddy::engine::sink::Collected;
 use eddy::engine::state::ValueStateDesc;
 use eddy::operators::window::{Count, TimeWindow, TumblingEventTime, WindowExt};
@@ -606,12 +608,16 @@ fn child_cluster_process() {
         .unwrap()
         .parse()
         .unwrap();
-    let mut config = resuming_config(4, &dir);
+    let var = |name: &str| std::env::var(name).ok();
+    let parallelism = var("EDDY_CLUSTER_P").map_or(4, |p| p.parse().unwrap());
+    let workers = var("EDDY_CLUSTER_WORKERS").map_or(3, |w| w.parse().unwrap());
+    let mut config = resuming_config(parallelism, &dir);
+    config.checkpoints.restore = var("EDDY_CLUSTER_RESTORE").map(PathBuf::from);
     config.log_format = Some(eddy::engine::logging::LogFormat::Text);
     config.cluster = Some(match role.as_str() {
         "coordinator" => ClusterRole::Coordinator(ClusterSettings {
             bind: control,
-            workers: 3,
+            workers,
             heartbeat_timeout: Duration::from_secs(5),
         }),
         _ => ClusterRole::Worker(WorkerSettings {
@@ -638,30 +644,46 @@ fn child_cluster_process() {
 /// the test fails).
 struct ClusterProcesses {
     dir: PathBuf,
-    control: std::net::SocketAddr,
+    /// The child's settings: `EDDY_CLUSTER_*` variables.
+    vars: Vec<(&'static str, String)>,
     coordinator: std::process::Child,
     workers: Vec<std::process::Child>,
 }
 
 impl ClusterProcesses {
+    /// The job at p=4 on a coordinator and three workers.
     fn start(dir: &Path) -> Self {
+        Self::start_with(dir, 4, 3, None)
+    }
+
+    /// The job at `parallelism` on a coordinator and `workers` workers,
+    /// restored from `restore`.
+    fn start_with(dir: &Path, parallelism: usize, workers: usize, restore: Option<&Path>) -> Self {
         let control = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap()
         };
+        let mut vars = vec![
+            ("EDDY_CLUSTER_DIR", dir.display().to_string()),
+            ("EDDY_CLUSTER_CONTROL", control.to_string()),
+            ("EDDY_CLUSTER_P", parallelism.to_string()),
+            ("EDDY_CLUSTER_WORKERS", workers.to_string()),
+        ];
+        vars.extend(restore.map(|r| ("EDDY_CLUSTER_RESTORE", r.display().to_string())));
+        let coordinator = Self::spawn(dir, &vars, "coordinator");
         let mut cluster = ClusterProcesses {
             dir: dir.to_owned(),
-            control,
-            coordinator: Self::spawn(dir, control, "coordinator"),
+            vars,
+            coordinator,
             workers: Vec::new(),
         };
-        for _ in 0..3 {
+        for _ in 0..workers {
             cluster.add_worker();
         }
         cluster
     }
 
-    fn spawn(dir: &Path, control: std::net::SocketAddr, role: &str) -> std::process::Child {
+    fn spawn(dir: &Path, vars: &[(&'static str, String)], role: &str) -> std::process::Child {
         // Each process logs to its own file in `dir`, for a failing test.
         let log = (0..)
             .map(|n| dir.join(format!("{role}-{n}.log")))
@@ -670,8 +692,7 @@ impl ClusterProcesses {
         std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "child_cluster_process", "--test-threads=1"])
             .env("EDDY_CLUSTER_ROLE", role)
-            .env("EDDY_CLUSTER_DIR", dir)
-            .env("EDDY_CLUSTER_CONTROL", control.to_string())
+            .envs(vars.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(log).unwrap())
@@ -680,7 +701,7 @@ impl ClusterProcesses {
     }
 
     fn add_worker(&mut self) {
-        let worker = Self::spawn(&self.dir, self.control, "worker");
+        let worker = Self::spawn(&self.dir, &self.vars, "worker");
         self.workers.push(worker);
     }
 
@@ -777,5 +798,35 @@ fn a_frozen_worker_is_lost_after_the_heartbeat_timeout_and_the_output_stays_exac
         cluster.restarts() >= 1,
         "the frozen worker's loss restarted the job"
     );
+    assert_eq!(committed(&dir.path().join("out")), expected(20_000));
+}
+
+#[test]
+fn a_cluster_stopped_with_a_savepoint_on_two_workers_restores_on_three_at_higher_parallelism() {
+    let dir = tempfile::tempdir().unwrap();
+    let savepoint = dir.path().join("savepoint");
+    let mut first = ClusterProcesses::start_with(dir.path(), 2, 2, None);
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(first.coordinator.try_wait().unwrap().is_none());
+    // `stop --savepoint DIR`, through the job's checkpoint directory.
+    let mut stop = resuming_config(2, dir.path());
+    stop.control = Some(ControlAction::StopWithSavepoint(Some(savepoint.clone())));
+    let stopper = Env::with_config(stop).unwrap();
+    Job {
+        events: 20_000,
+        rate: None,
+        faults: None,
+        out: dir.path().join("out"),
+        format: RowFormat::JsonLines,
+    }
+    .build(&stopper);
+    let stats = stopper.execute("cluster").unwrap();
+    let taken = stats.stopped_with_savepoint.expect("a savepoint");
+    assert!(first.wait(), "the first cluster stops cleanly");
+    let partial = committed(&dir.path().join("out"));
+    assert!(!partial.is_empty() && partial.len() < expected(20_000).len());
+    drop(first);
+    let mut second = ClusterProcesses::start_with(dir.path(), 3, 3, Some(&taken));
+    assert!(second.wait(), "the restored job ends");
     assert_eq!(committed(&dir.path().join("out")), expected(20_000));
 }
