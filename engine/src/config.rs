@@ -734,6 +734,50 @@ mod tests {
     }
 
     #[test]
+    fn coordinator_and_worker_commands_set_the_cluster_role_and_bad_values_say_which() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Job {
+            #[command(flatten)]
+            env: EnvArgs,
+        }
+        let parse = |args: &[&str]| {
+            let mut all = vec!["job"];
+            all.extend(args);
+            Job::try_parse_from(all).unwrap().env.to_config()
+        };
+        let coordinator = parse(&["coordinator", "--workers", "3", "--resume"]).unwrap();
+        let Some(ClusterRole::Coordinator(c)) = &coordinator.cluster else {
+            panic!("a coordinator");
+        };
+        assert_eq!(c.workers, 3);
+        assert_eq!(
+            c.bind,
+            "127.0.0.1:6123".parse().unwrap(),
+            "loopback by default"
+        );
+        assert_eq!(c.heartbeat_timeout, Duration::from_secs(10));
+        assert!(coordinator.checkpoints.resume);
+        let worker = parse(&["worker", "--coordinator", "10.0.0.1:6123"]).unwrap();
+        let Some(ClusterRole::Worker(w)) = &worker.cluster else {
+            panic!("a worker");
+        };
+        assert_eq!(w.coordinator, "10.0.0.1:6123".parse().unwrap());
+        assert_eq!(w.data.port(), 0, "any free data port by default");
+        let none = parse(&["coordinator", "--workers", "0"]).unwrap_err();
+        assert!(none.to_string().contains("--workers"), "{none}");
+        let short = parse(&[
+            "coordinator",
+            "--workers",
+            "2",
+            "--heartbeat-timeout",
+            "100ms",
+        ])
+        .unwrap_err();
+        assert!(short.to_string().contains("--heartbeat-timeout"), "{short}");
+    }
+
+    #[test]
     fn durations_parse_with_units_and_bad_ones_say_how() {
         assert_eq!(parse_duration("5ms"), Ok(Duration::from_millis(5)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
