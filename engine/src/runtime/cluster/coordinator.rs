@@ -46,6 +46,8 @@ const WAITING_NOTICE: Duration = Duration::from_secs(5);
 /// The workers of a cluster, as the coordinator sees them.
 pub(crate) struct Cluster {
     workers: Vec<WorkerLine>,
+    /// When a worker was last lost during a run, until the job runs again.
+    lost_at: Option<Instant>,
     events: Receiver<Event>,
     heartbeat_timeout: Duration,
 }
@@ -68,6 +70,7 @@ impl Cluster {
             .map_err(|e| EngineError::Internal(format!("cannot spawn the acceptor: {e}")))?;
         let mut cluster = Cluster {
             workers: Vec::new(),
+            lost_at: None,
             events,
             heartbeat_timeout: settings.heartbeat_timeout,
         };
@@ -171,6 +174,7 @@ impl Cluster {
             writer_rx.push(rx);
         }
         let relay = Relay {
+            attempt,
             cluster: self,
             placement,
             commands: lines.commands,
@@ -224,6 +228,7 @@ impl RemoteRun {
 
 /// Relays one run between the coordinator's loop and the workers.
 struct Relay {
+    attempt: u32,
     cluster: Cluster,
     /// Task index → index of the worker (in `cluster.workers`) running it.
     placement: Vec<usize>,
@@ -252,6 +257,7 @@ impl Relay {
         let mut lost: Vec<usize> = Vec::new();
         let mut failure = None;
         let mut cancel_sent = false;
+        let mut started = BTreeSet::new();
         let mut commands_open = vec![true; self.commands.len()];
         let mut writers_open = vec![true; self.writers.len()];
         while !running.is_empty() {
@@ -332,6 +338,12 @@ impl Relay {
                                 running.remove(&i);
                                 failure = failure.or(f);
                             }
+                            ToCoordinator::Started => {
+                                started.insert(i);
+                                if started.len() == workers {
+                                    self.running_again(workers);
+                                }
+                            }
                             ToCoordinator::Hello { .. } | ToCoordinator::Heartbeat => {}
                         }
                     }
@@ -369,9 +381,26 @@ impl Relay {
         (self.cluster, failure)
     }
 
+    /// Every worker has started its tasks: says so, and how long after the
+    /// loss of a worker that was.
+    fn running_again(&mut self, workers: usize) {
+        let recovered_ms = self
+            .cluster
+            .lost_at
+            .take()
+            .map(|t| t.elapsed().as_millis() as u64);
+        tracing::info!(
+            attempt = self.attempt,
+            workers,
+            recovered_ms,
+            "job running on the cluster"
+        );
+    }
+
     /// Worker `i` is lost: its open tasks fail (restartably) and the other
     /// workers cancel theirs.
     fn lose(&mut self, i: usize, reason: &str, open: &mut BTreeSet<usize>) {
+        self.cluster.lost_at.get_or_insert_with(Instant::now);
         let id = self.cluster.workers[i].id;
         tracing::warn!(worker = id, reason, "worker lost during the run");
         self.cancel.store(true, Ordering::SeqCst);

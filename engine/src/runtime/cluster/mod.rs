@@ -74,6 +74,8 @@ pub(crate) enum ToCoordinator {
     Hello { data: SocketAddr },
     /// A snapshot writer's acknowledgement.
     Ack(Acknowledgement),
+    /// This worker's tasks of the current run have started.
+    Started,
     /// Task `task` of the current run ended.
     TaskEnded { task: usize, outcome: RemoteOutcome },
     /// Every task of the run has ended and its connections are closed;

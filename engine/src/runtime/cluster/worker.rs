@@ -182,6 +182,7 @@ fn run_deployment(
             return Ok(false);
         }
     };
+    line.send(&ToCoordinator::Started)?;
     let mut left = mine.len();
     let mut shut_down = false;
     let mut next_beat = Instant::now() + HEARTBEAT_INTERVAL;
