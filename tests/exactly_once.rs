@@ -830,3 +830,32 @@ fn a_cluster_stopped_with_a_savepoint_on_two_workers_restores_on_three_at_higher
     assert!(second.wait(), "the restored job ends");
     assert_eq!(committed(&dir.path().join("out")), expected(20_000));
 }
+
+#[test]
+fn workers_give_up_on_a_frozen_coordinator_after_the_heartbeat_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = ClusterProcesses::start(dir.path());
+    std::thread::sleep(Duration::from_millis(900));
+    assert!(cluster.coordinator.try_wait().unwrap().is_none());
+    let frozen = cluster.coordinator.id().to_string();
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &frozen])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    // The heartbeat timeout is 5 s; give them twice that.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for worker in &mut cluster.workers {
+        let status = loop {
+            if let Some(status) = worker.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a worker still waits for the frozen coordinator"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!status.success(), "a worker that lost its coordinator fails");
+    }
+}

@@ -16,7 +16,9 @@ use crate::checkpoint::coordinator::TaskCommand;
 use crate::checkpoint::writer::{Acknowledgement, WriterInput};
 use crate::config::ClusterSettings;
 use crate::error::EngineError;
-use crate::runtime::cluster::{receive, send, Deployment, RemoteOutcome, ToCoordinator, ToWorker};
+use crate::runtime::cluster::{
+    receive, send, Deployment, RemoteOutcome, ToCoordinator, ToWorker, HEARTBEAT_INTERVAL,
+};
 use crate::runtime::worker::TaskEnded;
 
 /// What the coordinator hears from its workers.
@@ -160,6 +162,7 @@ impl Cluster {
                 workers: addrs.clone(),
                 restore: restore.clone(),
                 initial,
+                heartbeat_timeout: self.heartbeat_timeout,
             };
             send(&mut w.out, &ToWorker::Deploy(deployment)).map_err(|e| EngineError::Exchange {
                 channel: format!("worker {}", w.id),
@@ -258,6 +261,7 @@ impl Relay {
         let mut failure = None;
         let mut cancel_sent = false;
         let mut started = BTreeSet::new();
+        let mut next_beat = Instant::now();
         let mut commands_open = vec![true; self.commands.len()];
         let mut writers_open = vec![true; self.writers.len()];
         while !running.is_empty() {
@@ -268,6 +272,12 @@ impl Relay {
                 }
             }
             let now = Instant::now();
+            if now >= next_beat {
+                next_beat = now + HEARTBEAT_INTERVAL;
+                for &i in &running {
+                    let _ = send(&mut self.cluster.workers[i].out, &ToWorker::Heartbeat);
+                }
+            }
             for &i in &running {
                 if now.duration_since(self.cluster.workers[i].last_heard)
                     >= self.cluster.heartbeat_timeout

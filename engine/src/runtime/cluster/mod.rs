@@ -15,7 +15,9 @@
 //! A worker that closes its control connection (its process died) or sends
 //! nothing, not even a heartbeat, for `--heartbeat-timeout` is lost: the run
 //! fails, the other workers cancel their tasks, and the job restarts from its
-//! latest complete checkpoint on the workers that remain.
+//! latest complete checkpoint on the workers that remain. Heartbeats go both
+//! ways during a run: a worker that hears nothing from the coordinator for
+//! as long cancels its tasks and exits with an error.
 
 pub(crate) mod coordinator;
 pub(crate) mod worker;
@@ -49,6 +51,8 @@ pub(crate) enum ToWorker {
     Cancel,
     /// The job is over: exit.
     Shutdown,
+    /// The coordinator is alive (sent during a run).
+    Heartbeat,
 }
 
 /// One run of the job, as a worker is to run it.
@@ -65,6 +69,8 @@ pub(crate) struct Deployment {
     /// Commands for this worker's tasks sent before the run started (the
     /// first splits), delivered before the tasks start.
     pub initial: Vec<(usize, TaskCommand)>,
+    /// A coordinator silent this long during the run is lost.
+    pub heartbeat_timeout: Duration,
 }
 
 /// What a worker tells the coordinator.

@@ -186,11 +186,24 @@ fn run_deployment(
     let mut left = mine.len();
     let mut shut_down = false;
     let mut next_beat = Instant::now() + HEARTBEAT_INTERVAL;
+    let mut last_heard = Instant::now();
     while left > 0 {
+        if last_heard.elapsed() >= d.heartbeat_timeout {
+            tracing::error!(timeout = ?d.heartbeat_timeout, "the coordinator is silent; cancelling");
+            cancel.store(true, Ordering::SeqCst);
+            drop(commands);
+            worker.join();
+            return Err(EngineError::Exchange {
+                channel: "control".into(),
+                reason: format!("the coordinator sent nothing for {:?}", d.heartbeat_timeout),
+            });
+        }
         let wait = next_beat.saturating_duration_since(Instant::now());
         crossbeam_channel::select! {
             recv(control) -> message => match message {
+                Ok(Some(ToWorker::Heartbeat)) => last_heard = Instant::now(),
                 Ok(Some(ToWorker::Command { task, command })) => {
+                    last_heard = Instant::now();
                     if let Some(tx) = commands.get(&task) {
                         let _ = tx.send(command);
                     }
