@@ -710,6 +710,15 @@ impl ClusterProcesses {
         self.coordinator.wait().unwrap().success()
     }
 
+    /// Lets the job run for `time`; it must still be running then.
+    fn run_for(&mut self, time: Duration) {
+        std::thread::sleep(time);
+        assert!(
+            self.coordinator.try_wait().unwrap().is_none(),
+            "the job still runs after {time:?}"
+        );
+    }
+
     /// How often the job restarted, once it has ended.
     fn restarts(&self) -> u32 {
         std::fs::read_to_string(self.dir.join("restarts"))
@@ -717,6 +726,16 @@ impl ClusterProcesses {
             .parse()
             .unwrap()
     }
+}
+
+/// SIGSTOPs `process`: it keeps its sockets open but says nothing, as
+/// behind a network cut (a SIGKILL still ends it).
+fn freeze(process: &std::process::Child) {
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &process.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
 }
 
 impl Drop for ClusterProcesses {
@@ -749,11 +768,7 @@ fn killing_workers_mid_run_restarts_the_job_and_keeps_the_output_exact() {
     // the first (as a supervisor would start one) and serves from the next
     // restart on.
     for kill in 0..2 {
-        std::thread::sleep(Duration::from_millis(600 + rng.below(600)));
-        assert!(
-            cluster.coordinator.try_wait().unwrap().is_none(),
-            "the job still runs at kill {kill}"
-        );
+        cluster.run_for(Duration::from_millis(600 + rng.below(600)));
         // One of the first workers, which every run so far has used (the
         // replacement, at the end, may not be in the current run yet).
         let victim = rng.below(3 - kill) as usize;
@@ -780,16 +795,8 @@ fn killing_workers_mid_run_restarts_the_job_and_keeps_the_output_exact() {
 fn a_frozen_worker_is_lost_after_the_heartbeat_timeout_and_the_output_stays_exact() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = ClusterProcesses::start(dir.path());
-    std::thread::sleep(Duration::from_millis(900));
-    assert!(cluster.coordinator.try_wait().unwrap().is_none());
-    // SIGSTOP: the process keeps its sockets open but says nothing, as
-    // behind a network cut. Dropping the cluster kills it.
-    let frozen = cluster.workers[1].id().to_string();
-    let stopped = std::process::Command::new("kill")
-        .args(["-STOP", &frozen])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
+    cluster.run_for(Duration::from_millis(900));
+    freeze(&cluster.workers[1]);
     assert!(
         cluster.wait(),
         "the job ends successfully on the other workers"
@@ -806,8 +813,7 @@ fn a_cluster_stopped_with_a_savepoint_on_two_workers_restores_on_three_at_higher
     let dir = tempfile::tempdir().unwrap();
     let savepoint = dir.path().join("savepoint");
     let mut first = ClusterProcesses::start_with(dir.path(), 2, 2, None);
-    std::thread::sleep(Duration::from_millis(1_500));
-    assert!(first.coordinator.try_wait().unwrap().is_none());
+    first.run_for(Duration::from_millis(1_500));
     // `stop --savepoint DIR`, through the job's checkpoint directory.
     let mut stop = resuming_config(2, dir.path());
     stop.control = Some(ControlAction::StopWithSavepoint(Some(savepoint.clone())));
@@ -835,14 +841,8 @@ fn a_cluster_stopped_with_a_savepoint_on_two_workers_restores_on_three_at_higher
 fn workers_give_up_on_a_frozen_coordinator_after_the_heartbeat_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = ClusterProcesses::start(dir.path());
-    std::thread::sleep(Duration::from_millis(900));
-    assert!(cluster.coordinator.try_wait().unwrap().is_none());
-    let frozen = cluster.coordinator.id().to_string();
-    let stopped = std::process::Command::new("kill")
-        .args(["-STOP", &frozen])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
+    cluster.run_for(Duration::from_millis(900));
+    freeze(&cluster.coordinator);
     // The heartbeat timeout is 5 s; give them twice that.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     for worker in &mut cluster.workers {
@@ -856,6 +856,9 @@ fn workers_give_up_on_a_frozen_coordinator_after_the_heartbeat_timeout() {
             );
             std::thread::sleep(Duration::from_millis(50));
         };
-        assert!(!status.success(), "a worker that lost its coordinator fails");
+        assert!(
+            !status.success(),
+            "a worker that lost its coordinator fails"
+        );
     }
 }
