@@ -637,6 +637,8 @@ fn child_cluster_process() {
     let stats = env.execute("cluster").unwrap();
     if role == "coordinator" {
         std::fs::write(dir.join("restarts"), stats.restarts.to_string()).unwrap();
+        let checkpoints = stats.checkpoints.len().to_string();
+        std::fs::write(dir.join("checkpoints"), checkpoints).unwrap();
     }
 }
 
@@ -721,7 +723,12 @@ impl ClusterProcesses {
 
     /// How often the job restarted, once it has ended.
     fn restarts(&self) -> u32 {
-        std::fs::read_to_string(self.dir.join("restarts"))
+        self.reported("restarts")
+    }
+
+    /// A figure the coordinator wrote when the job ended.
+    fn reported(&self, name: &str) -> u32 {
+        std::fs::read_to_string(self.dir.join(name))
             .unwrap()
             .parse()
             .unwrap()
@@ -753,6 +760,12 @@ fn a_cluster_of_a_coordinator_and_three_workers_commits_the_exact_output() {
     let mut cluster = ClusterProcesses::start(dir.path());
     assert!(cluster.wait(), "the job ends successfully");
     assert_eq!(cluster.restarts(), 0);
+    // A 4 s job with a checkpoint every 30 ms: none may stall the others.
+    let checkpoints = cluster.reported("checkpoints");
+    assert!(
+        checkpoints >= 20,
+        "only {checkpoints} checkpoints completed"
+    );
     for worker in &mut cluster.workers {
         assert!(worker.wait().unwrap().success(), "workers exit cleanly");
     }

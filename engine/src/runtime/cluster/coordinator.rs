@@ -367,6 +367,9 @@ impl Relay {
             if let Some(t) = task {
                 match op.recv(&self.commands[t]) {
                     Ok(command) => {
+                        // The coordinator told the writers where a checkpoint
+                        // goes before it triggered it: pass that on first.
+                        self.forward_writer_commands(&running);
                         let w = self.placement[t];
                         let message = ToWorker::Command { task: t, command };
                         let _ = send(&mut self.cluster.workers[w].out, &message);
@@ -389,6 +392,17 @@ impl Relay {
             .workers
             .retain(|w| w.last_heard.elapsed() < timeout);
         (self.cluster, failure)
+    }
+
+    /// Forwards every writer command waiting for the workers in `running`.
+    fn forward_writer_commands(&mut self, running: &BTreeSet<usize>) {
+        for &w in running {
+            while let Ok(input) = self.writers[w].try_recv() {
+                if let WriterInput::Command(command) = input {
+                    let _ = send(&mut self.cluster.workers[w].out, &ToWorker::Writer(command));
+                }
+            }
+        }
     }
 
     /// Every worker has started its tasks: says so, and how long after the
