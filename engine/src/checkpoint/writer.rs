@@ -122,6 +122,12 @@ struct Writer {
     acks: Sender<Acknowledgement>,
     /// Directories of the checkpoints in progress.
     dirs: HashMap<CheckpointId, PathBuf>,
+    /// The newest checkpoint begun: a snapshot for an id above it came
+    /// before its `Begin` (in a cluster the barrier can overtake the
+    /// coordinator's word) and waits in `early`; one for an id at or below
+    /// it that is not in progress is for a checkpoint that is over.
+    newest_begun: Option<CheckpointId>,
+    early: HashMap<CheckpointId, Vec<(usize, TaskState, Duration)>>,
     /// End-of-input states of finished tasks.
     finished: HashMap<usize, TaskState>,
 }
@@ -132,6 +138,8 @@ impl Writer {
             places,
             acks,
             dirs: HashMap::new(),
+            newest_begun: None,
+            early: HashMap::new(),
             finished: HashMap::new(),
         }
     }
@@ -141,10 +149,17 @@ impl Writer {
             let ack = match message {
                 WriterInput::Command(WriterCommand::Begin { id, dir }) => {
                     self.dirs.insert(id, dir);
+                    self.newest_begun = self.newest_begun.max(Some(id));
+                    for (task, state, alignment) in self.early.remove(&id).unwrap_or_default() {
+                        if let Some(ack) = self.write(task, id, &state, alignment) {
+                            let _ = self.acks.send(ack);
+                        }
+                    }
                     None
                 }
                 WriterInput::Command(WriterCommand::Forget(id)) => {
                     self.dirs.remove(&id);
+                    self.early.remove(&id);
                     None
                 }
                 WriterInput::Command(WriterCommand::StandIn { id, task }) => {
@@ -162,7 +177,17 @@ impl Writer {
                     id,
                     state,
                     alignment,
-                }) => self.write(task, id, &state, alignment),
+                }) => {
+                    if !self.dirs.contains_key(&id) && self.newest_begun < Some(id) {
+                        self.early
+                            .entry(id)
+                            .or_default()
+                            .push((task, state, alignment));
+                        None
+                    } else {
+                        self.write(task, id, &state, alignment)
+                    }
+                }
                 WriterInput::Task(TaskReport::Finished { task, state }) => {
                     self.finished.insert(task, state);
                     Some(Acknowledgement::Finished { task })
@@ -319,6 +344,29 @@ mod tests {
         drop(writer.input);
         writer.thread.join().unwrap();
         assert!(acks.try_recv().is_err(), "the forgotten snapshot was acked");
+    }
+
+    #[test]
+    fn a_snapshot_before_its_checkpoint_began_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, acks) = started();
+        let send = |m| writer.input.send(m).unwrap();
+        send(WriterInput::Task(TaskReport::Snapshot {
+            task: 0,
+            id: CheckpointId(5),
+            state: state(5),
+            alignment: Duration::ZERO,
+        }));
+        send(WriterInput::Command(WriterCommand::Begin {
+            id: CheckpointId(5),
+            dir: dir.path().to_owned(),
+        }));
+        let Acknowledgement::Ack { id, handle, .. } = acks.recv().unwrap() else {
+            panic!("not an ack");
+        };
+        assert_eq!(id, CheckpointId(5));
+        let read = storage::read_task_file(dir.path(), &handle.file).unwrap();
+        assert_eq!(read[0].1.lists[0].items, vec![vec![5]]);
     }
 
     #[test]

@@ -164,10 +164,11 @@ impl Cluster {
                 initial,
                 heartbeat_timeout: self.heartbeat_timeout,
             };
-            send(&mut w.out, &ToWorker::Deploy(deployment)).map_err(|e| EngineError::Exchange {
-                channel: format!("worker {}", w.id),
-                reason: format!("cannot deploy to it: {e}"),
-            })?;
+            if let Err(e) = send(&mut w.out, &ToWorker::Deploy(deployment)) {
+                // The relay finds it silent at once and loses it.
+                tracing::warn!(worker = w.id, error = %e, "cannot deploy to a worker");
+                w.last_heard = Instant::now() - self.heartbeat_timeout * 2;
+            }
         }
         let mut writer_tx = Vec::new();
         let mut writer_rx = Vec::new();
@@ -178,6 +179,7 @@ impl Cluster {
         }
         let relay = Relay {
             attempt,
+            unreachable: Vec::new(),
             cluster: self,
             placement,
             commands: lines.commands,
@@ -232,6 +234,8 @@ impl RemoteRun {
 /// Relays one run between the coordinator's loop and the workers.
 struct Relay {
     attempt: u32,
+    /// Workers a write to failed: lost at the next turn.
+    unreachable: Vec<usize>,
     cluster: Cluster,
     /// Task index → index of the worker (in `cluster.workers`) running it.
     placement: Vec<usize>,
@@ -260,6 +264,7 @@ impl Relay {
         let mut lost: Vec<usize> = Vec::new();
         let mut failure = None;
         let mut cancel_sent = false;
+        let mut end_sent = false;
         let mut started = BTreeSet::new();
         let mut next_beat = Instant::now();
         let mut commands_open = vec![true; self.commands.len()];
@@ -268,14 +273,22 @@ impl Relay {
             if self.cancel.load(Ordering::SeqCst) && !cancel_sent {
                 cancel_sent = true;
                 for &i in &running {
-                    let _ = send(&mut self.cluster.workers[i].out, &ToWorker::Cancel);
+                    self.tell(i, &ToWorker::Cancel);
+                }
+            }
+            // Every task has ended: the workers may let go of the run
+            // (until then their writers may still be asked for stand-ins).
+            if !end_sent && open.iter().all(BTreeSet::is_empty) {
+                end_sent = true;
+                for &i in &running {
+                    self.tell(i, &ToWorker::EndRun);
                 }
             }
             let now = Instant::now();
             if now >= next_beat {
                 next_beat = now + HEARTBEAT_INTERVAL;
                 for &i in &running {
-                    let _ = send(&mut self.cluster.workers[i].out, &ToWorker::Heartbeat);
+                    self.tell(i, &ToWorker::Heartbeat);
                 }
             }
             for &i in &running {
@@ -285,6 +298,7 @@ impl Relay {
                     lost.push(i);
                 }
             }
+            lost.append(&mut self.unreachable);
             let mut select = Select::new();
             let events = select.recv(&self.cluster.events);
             let mut sources = Vec::new();
@@ -301,7 +315,7 @@ impl Relay {
             if !lost.is_empty() {
                 for i in std::mem::take(&mut lost) {
                     if running.remove(&i) {
-                        self.lose(i, "no heartbeat", &mut open[i]);
+                        self.lose(i, "silent, or unreachable", &mut open[i]);
                     }
                 }
                 continue;
@@ -339,13 +353,18 @@ impl Relay {
                             }
                             ToCoordinator::TaskEnded { task, outcome } => {
                                 open[i].remove(&task);
-                                if matches!(outcome, RemoteOutcome::Failed { .. }) {
+                                // A failed or cancelled task (a broken data
+                                // connection) ends the run everywhere.
+                                if !matches!(outcome, RemoteOutcome::Finished) {
                                     self.cancel.store(true, Ordering::SeqCst);
                                 }
                                 let _ = self.ended.send((task, outcome.into_result(id)));
                             }
                             ToCoordinator::RunEnded { failure: f } => {
                                 running.remove(&i);
+                                if f.is_some() {
+                                    self.cancel.store(true, Ordering::SeqCst);
+                                }
                                 failure = failure.or(f);
                             }
                             ToCoordinator::Started => {
@@ -371,15 +390,14 @@ impl Relay {
                         // goes before it triggered it: pass that on first.
                         self.forward_writer_commands(&running);
                         let w = self.placement[t];
-                        let message = ToWorker::Command { task: t, command };
-                        let _ = send(&mut self.cluster.workers[w].out, &message);
+                        self.tell(w, &ToWorker::Command { task: t, command });
                     }
                     Err(_) => commands_open[t] = false,
                 }
             } else if let Some(w) = writer {
                 match op.recv(&self.writers[w]) {
                     Ok(WriterInput::Command(command)) => {
-                        let _ = send(&mut self.cluster.workers[w].out, &ToWorker::Writer(command));
+                        self.tell(w, &ToWorker::Writer(command));
                     }
                     Ok(WriterInput::Task(_)) => {}
                     Err(_) => writers_open[w] = false,
@@ -399,9 +417,17 @@ impl Relay {
         for &w in running {
             while let Ok(input) = self.writers[w].try_recv() {
                 if let WriterInput::Command(command) = input {
-                    let _ = send(&mut self.cluster.workers[w].out, &ToWorker::Writer(command));
+                    self.tell(w, &ToWorker::Writer(command));
                 }
             }
+        }
+    }
+
+    /// Sends `message` to worker `i`; one that cannot be written to is lost.
+    fn tell(&mut self, i: usize, message: &ToWorker) {
+        if let Err(e) = send(&mut self.cluster.workers[i].out, message) {
+            tracing::warn!(worker = self.cluster.workers[i].id, error = %e, "cannot write to a worker");
+            self.unreachable.push(i);
         }
     }
 
@@ -436,7 +462,11 @@ impl Relay {
             let _ = self.ended.send((task, Err(error)));
         }
         let timeout = self.cluster.heartbeat_timeout;
-        self.cluster.workers[i].last_heard = Instant::now() - timeout * 2;
+        let line = &mut self.cluster.workers[i];
+        line.last_heard = Instant::now() - timeout * 2;
+        // Cut it off: a worker that was only slow sees its connection
+        // close, ends its run and exits, and is not mistaken for a live one.
+        let _ = line.out.shutdown(std::net::Shutdown::Both);
     }
 }
 

@@ -51,6 +51,9 @@ pub(crate) enum ToWorker {
     Cancel,
     /// The job is over: exit.
     Shutdown,
+    /// Every task of the run has ended: close it (until then the snapshot
+    /// writer may still be asked to write finished tasks' stand-ins).
+    EndRun,
     /// The coordinator is alive (sent during a run).
     Heartbeat,
 }

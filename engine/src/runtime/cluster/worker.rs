@@ -7,6 +7,7 @@ use std::io::BufReader;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -61,11 +62,14 @@ pub(crate) fn serve(job: &WorkerJob<'_>, settings: &WorkerSettings) -> Result<()
         .map_err(|e| io("cannot greet the coordinator".into(), e))?;
     tracing::info!(coordinator = %settings.coordinator, %data, "worker joined the coordinator");
     let control = read_control(input)?;
-    let mut line = Line { out };
+    let line = Line {
+        out: Arc::new(Mutex::new(out)),
+    };
+    line.beat()?;
     loop {
-        match control.recv_timeout(HEARTBEAT_INTERVAL) {
+        match control.recv() {
             Ok(Some(ToWorker::Deploy(d))) => {
-                let ended = run_deployment(job, &listener, d, &control, &mut line)?;
+                let ended = run_deployment(job, &listener, d, &control, &line)?;
                 if ended {
                     return Ok(());
                 }
@@ -73,12 +77,8 @@ pub(crate) fn serve(job: &WorkerJob<'_>, settings: &WorkerSettings) -> Result<()
             Ok(Some(ToWorker::Shutdown)) => return Ok(()),
             // Commands for a run that is over.
             Ok(Some(_)) => {}
-            Ok(None) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                return Err(coordinator_lost())
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Ok(None) | Err(_) => return Err(coordinator_lost()),
         }
-        line.send(&ToCoordinator::Heartbeat)?;
     }
 }
 
@@ -111,17 +111,39 @@ fn coordinator_lost() -> EngineError {
     }
 }
 
-/// The write side of the control connection.
+/// The write side of the control connection, shared with the thread that
+/// beats on it.
+#[derive(Clone)]
 struct Line {
-    out: TcpStream,
+    out: Arc<Mutex<TcpStream>>,
 }
 
 impl Line {
-    fn send(&mut self, message: &ToCoordinator) -> Result<(), EngineError> {
-        send(&mut self.out, message).map_err(|e| EngineError::Exchange {
+    fn send(&self, message: &ToCoordinator) -> Result<(), EngineError> {
+        let mut out = self
+            .out
+            .lock()
+            .map_err(|_| EngineError::Internal("the control line is poisoned".into()))?;
+        send(&mut *out, message).map_err(|e| EngineError::Exchange {
             channel: "control".into(),
             reason: format!("cannot write to the coordinator: {e}"),
         })
+    }
+
+    /// Beats every [`HEARTBEAT_INTERVAL`] on its own thread, also while a
+    /// run restores its state or connects, until the connection fails.
+    fn beat(&self) -> Result<(), EngineError> {
+        let line = self.clone();
+        std::thread::Builder::new()
+            .name("eddy-heartbeat".into())
+            .spawn(move || loop {
+                std::thread::sleep(HEARTBEAT_INTERVAL);
+                if line.send(&ToCoordinator::Heartbeat).is_err() {
+                    return;
+                }
+            })
+            .map(drop)
+            .map_err(|e| EngineError::Internal(format!("cannot spawn the heartbeat: {e}")))
     }
 }
 
@@ -158,7 +180,7 @@ fn run_deployment(
     listener: &TcpListener,
     mut d: Deployment,
     control: &Receiver<Option<ToWorker>>,
-    line: &mut Line,
+    line: &Line,
 ) -> Result<bool, EngineError> {
     let workers = d.workers.len();
     let placement = placement(job.job, workers);
@@ -185,9 +207,12 @@ fn run_deployment(
     line.send(&ToCoordinator::Started)?;
     let mut left = mine.len();
     let mut shut_down = false;
-    let mut next_beat = Instant::now() + HEARTBEAT_INTERVAL;
+    // The run is over when the coordinator says so: until every task of
+    // the job has ended, the writer may be asked for stand-ins.
+    let mut over = false;
     let mut last_heard = Instant::now();
-    while left > 0 {
+    let no_more_tasks = crossbeam_channel::never();
+    while !over {
         if last_heard.elapsed() >= d.heartbeat_timeout {
             tracing::error!(timeout = ?d.heartbeat_timeout, "the coordinator is silent; cancelling");
             cancel.store(true, Ordering::SeqCst);
@@ -198,10 +223,11 @@ fn run_deployment(
                 reason: format!("the coordinator sent nothing for {:?}", d.heartbeat_timeout),
             });
         }
-        let wait = next_beat.saturating_duration_since(Instant::now());
+        let ending = if left > 0 { &ended } else { &no_more_tasks };
         crossbeam_channel::select! {
             recv(control) -> message => match message {
                 Ok(Some(ToWorker::Heartbeat)) => last_heard = Instant::now(),
+                Ok(Some(ToWorker::EndRun)) => over = true,
                 Ok(Some(ToWorker::Command { task, command })) => {
                     last_heard = Instant::now();
                     if let Some(tx) = commands.get(&task) {
@@ -214,6 +240,7 @@ fn run_deployment(
                 Ok(Some(ToWorker::Cancel)) => cancel.store(true, Ordering::SeqCst),
                 Ok(Some(ToWorker::Shutdown)) => {
                     shut_down = true;
+                    over = true;
                     cancel.store(true, Ordering::SeqCst);
                 }
                 Ok(Some(ToWorker::Deploy(_))) => {
@@ -231,7 +258,7 @@ fn run_deployment(
                     line.send(&ToCoordinator::Ack(ack))?;
                 }
             },
-            recv(ended) -> result => {
+            recv(ending) -> result => {
                 if let Ok((task, outcome)) = result {
                     left -= 1;
                     let outcome = match outcome {
@@ -245,36 +272,16 @@ fn run_deployment(
                     line.send(&ToCoordinator::TaskEnded { task, outcome })?;
                 }
             },
-            default(wait) => {},
-        }
-        if Instant::now() >= next_beat {
-            line.send(&ToCoordinator::Heartbeat)?;
-            next_beat = Instant::now() + HEARTBEAT_INTERVAL;
+            default(HEARTBEAT_INTERVAL) => {},
         }
     }
     drop(commands);
-    // The connections may take a while to close (a peer may be frozen):
-    // keep beating meanwhile.
-    let (closed_tx, closed) = crossbeam_channel::bounded(1);
-    std::thread::Builder::new()
-        .name("eddy-run-end".into())
-        .spawn(move || {
-            worker.join();
-            let failure = exchange.and_then(crate::runtime::loopback::RunningExchange::finish);
-            let _ = closed_tx.send(failure);
-        })
-        .map_err(|e| EngineError::Internal(format!("cannot spawn a thread: {e}")))?;
-    let failure = loop {
-        match closed.recv_timeout(HEARTBEAT_INTERVAL) {
-            Ok(failure) => break failure,
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                line.send(&ToCoordinator::Heartbeat)?;
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                break Some("the run's connections did not close".into())
-            }
-        }
-    };
+    // A shut-down ends the job while tasks may still run: wait for them.
+    while left > 0 && ended.recv().is_ok() {
+        left -= 1;
+    }
+    worker.join();
+    let failure = exchange.and_then(crate::runtime::loopback::RunningExchange::finish);
     line.send(&ToCoordinator::RunEnded { failure })?;
     Ok(shut_down)
 }
