@@ -691,13 +691,15 @@ impl ClusterProcesses {
             .map(|n| dir.join(format!("{role}-{n}.log")))
             .find(|p| !p.exists())
             .unwrap();
+        let log = std::fs::File::create(log).unwrap();
         std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "child_cluster_process", "--test-threads=1"])
             .env("EDDY_CLUSTER_ROLE", role)
             .envs(vars.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
+            // The harness prints a failing child's error on standard output.
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .unwrap()
     }
@@ -874,4 +876,22 @@ fn workers_give_up_on_a_frozen_coordinator_after_the_heartbeat_timeout() {
             "a worker that lost its coordinator fails"
         );
     }
+}
+
+#[test]
+fn a_worker_that_built_another_job_graph_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = ClusterProcesses::start_with(dir.path(), 4, 1, None);
+    let mut vars = cluster.vars.clone();
+    for (name, value) in &mut vars {
+        if *name == "EDDY_CLUSTER_P" {
+            *value = "2".into();
+        }
+    }
+    let mut odd = ClusterProcesses::spawn(dir.path(), &vars, "worker");
+    assert!(!odd.wait().unwrap().success(), "the odd worker fails");
+    let log = std::fs::read_to_string(dir.path().join("worker-1.log")).unwrap();
+    assert!(log.contains("another job graph"), "{log}");
+    assert!(cluster.wait(), "the job runs on the worker that fits");
+    assert_eq!(committed(&dir.path().join("out")), expected(20_000));
 }

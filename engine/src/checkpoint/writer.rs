@@ -267,6 +267,40 @@ mod tests {
         )]
     }
 
+    /// Task `task`'s snapshot for checkpoint `id`, holding `item`.
+    fn snapshot(task: usize, id: u64, item: u8) -> WriterInput {
+        WriterInput::Task(TaskReport::Snapshot {
+            task,
+            id: CheckpointId(id),
+            state: state(item),
+            alignment: Duration::ZERO,
+        })
+    }
+
+    /// Checkpoint `id` goes to `dir`.
+    fn begin(id: u64, dir: impl Into<PathBuf>) -> WriterInput {
+        WriterInput::Command(WriterCommand::Begin {
+            id: CheckpointId(id),
+            dir: dir.into(),
+        })
+    }
+
+    /// The next acknowledgement, which must be an ack: task, id, handle.
+    fn next_ack(acks: &Receiver<Acknowledgement>) -> (usize, CheckpointId, StateHandle) {
+        match acks.recv().unwrap() {
+            Acknowledgement::Ack {
+                task, id, handle, ..
+            } => (task, id, handle),
+            other => panic!("not an ack: {other:?}"),
+        }
+    }
+
+    /// The list items of the state file `handle` in `dir`.
+    fn items(dir: &std::path::Path, handle: &StateHandle) -> Vec<Vec<u8>> {
+        let read = storage::read_task_file(dir, &handle.file).unwrap();
+        read[0].1.lists[0].items.clone()
+    }
+
     fn started() -> (SnapshotWriter, Receiver<Acknowledgement>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         (
@@ -281,23 +315,17 @@ mod tests {
         let (writer, acks) = started();
         let id = CheckpointId(3);
         let send = |m| writer.input.send(m).unwrap();
-        send(WriterInput::Command(WriterCommand::Begin {
-            id,
-            dir: dir.path().to_owned(),
-        }));
+        send(begin(id.0, dir.path()));
         send(WriterInput::Task(TaskReport::Snapshot {
             task: 1,
             id,
             state: state(7),
             alignment: Duration::from_millis(5),
         }));
-        let Acknowledgement::Ack { task, handle, .. } = acks.recv().unwrap() else {
-            panic!("not an ack");
-        };
+        let (task, _, handle) = next_ack(&acks);
         assert_eq!(task, 1);
         assert_eq!(handle.file.name, "1-2.state");
-        let read = storage::read_task_file(dir.path(), &handle.file).unwrap();
-        assert_eq!(read[0].1.lists[0].items, vec![vec![7]]);
+        assert_eq!(items(dir.path(), &handle), vec![vec![7]]);
     }
 
     #[test]
@@ -309,17 +337,9 @@ mod tests {
             task: 0,
             state: state(9),
         }));
-        send(WriterInput::Command(WriterCommand::Begin {
-            id: CheckpointId(1),
-            dir: dir.path().join("gone"),
-        }));
+        send(begin(1, dir.path().join("gone")));
         send(WriterInput::Command(WriterCommand::Forget(CheckpointId(1))));
-        send(WriterInput::Task(TaskReport::Snapshot {
-            task: 1,
-            id: CheckpointId(1),
-            state: state(1),
-            alignment: Duration::ZERO,
-        }));
+        send(snapshot(1, 1, 1));
         // The end-of-input state stands in for every later checkpoint.
         for id in [2, 3] {
             let id = CheckpointId(id);
@@ -333,13 +353,10 @@ mod tests {
             Acknowledgement::Finished { task: 0 }
         ));
         for expected in [2, 3] {
-            let Acknowledgement::Ack { id, handle, .. } = acks.recv().unwrap() else {
-                panic!("not an ack");
-            };
+            let (_, id, handle) = next_ack(&acks);
             assert_eq!(id, CheckpointId(expected));
             let chk = dir.path().join(format!("chk-{expected}"));
-            let read = storage::read_task_file(&chk, &handle.file).unwrap();
-            assert_eq!(read[0].1.lists[0].items, vec![vec![9]]);
+            assert_eq!(items(&chk, &handle), vec![vec![9]]);
         }
         drop(writer.input);
         writer.thread.join().unwrap();
@@ -351,22 +368,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (writer, acks) = started();
         let send = |m| writer.input.send(m).unwrap();
-        send(WriterInput::Task(TaskReport::Snapshot {
-            task: 0,
-            id: CheckpointId(5),
-            state: state(5),
-            alignment: Duration::ZERO,
-        }));
-        send(WriterInput::Command(WriterCommand::Begin {
-            id: CheckpointId(5),
-            dir: dir.path().to_owned(),
-        }));
-        let Acknowledgement::Ack { id, handle, .. } = acks.recv().unwrap() else {
-            panic!("not an ack");
-        };
+        send(snapshot(0, 5, 5));
+        send(begin(5, dir.path()));
+        let (_, id, handle) = next_ack(&acks);
         assert_eq!(id, CheckpointId(5));
-        let read = storage::read_task_file(dir.path(), &handle.file).unwrap();
-        assert_eq!(read[0].1.lists[0].items, vec![vec![5]]);
+        assert_eq!(items(dir.path(), &handle), vec![vec![5]]);
     }
 
     #[test]
@@ -375,16 +381,8 @@ mod tests {
         let (writer, acks) = started();
         let missing = dir.path().join("no-such-dir");
         let send = |m| writer.input.send(m).unwrap();
-        send(WriterInput::Command(WriterCommand::Begin {
-            id: CheckpointId(4),
-            dir: missing,
-        }));
-        send(WriterInput::Task(TaskReport::Snapshot {
-            task: 0,
-            id: CheckpointId(4),
-            state: state(0),
-            alignment: Duration::ZERO,
-        }));
+        send(begin(4, missing));
+        send(snapshot(0, 4, 0));
         let Acknowledgement::Failed { reason, .. } = acks.recv().unwrap() else {
             panic!("not a failure");
         };

@@ -180,7 +180,11 @@ pub(crate) fn execute(
         }
         None => None,
     };
-    let mut cluster = run.cluster.as_ref().map(Cluster::start).transpose()?;
+    let mut cluster = run
+        .cluster
+        .as_ref()
+        .map(|settings| Cluster::start(settings, &job))
+        .transpose()?;
     let result = run_until_done(job_name, graph, &job, &run, restored, &mut cluster);
     if let Some(c) = cluster {
         c.shut_down();

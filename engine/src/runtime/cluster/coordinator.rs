@@ -16,8 +16,10 @@ use crate::checkpoint::coordinator::TaskCommand;
 use crate::checkpoint::writer::{Acknowledgement, WriterInput};
 use crate::config::ClusterSettings;
 use crate::error::EngineError;
+use crate::graph::job::JobGraph;
 use crate::runtime::cluster::{
-    receive, send, Deployment, RemoteOutcome, ToCoordinator, ToWorker, HEARTBEAT_INTERVAL,
+    fingerprint, receive, send, Deployment, RemoteOutcome, ToCoordinator, ToWorker,
+    HEARTBEAT_INTERVAL,
 };
 use crate::runtime::worker::TaskEnded;
 
@@ -58,7 +60,11 @@ impl Cluster {
     /// Listens on `settings.bind` and waits until `settings.workers`
     /// workers have joined. Workers that join later are used from the next
     /// restart on.
-    pub(crate) fn start(settings: &ClusterSettings) -> Result<Cluster, EngineError> {
+    pub(crate) fn start(
+        settings: &ClusterSettings,
+        job: &JobGraph,
+    ) -> Result<Cluster, EngineError> {
+        let fingerprint = fingerprint(job);
         let listener = TcpListener::bind(settings.bind).map_err(|e| EngineError::Config {
             option: "coordinator --bind".into(),
             value: settings.bind.to_string(),
@@ -68,7 +74,7 @@ impl Cluster {
         let (events_tx, events) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
             .name("eddy-accept".into())
-            .spawn(move || accept_workers(&listener, &events_tx))
+            .spawn(move || accept_workers(&listener, fingerprint, &events_tx))
             .map_err(|e| EngineError::Internal(format!("cannot spawn the acceptor: {e}")))?;
         let mut cluster = Cluster {
             workers: Vec::new(),
@@ -493,28 +499,37 @@ impl RemoteOutcome {
 
 /// Accepts workers' control connections until the process ends; each gets
 /// a reader thread that turns its messages into events.
-fn accept_workers(listener: &TcpListener, events: &Sender<Event>) {
+fn accept_workers(listener: &TcpListener, job: u64, events: &Sender<Event>) {
     for (id, stream) in listener.incoming().enumerate() {
         let Ok(stream) = stream else { continue };
         let events = events.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("eddy-control-{id}"))
-            .spawn(move || read_worker(id, stream, &events));
+            .spawn(move || read_worker(id, stream, job, &events));
         if spawned.is_err() {
             tracing::warn!("cannot spawn a control reader; worker refused");
         }
     }
 }
 
-/// Reads worker `id`'s messages: first its hello, then everything else.
-fn read_worker(id: usize, stream: TcpStream, events: &Sender<Event>) {
+/// Reads worker `id`'s messages: first its hello (refused unless it built
+/// the job graph `job`), then everything else.
+fn read_worker(id: usize, stream: TcpStream, job: u64, events: &Sender<Event>) {
     let _ = stream.set_nodelay(true);
     // A frozen worker must not block the coordinator's writes to it.
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let Ok(out) = stream.try_clone() else { return };
+    let Ok(mut out) = stream.try_clone() else {
+        return;
+    };
     let mut input = BufReader::new(stream);
     let data = match receive::<ToCoordinator>(&mut input) {
-        Ok(Some(ToCoordinator::Hello { data })) => data,
+        Ok(Some(ToCoordinator::Hello { data, job: theirs })) if theirs == job => data,
+        Ok(Some(ToCoordinator::Hello { data, .. })) => {
+            tracing::error!(worker = id, %data, "a worker built another job graph; refused");
+            let reason = "this worker built another job graph than the coordinator's: start every process of a cluster with the same job binary and the same job flags (--parallelism, --max-parallelism, --disable-chaining, …)".to_owned();
+            let _ = send(&mut out, &ToWorker::Refused { reason });
+            return;
+        }
         _ => {
             tracing::warn!(
                 worker = id,

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::coordinator::TaskCommand;
 use crate::checkpoint::writer::{Acknowledgement, WriterCommand};
+use crate::graph::job::JobGraph;
 
 /// The largest control message accepted (a batch of splits is the biggest).
 const MAX_MESSAGE: usize = 64 << 20;
@@ -51,6 +52,8 @@ pub(crate) enum ToWorker {
     Cancel,
     /// The job is over: exit.
     Shutdown,
+    /// The worker cannot serve this job (sent instead of anything else).
+    Refused { reason: String },
     /// Every task of the run has ended: close it (until then the snapshot
     /// writer may still be asked to write finished tasks' stand-ins).
     EndRun,
@@ -79,8 +82,9 @@ pub(crate) struct Deployment {
 /// What a worker tells the coordinator.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToCoordinator {
-    /// The first message: where other workers reach this one's data port.
-    Hello { data: SocketAddr },
+    /// The first message: where other workers reach this one's data port,
+    /// and the [`fingerprint`] of the job graph it built.
+    Hello { data: SocketAddr, job: u64 },
     /// A snapshot writer's acknowledgement.
     Ack(Acknowledgement),
     /// This worker's tasks of the current run have started.
@@ -104,6 +108,26 @@ pub(crate) enum RemoteOutcome {
         message: String,
         restartable: bool,
     },
+}
+
+/// What every process of a cluster must agree on to number tasks and
+/// channels alike: every operator's uid, parallelism, key groups and
+/// vertex, every edge and its partitioning, and the chaining.
+pub(crate) fn fingerprint(job: &JobGraph) -> u64 {
+    let mut text = String::new();
+    for n in &job.nodes {
+        text.push_str(&format!(
+            "{}/{}/{}/{};",
+            n.uid, n.parallelism, n.max_parallelism, n.vertex
+        ));
+    }
+    for e in &job.edges {
+        text.push_str(&format!(
+            "{}>{}:{}:{:?}:{};",
+            e.from, e.to, e.slot, e.partitioning, e.chained
+        ));
+    }
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
 }
 
 /// Writes one message: `[length u32 LE][bincode]`.

@@ -19,7 +19,8 @@ use crate::error::EngineError;
 use crate::graph::job::JobGraph;
 use crate::graph::stream::StreamGraph;
 use crate::runtime::cluster::{
-    receive, send, Deployment, RemoteOutcome, ToCoordinator, ToWorker, HEARTBEAT_INTERVAL,
+    fingerprint, receive, send, Deployment, RemoteOutcome, ToCoordinator, ToWorker,
+    HEARTBEAT_INTERVAL,
 };
 use crate::runtime::executor::{load_restore_point, restartable, wire, Plan, RunSettings};
 use crate::runtime::worker::{AssignedTask, WorkerRun};
@@ -58,8 +59,11 @@ pub(crate) fn serve(job: &WorkerJob<'_>, settings: &WorkerSettings) -> Result<()
     let input = out
         .try_clone()
         .map_err(|e| io("cannot read the control connection".into(), e))?;
-    send(&mut out, &ToCoordinator::Hello { data })
-        .map_err(|e| io("cannot greet the coordinator".into(), e))?;
+    let hello = ToCoordinator::Hello {
+        data,
+        job: fingerprint(job.job),
+    };
+    send(&mut out, &hello).map_err(|e| io("cannot greet the coordinator".into(), e))?;
     tracing::info!(coordinator = %settings.coordinator, %data, "worker joined the coordinator");
     let control = read_control(input)?;
     let line = Line {
@@ -75,6 +79,13 @@ pub(crate) fn serve(job: &WorkerJob<'_>, settings: &WorkerSettings) -> Result<()
                 }
             }
             Ok(Some(ToWorker::Shutdown)) => return Ok(()),
+            Ok(Some(ToWorker::Refused { reason })) => {
+                return Err(EngineError::Config {
+                    option: "worker --coordinator".into(),
+                    value: settings.coordinator.to_string(),
+                    reason,
+                })
+            }
             // Commands for a run that is over.
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => return Err(coordinator_lost()),
@@ -243,8 +254,8 @@ fn run_deployment(
                     over = true;
                     cancel.store(true, Ordering::SeqCst);
                 }
-                Ok(Some(ToWorker::Deploy(_))) => {
-                    tracing::warn!("a new run was deployed while one runs; ignored");
+                Ok(Some(ToWorker::Deploy(_) | ToWorker::Refused { .. })) => {
+                    tracing::warn!("a deployment or refusal during a run; ignored");
                 }
                 Ok(None) | Err(_) => {
                     cancel.store(true, Ordering::SeqCst);
