@@ -12,13 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{restarting_config, resuming_config};
+use common::{freeze, restarting_config, resuming_config, ClusterProcesses};
 use eddy::connectors::datagen::{DataGen, SplitMix64};
 use eddy::connectors::file::{RowFormat, TransactionalFileSink};
 use eddy::engine::checkpoint::latest_checkpoint;
-use eddy::engine::config::{
-    ClusterRole, ClusterSettings, ControlAction, StateBackendKind, WorkerSettings,
-};
+use eddy::engine::config::{ClusterRole, ControlAction, StateBackendKind};
 use eddy::engine::sink::Collected;
 use eddy::engine::state::ValueStateDesc;
 use eddy::operators::window::{Count, TimeWindow, TumblingEventTime, WindowExt};
@@ -600,31 +598,17 @@ fn a_failed_jobs_checkpoint_restores_at_other_parallelism_and_backend() {
 /// when the parent test sets it.
 #[test]
 fn child_cluster_process() {
-    let Ok(role) = std::env::var("EDDY_CLUSTER_ROLE") else {
+    let Some(role) = common::cluster_role() else {
         return;
     };
     let dir = PathBuf::from(std::env::var("EDDY_CLUSTER_DIR").unwrap());
-    let control: std::net::SocketAddr = std::env::var("EDDY_CLUSTER_CONTROL")
-        .unwrap()
-        .parse()
-        .unwrap();
     let var = |name: &str| std::env::var(name).ok();
     let parallelism = var("EDDY_CLUSTER_P").map_or(4, |p| p.parse().unwrap());
-    let workers = var("EDDY_CLUSTER_WORKERS").map_or(3, |w| w.parse().unwrap());
     let mut config = resuming_config(parallelism, &dir);
     config.checkpoints.restore = var("EDDY_CLUSTER_RESTORE").map(PathBuf::from);
     config.log_format = Some(eddy::engine::logging::LogFormat::Text);
-    config.cluster = Some(match role.as_str() {
-        "coordinator" => ClusterRole::Coordinator(ClusterSettings {
-            bind: control,
-            workers,
-            heartbeat_timeout: Duration::from_secs(5),
-        }),
-        _ => ClusterRole::Worker(WorkerSettings {
-            coordinator: control,
-            data: "127.0.0.1:0".parse().unwrap(),
-        }),
-    });
+    let coordinator = matches!(role, ClusterRole::Coordinator(_));
+    config.cluster = Some(role);
     let job = Job {
         events: 20_000,
         rate: Some(5_000.0),
@@ -635,133 +619,37 @@ fn child_cluster_process() {
     let env = Env::with_config(config).unwrap();
     job.build(&env);
     let stats = env.execute("cluster").unwrap();
-    if role == "coordinator" {
+    if coordinator {
         std::fs::write(dir.join("restarts"), stats.restarts.to_string()).unwrap();
         let checkpoints = stats.checkpoints.len().to_string();
         std::fs::write(dir.join("checkpoints"), checkpoints).unwrap();
     }
 }
 
-/// The processes of a cluster on loopback, killed when dropped (also when
-/// the test fails).
-struct ClusterProcesses {
-    dir: PathBuf,
-    /// The child's settings: `EDDY_CLUSTER_*` variables.
-    vars: Vec<(&'static str, String)>,
-    coordinator: std::process::Child,
-    workers: Vec<std::process::Child>,
+/// The job at p=4 on a coordinator and three workers.
+fn cluster(dir: &Path) -> ClusterProcesses {
+    cluster_with(dir, 4, 3, None)
 }
 
-impl ClusterProcesses {
-    /// The job at p=4 on a coordinator and three workers.
-    fn start(dir: &Path) -> Self {
-        Self::start_with(dir, 4, 3, None)
-    }
-
-    /// The job at `parallelism` on a coordinator and `workers` workers,
-    /// restored from `restore`.
-    fn start_with(dir: &Path, parallelism: usize, workers: usize, restore: Option<&Path>) -> Self {
-        let control = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap()
-        };
-        let mut vars = vec![
-            ("EDDY_CLUSTER_DIR", dir.display().to_string()),
-            ("EDDY_CLUSTER_CONTROL", control.to_string()),
-            ("EDDY_CLUSTER_P", parallelism.to_string()),
-            ("EDDY_CLUSTER_WORKERS", workers.to_string()),
-        ];
-        vars.extend(restore.map(|r| ("EDDY_CLUSTER_RESTORE", r.display().to_string())));
-        let coordinator = Self::spawn(dir, &vars, "coordinator");
-        let mut cluster = ClusterProcesses {
-            dir: dir.to_owned(),
-            vars,
-            coordinator,
-            workers: Vec::new(),
-        };
-        for _ in 0..workers {
-            cluster.add_worker();
-        }
-        cluster
-    }
-
-    fn spawn(dir: &Path, vars: &[(&'static str, String)], role: &str) -> std::process::Child {
-        // Each process logs to its own file in `dir`, for a failing test.
-        let log = (0..)
-            .map(|n| dir.join(format!("{role}-{n}.log")))
-            .find(|p| !p.exists())
-            .unwrap();
-        let log = std::fs::File::create(log).unwrap();
-        std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_cluster_process", "--test-threads=1"])
-            .env("EDDY_CLUSTER_ROLE", role)
-            .envs(vars.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "info")
-            // The harness prints a failing child's error on standard output.
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap()
-    }
-
-    fn add_worker(&mut self) {
-        let worker = Self::spawn(&self.dir, &self.vars, "worker");
-        self.workers.push(worker);
-    }
-
-    /// Waits for the coordinator (the job) to end; true when it succeeded.
-    fn wait(&mut self) -> bool {
-        self.coordinator.wait().unwrap().success()
-    }
-
-    /// Lets the job run for `time`; it must still be running then.
-    fn run_for(&mut self, time: Duration) {
-        std::thread::sleep(time);
-        assert!(
-            self.coordinator.try_wait().unwrap().is_none(),
-            "the job still runs after {time:?}"
-        );
-    }
-
-    /// How often the job restarted, once it has ended.
-    fn restarts(&self) -> u32 {
-        self.reported("restarts")
-    }
-
-    /// A figure the coordinator wrote when the job ended.
-    fn reported(&self, name: &str) -> u32 {
-        std::fs::read_to_string(self.dir.join(name))
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-}
-
-/// SIGSTOPs `process`: it keeps its sockets open but says nothing, as
-/// behind a network cut (a SIGKILL still ends it).
-fn freeze(process: &std::process::Child) {
-    let stopped = std::process::Command::new("kill")
-        .args(["-STOP", &process.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
-}
-
-impl Drop for ClusterProcesses {
-    fn drop(&mut self) {
-        for child in self.workers.iter_mut().chain([&mut self.coordinator]) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// The job at `parallelism` on a coordinator and `workers` workers,
+/// restored from `restore`.
+fn cluster_with(
+    dir: &Path,
+    parallelism: usize,
+    workers: usize,
+    restore: Option<&Path>,
+) -> ClusterProcesses {
+    let mut vars = vec![("EDDY_CLUSTER_P", parallelism.to_string())];
+    vars.extend(restore.map(|r| ("EDDY_CLUSTER_RESTORE", r.display().to_string())));
+    ClusterProcesses::start("child_cluster_process", dir, workers, vars)
 }
 
 #[test]
 fn a_cluster_of_a_coordinator_and_three_workers_commits_the_exact_output() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = ClusterProcesses::start(dir.path());
+    let mut cluster = cluster(dir.path());
     assert!(cluster.wait(), "the job ends successfully");
-    assert_eq!(cluster.restarts(), 0);
+    assert_eq!(cluster.reported("restarts"), 0);
     // A 4 s job with a checkpoint every 30 ms: none may stall the others.
     let checkpoints = cluster.reported("checkpoints");
     assert!(
@@ -778,7 +666,7 @@ fn a_cluster_of_a_coordinator_and_three_workers_commits_the_exact_output() {
 fn killing_workers_mid_run_restarts_the_job_and_keeps_the_output_exact() {
     let mut rng = SplitMix64::new(23);
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = ClusterProcesses::start(dir.path());
+    let mut cluster = cluster(dir.path());
     // kill -9 a worker twice at random points; a replacement joins after
     // the first (as a supervisor would start one) and serves from the next
     // restart on.
@@ -795,7 +683,10 @@ fn killing_workers_mid_run_restarts_the_job_and_keeps_the_output_exact() {
         }
     }
     assert!(cluster.wait(), "the job ends successfully after the kills");
-    assert!(cluster.restarts() >= 2, "each kill restarted the job");
+    assert!(
+        cluster.reported("restarts") >= 2,
+        "each kill restarted the job"
+    );
     let out = dir.path().join("out");
     assert!(
         TransactionalFileSink::<WindowCount>::in_progress_files(&out)
@@ -809,7 +700,7 @@ fn killing_workers_mid_run_restarts_the_job_and_keeps_the_output_exact() {
 #[test]
 fn a_frozen_worker_is_lost_after_the_heartbeat_timeout_and_the_output_stays_exact() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = ClusterProcesses::start(dir.path());
+    let mut cluster = cluster(dir.path());
     cluster.run_for(Duration::from_millis(900));
     freeze(&cluster.workers[1]);
     assert!(
@@ -817,7 +708,7 @@ fn a_frozen_worker_is_lost_after_the_heartbeat_timeout_and_the_output_stays_exac
         "the job ends successfully on the other workers"
     );
     assert!(
-        cluster.restarts() >= 1,
+        cluster.reported("restarts") >= 1,
         "the frozen worker's loss restarted the job"
     );
     assert_eq!(committed(&dir.path().join("out")), expected(20_000));
@@ -827,7 +718,7 @@ fn a_frozen_worker_is_lost_after_the_heartbeat_timeout_and_the_output_stays_exac
 fn a_cluster_stopped_with_a_savepoint_on_two_workers_restores_on_three_at_higher_parallelism() {
     let dir = tempfile::tempdir().unwrap();
     let savepoint = dir.path().join("savepoint");
-    let mut first = ClusterProcesses::start_with(dir.path(), 2, 2, None);
+    let mut first = cluster_with(dir.path(), 2, 2, None);
     first.run_for(Duration::from_millis(1_500));
     // `stop --savepoint DIR`, through the job's checkpoint directory.
     let mut stop = resuming_config(2, dir.path());
@@ -847,7 +738,7 @@ fn a_cluster_stopped_with_a_savepoint_on_two_workers_restores_on_three_at_higher
     let partial = committed(&dir.path().join("out"));
     assert!(!partial.is_empty() && partial.len() < expected(20_000).len());
     drop(first);
-    let mut second = ClusterProcesses::start_with(dir.path(), 3, 3, Some(&taken));
+    let mut second = cluster_with(dir.path(), 3, 3, Some(&taken));
     assert!(second.wait(), "the restored job ends");
     assert_eq!(committed(&dir.path().join("out")), expected(20_000));
 }
@@ -855,7 +746,7 @@ fn a_cluster_stopped_with_a_savepoint_on_two_workers_restores_on_three_at_higher
 #[test]
 fn workers_give_up_on_a_frozen_coordinator_after_the_heartbeat_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = ClusterProcesses::start(dir.path());
+    let mut cluster = cluster(dir.path());
     cluster.run_for(Duration::from_millis(900));
     freeze(&cluster.coordinator);
     // The heartbeat timeout is 5 s; give them twice that.
@@ -881,14 +772,14 @@ fn workers_give_up_on_a_frozen_coordinator_after_the_heartbeat_timeout() {
 #[test]
 fn a_worker_that_built_another_job_graph_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = ClusterProcesses::start_with(dir.path(), 4, 1, None);
+    let mut cluster = cluster_with(dir.path(), 4, 1, None);
     let mut vars = cluster.vars.clone();
     for (name, value) in &mut vars {
         if *name == "EDDY_CLUSTER_P" {
             *value = "2".into();
         }
     }
-    let mut odd = ClusterProcesses::spawn(dir.path(), &vars, "worker");
+    let mut odd = cluster.spawn(&vars, "worker");
     assert!(!odd.wait().unwrap().success(), "the odd worker fails");
     let log = std::fs::read_to_string(dir.path().join("worker-1.log")).unwrap();
     assert!(log.contains("another job graph"), "{log}");

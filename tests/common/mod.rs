@@ -392,3 +392,147 @@ pub fn total(samples: &Samples, name: &str, key: &str, value: &str) -> f64 {
         .map(|(_, _, v)| v)
         .sum()
 }
+
+/// The processes of a cluster on loopback — a coordinator and workers, each
+/// the test binary running the child test `child` — killed when dropped
+/// (also when the test fails). Each child reads `EDDY_CLUSTER_ROLE`
+/// (`coordinator` or `worker`), `EDDY_CLUSTER_DIR`, `EDDY_CLUSTER_CONTROL`
+/// (the coordinator's address), `EDDY_CLUSTER_WORKERS` and the test's own
+/// variables, and logs to `<dir>/<role>-<n>.log`.
+pub struct ClusterProcesses {
+    pub dir: std::path::PathBuf,
+    child: &'static str,
+    /// The children's `EDDY_CLUSTER_*` variables.
+    pub vars: Vec<(&'static str, String)>,
+    pub coordinator: std::process::Child,
+    pub workers: Vec<std::process::Child>,
+}
+
+impl ClusterProcesses {
+    /// A coordinator waiting for `workers` workers, and those workers.
+    pub fn start(
+        child: &'static str,
+        dir: &Path,
+        workers: usize,
+        extra: Vec<(&'static str, String)>,
+    ) -> Self {
+        let control = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut vars = vec![
+            ("EDDY_CLUSTER_DIR", dir.display().to_string()),
+            ("EDDY_CLUSTER_CONTROL", control.to_string()),
+            ("EDDY_CLUSTER_WORKERS", workers.to_string()),
+        ];
+        vars.extend(extra);
+        let coordinator = spawn_child(child, dir, &vars, "coordinator");
+        let mut cluster = ClusterProcesses {
+            dir: dir.to_owned(),
+            child,
+            vars,
+            coordinator,
+            workers: Vec::new(),
+        };
+        for _ in 0..workers {
+            cluster.add_worker();
+        }
+        cluster
+    }
+
+    /// One more process of this cluster, with `vars`, as `role`.
+    pub fn spawn(&self, vars: &[(&'static str, String)], role: &str) -> std::process::Child {
+        spawn_child(self.child, &self.dir, vars, role)
+    }
+
+    /// Starts one more worker.
+    pub fn add_worker(&mut self) {
+        let worker = self.spawn(&self.vars, "worker");
+        self.workers.push(worker);
+    }
+
+    /// Waits for the coordinator (the job) to end; true when it succeeded.
+    pub fn wait(&mut self) -> bool {
+        self.coordinator.wait().unwrap().success()
+    }
+
+    /// Lets the job run for `time`; it must still be running then.
+    pub fn run_for(&mut self, time: Duration) {
+        std::thread::sleep(time);
+        assert!(
+            self.coordinator.try_wait().unwrap().is_none(),
+            "the job still runs after {time:?}"
+        );
+    }
+
+    /// A figure the coordinator wrote into `<dir>/<name>` when the job ended.
+    pub fn reported(&self, name: &str) -> u32 {
+        std::fs::read_to_string(self.dir.join(name))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+fn spawn_child(
+    child: &str,
+    dir: &Path,
+    vars: &[(&'static str, String)],
+    role: &str,
+) -> std::process::Child {
+    let log = (0..)
+        .map(|n| dir.join(format!("{role}-{n}.log")))
+        .find(|p| !p.exists())
+        .unwrap();
+    let log = std::fs::File::create(log).unwrap();
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", child, "--test-threads=1"])
+        .env("EDDY_CLUSTER_ROLE", role)
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .env("RUST_LOG", "info")
+        // The harness prints a failing child's error on standard output.
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+impl Drop for ClusterProcesses {
+    fn drop(&mut self) {
+        for child in self.workers.iter_mut().chain([&mut self.coordinator]) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// SIGSTOPs `process`: it keeps its sockets open but says nothing, as
+/// behind a network cut (a SIGKILL still ends it).
+pub fn freeze(process: &std::process::Child) {
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &process.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+}
+
+/// This process's part in the cluster of a [`ClusterProcesses`] child.
+pub fn cluster_role() -> Option<eddy::engine::config::ClusterRole> {
+    use eddy::engine::config::{ClusterRole, ClusterSettings, WorkerSettings};
+    let role = std::env::var("EDDY_CLUSTER_ROLE").ok()?;
+    let control = std::env::var("EDDY_CLUSTER_CONTROL")
+        .unwrap()
+        .parse()
+        .unwrap();
+    Some(match role.as_str() {
+        "coordinator" => ClusterRole::Coordinator(ClusterSettings {
+            bind: control,
+            workers: std::env::var("EDDY_CLUSTER_WORKERS")
+                .unwrap()
+                .parse()
+                .unwrap(),
+            heartbeat_timeout: Duration::from_secs(5),
+        }),
+        _ => ClusterRole::Worker(WorkerSettings {
+            coordinator: control,
+            data: "127.0.0.1:0".parse().unwrap(),
+        }),
+    })
+}
