@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::ClusterProcesses;
 use eddy::connectors::datagen::{DataGen, SplitMix64};
-use eddy::engine::context::RuntimeContext;
-use eddy::engine::element::Record;
+use eddy::engine::testing::GatedSink;
 use eddy::prelude::*;
 
 const A_TOTAL: u64 = 20_000;
@@ -64,48 +63,6 @@ fn total(dir: &Path, name: &str) -> u64 {
         .sum()
 }
 
-/// Counts what it receives; its subtask `gated` writes nothing until
-/// `<dir>/open` exists.
-#[derive(Clone)]
-struct GatedSink {
-    gated: Option<usize>,
-    open: PathBuf,
-    received: Arc<Tally>,
-}
-
-struct GatedWriter {
-    gate: Option<PathBuf>,
-    received: Arc<Tally>,
-}
-
-impl Sink for GatedSink {
-    type In = u64;
-    type Writer = GatedWriter;
-    fn create_writer(&self, ctx: &RuntimeContext) -> Result<GatedWriter, BoxError> {
-        let gated = self.gated == Some(ctx.location().subtask);
-        Ok(GatedWriter {
-            gate: gated.then(|| self.open.clone()),
-            received: Arc::clone(&self.received),
-        })
-    }
-}
-
-impl SinkWriter for GatedWriter {
-    type In = u64;
-    fn write(&mut self, batch: &mut Vec<Record<u64>>) -> Result<(), BoxError> {
-        if let Some(gate) = &self.gate {
-            while !gate.exists() {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        self.received.add(batch.len() as u64);
-        Ok(())
-    }
-    fn finish(&mut self) -> Result<(), BoxError> {
-        Ok(())
-    }
-}
-
 /// The child half: one process of the cluster. Pipeline A's sink subtask 1
 /// (on worker 1) is stuck until the parent opens it; pipeline B runs
 /// freely. Subtask `s` runs on worker `s`, so A's and B's channels from
@@ -125,10 +82,9 @@ fn child_backpressure_process() {
     config.cluster = Some(role);
     let env = Env::with_config(config).unwrap();
     let produced = Tally::new(&dir, "a-produced");
-    let sink = |name: &str, gated| GatedSink {
-        gated,
-        open: dir.join("open"),
-        received: Tally::new(&dir, name),
+    let sink = |name: &str, gated| {
+        let (open, received) = (dir.join("open"), Tally::new(&dir, name));
+        GatedSink::new(gated, move || open.exists(), move |n| received.add(n))
     };
     env.source(
         DataGen::new(|i, _: &mut SplitMix64| i)

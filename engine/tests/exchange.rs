@@ -12,53 +12,10 @@ use std::time::Duration;
 
 use common::{counting, spawn_job, wait_until, CountingSource};
 use eddy_engine::config::EnvConfig;
-use eddy_engine::context::RuntimeContext;
 use eddy_engine::dsl::Env;
-use eddy_engine::element::Record;
-use eddy_engine::error::{BoxError, EngineError};
-use eddy_engine::sink::{CollectSink, Sink, SinkWriter};
-
-/// Counts what it receives; subtask `gated` writes nothing until `open`.
-#[derive(Clone)]
-struct GatedSink {
-    gated: Option<usize>,
-    open: Arc<AtomicBool>,
-    received: Arc<AtomicU64>,
-}
-
-struct GatedWriter {
-    gate: Option<Arc<AtomicBool>>,
-    received: Arc<AtomicU64>,
-}
-
-impl Sink for GatedSink {
-    type In = u64;
-    type Writer = GatedWriter;
-    fn create_writer(&self, ctx: &RuntimeContext) -> Result<GatedWriter, BoxError> {
-        let gated = self.gated == Some(ctx.location().subtask);
-        Ok(GatedWriter {
-            gate: gated.then(|| Arc::clone(&self.open)),
-            received: Arc::clone(&self.received),
-        })
-    }
-}
-
-impl SinkWriter for GatedWriter {
-    type In = u64;
-    fn write(&mut self, batch: &mut Vec<Record<u64>>) -> Result<(), BoxError> {
-        if let Some(gate) = &self.gate {
-            while !gate.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        self.received
-            .fetch_add(batch.len() as u64, Ordering::SeqCst);
-        Ok(())
-    }
-    fn finish(&mut self) -> Result<(), BoxError> {
-        Ok(())
-    }
-}
+use eddy_engine::error::EngineError;
+use eddy_engine::sink::CollectSink;
+use eddy_engine::testing::GatedSink;
 
 /// Two pipelines on two workers: A's sink subtask 1 is stuck, B runs
 /// freely. A's channel from subtask 0 to subtask 1 and B's share the
@@ -77,13 +34,18 @@ fn a_stuck_channel_bounds_its_producer_while_another_on_the_same_connection_flow
     let (a_total, b_total) = (200_000u64, 50_000u64);
     let a_produced = Arc::new(AtomicU64::new(0));
     let open = Arc::new(AtomicBool::new(false));
-    let sink = |gated| GatedSink {
-        gated,
-        open: Arc::clone(&open),
-        received: Arc::new(AtomicU64::new(0)),
+    let (a_received, b_received) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let sink = |gated, received: &Arc<AtomicU64>| {
+        let (open, received) = (Arc::clone(&open), Arc::clone(received));
+        GatedSink::new(
+            gated,
+            move || open.load(Ordering::SeqCst),
+            move |n| {
+                received.fetch_add(n, Ordering::SeqCst);
+            },
+        )
     };
-    let (a_sink, b_sink) = (sink(Some(1)), sink(None));
-    let (a_received, b_received) = (Arc::clone(&a_sink.received), Arc::clone(&b_sink.received));
+    let (a_sink, b_sink) = (sink(Some(1), &a_received), sink(None, &b_received));
     let produced = Arc::clone(&a_produced);
     let (_control, done) = spawn_job(
         "stuck-and-free",

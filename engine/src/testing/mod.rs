@@ -512,3 +512,60 @@ where
     }
     Ok(cuts)
 }
+
+/// A sink for backpressure tests: reports every batch's size to
+/// `received`; its subtask `gated` (if any) writes nothing until `open`
+/// says so, which backs its input up.
+#[derive(Clone)]
+pub struct GatedSink {
+    gated: Option<usize>,
+    open: Arc<dyn Fn() -> bool + Send + Sync>,
+    received: Arc<dyn Fn(u64) + Send + Sync>,
+}
+
+impl GatedSink {
+    /// A sink whose subtask `gated` waits for `open`; every subtask reports
+    /// what it writes to `received`.
+    pub fn new(
+        gated: Option<usize>,
+        open: impl Fn() -> bool + Send + Sync + 'static,
+        received: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Self {
+        GatedSink {
+            gated,
+            open: Arc::new(open),
+            received: Arc::new(received),
+        }
+    }
+}
+
+/// The writer of a [`GatedSink`].
+pub struct GatedWriter {
+    gated: bool,
+    sink: GatedSink,
+}
+
+impl crate::sink::Sink for GatedSink {
+    type In = u64;
+    type Writer = GatedWriter;
+    fn create_writer(&self, ctx: &RuntimeContext) -> Result<GatedWriter, BoxError> {
+        Ok(GatedWriter {
+            gated: self.gated == Some(ctx.location().subtask),
+            sink: self.clone(),
+        })
+    }
+}
+
+impl crate::sink::SinkWriter for GatedWriter {
+    type In = u64;
+    fn write(&mut self, batch: &mut Vec<Record<u64>>) -> Result<(), BoxError> {
+        while self.gated && !(self.sink.open)() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        (self.sink.received)(batch.len() as u64);
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
