@@ -18,7 +18,7 @@ use crate::config::ClusterSettings;
 use crate::error::EngineError;
 use crate::graph::job::JobGraph;
 use crate::runtime::cluster::{
-    fingerprint, receive, send, Deployment, RemoteOutcome, ToCoordinator, ToWorker,
+    fingerprint, receive, send, Deployment, RemoteOutcome, RunMessage, ToCoordinator, ToWorker,
     HEARTBEAT_INTERVAL,
 };
 use crate::runtime::worker::TaskEnded;
@@ -353,11 +353,18 @@ impl Relay {
                             continue;
                         };
                         self.cluster.workers[i].last_heard = Instant::now();
+                        let message = match message {
+                            ToCoordinator::Run { attempt, message } if attempt == self.attempt => {
+                                message
+                            }
+                            // A stale word about an older run, a beat.
+                            _ => continue,
+                        };
                         match message {
-                            ToCoordinator::Ack(ack) => {
+                            RunMessage::Ack(ack) => {
                                 let _ = self.acks.send(ack);
                             }
-                            ToCoordinator::TaskEnded { task, outcome } => {
+                            RunMessage::TaskEnded { task, outcome } => {
                                 open[i].remove(&task);
                                 // A failed or cancelled task (a broken data
                                 // connection) ends the run everywhere.
@@ -366,20 +373,19 @@ impl Relay {
                                 }
                                 let _ = self.ended.send((task, outcome.into_result(id)));
                             }
-                            ToCoordinator::RunEnded { failure: f } => {
+                            RunMessage::RunEnded { failure: f } => {
                                 running.remove(&i);
                                 if f.is_some() {
                                     self.cancel.store(true, Ordering::SeqCst);
                                 }
                                 failure = failure.or(f);
                             }
-                            ToCoordinator::Started => {
+                            RunMessage::Started => {
                                 started.insert(i);
                                 if started.len() == workers {
                                     self.running_again(workers);
                                 }
                             }
-                            ToCoordinator::Hello { .. } | ToCoordinator::Heartbeat => {}
                         }
                     }
                     Err(_) => break,

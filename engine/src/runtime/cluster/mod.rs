@@ -85,17 +85,25 @@ pub(crate) enum ToCoordinator {
     /// The first message: where other workers reach this one's data port,
     /// and the [`fingerprint`] of the job graph it built.
     Hello { data: SocketAddr, job: u64 },
+    /// About run `attempt` (what a worker says of an older run, once a
+    /// newer one is deployed, is stale and ignored).
+    Run { attempt: u32, message: RunMessage },
+    /// The worker is alive.
+    Heartbeat,
+}
+
+/// What a worker says about one run of the job.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum RunMessage {
     /// A snapshot writer's acknowledgement.
     Ack(Acknowledgement),
-    /// This worker's tasks of the current run have started.
+    /// This worker's tasks of the run have started.
     Started,
-    /// Task `task` of the current run ended.
+    /// Task `task` ended.
     TaskEnded { task: usize, outcome: RemoteOutcome },
     /// Every task of the run has ended and its connections are closed;
     /// `failure`: why a connection failed, if one did.
     RunEnded { failure: Option<String> },
-    /// The worker is alive.
-    Heartbeat,
 }
 
 /// How a task on a worker ended.

@@ -19,7 +19,7 @@ use crate::error::EngineError;
 use crate::graph::job::JobGraph;
 use crate::graph::stream::StreamGraph;
 use crate::runtime::cluster::{
-    fingerprint, receive, send, Deployment, RemoteOutcome, ToCoordinator, ToWorker,
+    fingerprint, receive, send, Deployment, RemoteOutcome, RunMessage, ToCoordinator, ToWorker,
     HEARTBEAT_INTERVAL,
 };
 use crate::runtime::executor::{load_restore_point, restartable, wire, Plan, RunSettings};
@@ -141,6 +141,11 @@ impl Line {
         })
     }
 
+    /// Says `message` about run `attempt`.
+    fn run(&self, attempt: u32, message: RunMessage) -> Result<(), EngineError> {
+        self.send(&ToCoordinator::Run { attempt, message })
+    }
+
     /// Beats every [`HEARTBEAT_INTERVAL`] on its own thread, also while a
     /// run restores its state or connects, until the connection fails.
     fn beat(&self) -> Result<(), EngineError> {
@@ -209,13 +214,13 @@ fn run_deployment(
                     message: e.to_string(),
                     restartable,
                 };
-                line.send(&ToCoordinator::TaskEnded { task, outcome })?;
+                line.run(d.attempt, RunMessage::TaskEnded { task, outcome })?;
             }
-            line.send(&ToCoordinator::RunEnded { failure: None })?;
+            line.run(d.attempt, RunMessage::RunEnded { failure: None })?;
             return Ok(false);
         }
     };
-    line.send(&ToCoordinator::Started)?;
+    line.run(d.attempt, RunMessage::Started)?;
     let mut left = mine.len();
     let mut shut_down = false;
     // The run is over when the coordinator says so: until every task of
@@ -266,7 +271,7 @@ fn run_deployment(
             },
             recv(acks) -> ack => {
                 if let Ok(ack) = ack {
-                    line.send(&ToCoordinator::Ack(ack))?;
+                    line.run(d.attempt, RunMessage::Ack(ack))?;
                 }
             },
             recv(ending) -> result => {
@@ -280,7 +285,7 @@ fn run_deployment(
                             message: e.to_string(),
                         },
                     };
-                    line.send(&ToCoordinator::TaskEnded { task, outcome })?;
+                    line.run(d.attempt, RunMessage::TaskEnded { task, outcome })?;
                 }
             },
             default(HEARTBEAT_INTERVAL) => {},
@@ -293,7 +298,7 @@ fn run_deployment(
     }
     worker.join();
     let failure = exchange.and_then(crate::runtime::loopback::RunningExchange::finish);
-    line.send(&ToCoordinator::RunEnded { failure })?;
+    line.run(d.attempt, RunMessage::RunEnded { failure })?;
     Ok(shut_down)
 }
 
