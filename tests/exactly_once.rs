@@ -623,6 +623,8 @@ fn child_cluster_process() {
         std::fs::write(dir.join("restarts"), stats.restarts.to_string()).unwrap();
         let checkpoints = stats.checkpoints.len().to_string();
         std::fs::write(dir.join("checkpoints"), checkpoints).unwrap();
+        let sunk = stats.operator("sink").map_or(0, |o| o.records_in);
+        std::fs::write(dir.join("sink-records"), sunk.to_string()).unwrap();
     }
 }
 
@@ -656,6 +658,9 @@ fn a_cluster_of_a_coordinator_and_three_workers_commits_the_exact_output() {
         checkpoints >= 20,
         "only {checkpoints} checkpoints completed"
     );
+    // The workers' counters reach the coordinator's statistics.
+    let results = expected(20_000).len() as u32;
+    assert_eq!(cluster.reported("sink-records"), results);
     for worker in &mut cluster.workers {
         assert!(worker.wait().unwrap().success(), "workers exit cleanly");
     }

@@ -368,7 +368,7 @@ impl Relay {
                                 open[i].remove(&task);
                                 // A failed or cancelled task (a broken data
                                 // connection) ends the run everywhere.
-                                if !matches!(outcome, RemoteOutcome::Finished) {
+                                if !matches!(outcome, RemoteOutcome::Finished(_)) {
                                     self.cancel.store(true, Ordering::SeqCst);
                                 }
                                 let _ = self.ended.send((task, outcome.into_result(id)));
@@ -483,11 +483,10 @@ impl Relay {
 }
 
 impl RemoteOutcome {
-    /// The outcome as the coordinator's loop takes it (a remote task's
-    /// statistics stay on its worker).
+    /// The outcome as the coordinator's loop takes it.
     fn into_result(self, worker: usize) -> crate::runtime::worker::TaskOutcome {
         match self {
-            RemoteOutcome::Finished => Ok(Vec::new()),
+            RemoteOutcome::Finished(stats) => Ok(stats.into_iter().map(Into::into).collect()),
             RemoteOutcome::Cancelled => Err(EngineError::Cancelled),
             RemoteOutcome::Failed {
                 message,

@@ -22,9 +22,11 @@
 pub(crate) mod coordinator;
 pub(crate) mod worker;
 
+use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -32,7 +34,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::coordinator::TaskCommand;
 use crate::checkpoint::writer::{Acknowledgement, WriterCommand};
+use crate::element::Timestamp;
 use crate::graph::job::JobGraph;
+use crate::runtime::stats::StageStats;
 
 /// The largest control message accepted (a batch of splits is the biggest).
 const MAX_MESSAGE: usize = 64 << 20;
@@ -109,13 +113,78 @@ pub(crate) enum RunMessage {
 /// How a task on a worker ended.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum RemoteOutcome {
-    Finished,
+    /// It finished; its operators' counters.
+    Finished(Vec<RemoteStats>),
     Cancelled,
     /// It failed; `restartable`: the job may restart from a checkpoint.
     Failed {
         message: String,
         restartable: bool,
     },
+}
+
+/// [`StageStats`] as they cross from a worker to the coordinator.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RemoteStats {
+    node: usize,
+    records_in: u64,
+    records_out: u64,
+    batches_out: u64,
+    side_dropped: u64,
+    dead_letters: u64,
+    backpressured: Duration,
+    custom: Vec<(String, u64)>,
+    watermark: Option<Timestamp>,
+}
+
+impl From<&StageStats> for RemoteStats {
+    fn from(s: &StageStats) -> Self {
+        RemoteStats {
+            node: s.node,
+            records_in: s.records_in,
+            records_out: s.records_out,
+            batches_out: s.batches_out,
+            side_dropped: s.side_dropped,
+            dead_letters: s.dead_letters,
+            backpressured: s.backpressured,
+            custom: s
+                .custom
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            watermark: s.watermark,
+        }
+    }
+}
+
+impl From<RemoteStats> for StageStats {
+    fn from(s: RemoteStats) -> Self {
+        StageStats {
+            node: s.node,
+            records_in: s.records_in,
+            records_out: s.records_out,
+            batches_out: s.batches_out,
+            side_dropped: s.side_dropped,
+            dead_letters: s.dead_letters,
+            backpressured: s.backpressured,
+            custom: s.custom.into_iter().map(|(k, v)| (intern(k), v)).collect(),
+            watermark: s.watermark,
+        }
+    }
+}
+
+/// The one `&'static str` for an operator metric's name (operators name
+/// their metrics with static strings; the coordinator gets them as text).
+/// Each distinct name is kept once, for the life of the process.
+fn intern(name: String) -> &'static str {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = names.get(name.as_str()) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.into_boxed_str());
+    names.insert(leaked);
+    leaked
 }
 
 /// What every process of a cluster must agree on to number tasks and

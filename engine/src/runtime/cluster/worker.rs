@@ -278,7 +278,7 @@ fn run_deployment(
                 if let Ok((task, outcome)) = result {
                     left -= 1;
                     let outcome = match outcome {
-                        Ok(_) => RemoteOutcome::Finished,
+                        Ok(stats) => RemoteOutcome::Finished(stats.iter().map(Into::into).collect()),
                         Err(EngineError::Cancelled) => RemoteOutcome::Cancelled,
                         Err(e) => RemoteOutcome::Failed {
                             restartable: restartable(&e),
