@@ -474,3 +474,45 @@ fn checkpoints_report_how_long_barriers_took_to_align() {
     control.cancel().unwrap();
     wait_until("the job to end", || !control.is_running());
 }
+
+#[test]
+fn subtasks_name_the_worker_they_run_on() {
+    let config = EnvConfig::default()
+        .with_parallelism(2)
+        .with_loopback_workers(2)
+        .with_web_addr("127.0.0.1:0".parse().unwrap());
+    let (control, _done) = spawn_job(
+        "placed-job",
+        |env| {
+            env.source(counting(None))
+                .uid("src")
+                .rebalance()
+                .map(|v| {
+                    std::thread::sleep(Duration::from_millis(1));
+                    v
+                })
+                .uid("slow")
+                .sink(eddy_engine::sink::CollectSink::new().0)
+                .uid("sink");
+        },
+        config,
+    );
+    wait_until("the REST API to listen", || control.web_addr().is_some());
+    let addr = control.web_addr().unwrap();
+    let job = || call(addr, "GET", "/v1/jobs/placed-job", None, None).1;
+    // The REST API listens before the first run is placed.
+    wait_until("the first run to be placed", || {
+        job()["vertices"][0]["subtasks"][0]["worker"] != "local"
+    });
+    for v in job()["vertices"].as_array().unwrap() {
+        assert_eq!(
+            v["subtasks"],
+            json!([
+                { "subtask": 0, "worker": "loopback worker 0" },
+                { "subtask": 1, "worker": "loopback worker 1" },
+            ]),
+            "{v}"
+        );
+    }
+    control.cancel().unwrap();
+}

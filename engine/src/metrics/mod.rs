@@ -217,6 +217,9 @@ pub struct JobMetrics {
     state: Mutex<JobState>,
     /// The job graph as the web view draws it.
     graph: GraphView,
+    /// The workers of the current run, by index (empty: this process
+    /// runs every task); subtask `s` runs on worker `s mod len`.
+    workers: Mutex<Vec<String>>,
     /// The latest completed checkpoints, oldest first.
     history: Mutex<std::collections::VecDeque<CheckpointView>>,
     /// The failures the job restarted after, oldest first.
@@ -411,6 +414,7 @@ impl JobMetrics {
             started_at_ms: wall_clock_ms(),
             state: Mutex::new(JobState::Running),
             graph: GraphView::of(graph),
+            workers: Mutex::new(Vec::new()),
             history: Mutex::new(std::collections::VecDeque::new()),
             failures: Mutex::new(std::collections::VecDeque::new()),
             restarts: f.counter("eddy_job_restarts", "Restarts after failures.", &l),
@@ -471,6 +475,14 @@ impl JobMetrics {
         out
     }
 
+    /// The workers of the current run, by index (subtask `s` on worker
+    /// `s mod len`); empty when this process runs every task.
+    pub(crate) fn set_workers(&self, names: Vec<String>) {
+        if let Ok(mut workers) = self.workers.lock() {
+            *workers = names;
+        }
+    }
+
     /// The job as the web view shows it: its graph, each vertex's counts
     /// and times summed over its subtasks, and the latest checkpoints.
     pub fn view(&self) -> JobView {
@@ -510,7 +522,16 @@ impl JobMetrics {
                     .filter_map(|s| s.lock().ok().and_then(|s| s.last.stats.watermark))
                     .map(|w| w.millis())
                     .min();
+                let mut subtasks = shape.subtasks.clone();
+                if let Ok(workers) = self.workers.lock() {
+                    for (s, view) in subtasks.iter_mut().enumerate() {
+                        if !workers.is_empty() {
+                            view.worker = workers[s % workers.len()].clone();
+                        }
+                    }
+                }
                 VertexView {
+                    subtasks,
                     records_in: stage(head, |s| s.records_in.get()),
                     records_out: stage(tail, |s| s.records_out.get()),
                     records_per_second: rate.round() as u64,

@@ -87,8 +87,9 @@ pub struct VertexView {
 pub struct SubtaskView {
     /// Its index, from 0.
     pub subtask: usize,
-    /// The worker that runs it (the local runtime: [`LOCAL_WORKER`]).
-    pub worker: &'static str,
+    /// The worker that runs it (the local runtime: [`LOCAL_WORKER`]; a
+    /// cluster: `worker <index> (<data address>)`).
+    pub worker: String,
 }
 
 /// The one worker of the local runtime: the job's own process.
@@ -150,7 +151,7 @@ impl GraphView {
                 subtasks: (0..v.parallelism)
                     .map(|subtask| SubtaskView {
                         subtask,
-                        worker: LOCAL_WORKER,
+                        worker: LOCAL_WORKER.to_owned(),
                     })
                     .collect(),
                 nodes: v.nodes.clone(),

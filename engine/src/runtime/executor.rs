@@ -307,6 +307,12 @@ fn run_once(
         Some(c) => c.size()?,
         None => 1,
     };
+    plan.metrics
+        .set_workers(match (&*cluster, run.loopback_workers) {
+            (Some(c), _) => c.names(),
+            (None, Some(n)) => (0..n).map(|i| format!("loopback worker {i}")).collect(),
+            (None, None) => Vec::new(),
+        });
     let placement = crate::runtime::cluster::worker::placement(&plan.job, workers);
     let mut tasks = Vec::new();
     let mut receivers = Vec::new();

@@ -131,6 +131,15 @@ impl Cluster {
         });
     }
 
+    /// The workers the next run gets, named for the job's view.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| format!("worker {i} ({})", w.data))
+            .collect()
+    }
+
     /// How many workers the next run gets.
     pub(crate) fn size(&mut self) -> Result<usize, EngineError> {
         self.refresh();
