@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// Counters of one operator in one subtask.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct StageStats {
     /// The operator's node id in the stream graph.
     pub node: usize,
@@ -22,6 +22,7 @@ pub struct StageStats {
     /// Time spent blocked on full output channels.
     pub backpressured: Duration,
     /// The operator's own counters (see `Operator::metrics`).
+    #[serde(deserialize_with = "crate::runtime::cluster::interned_metrics")]
     pub custom: Vec<(&'static str, u64)>,
     /// The last watermark it received (sources: emitted).
     pub watermark: Option<crate::element::Timestamp>,

@@ -495,7 +495,7 @@ impl RemoteOutcome {
     /// The outcome as the coordinator's loop takes it.
     fn into_result(self, worker: usize) -> crate::runtime::worker::TaskOutcome {
         match self {
-            RemoteOutcome::Finished(stats) => Ok(stats.into_iter().map(Into::into).collect()),
+            RemoteOutcome::Finished(stats) => Ok(stats),
             RemoteOutcome::Cancelled => Err(EngineError::Cancelled),
             RemoteOutcome::Failed {
                 message,

@@ -34,7 +34,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::coordinator::TaskCommand;
 use crate::checkpoint::writer::{Acknowledgement, WriterCommand};
-use crate::element::Timestamp;
 use crate::graph::job::JobGraph;
 use crate::runtime::stats::StageStats;
 
@@ -114,7 +113,7 @@ pub(crate) enum RunMessage {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum RemoteOutcome {
     /// It finished; its operators' counters.
-    Finished(Vec<RemoteStats>),
+    Finished(Vec<StageStats>),
     Cancelled,
     /// It failed; `restartable`: the job may restart from a checkpoint.
     Failed {
@@ -123,54 +122,13 @@ pub(crate) enum RemoteOutcome {
     },
 }
 
-/// [`StageStats`] as they cross from a worker to the coordinator.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct RemoteStats {
-    node: usize,
-    records_in: u64,
-    records_out: u64,
-    batches_out: u64,
-    side_dropped: u64,
-    dead_letters: u64,
-    backpressured: Duration,
-    custom: Vec<(String, u64)>,
-    watermark: Option<Timestamp>,
-}
-
-impl From<&StageStats> for RemoteStats {
-    fn from(s: &StageStats) -> Self {
-        RemoteStats {
-            node: s.node,
-            records_in: s.records_in,
-            records_out: s.records_out,
-            batches_out: s.batches_out,
-            side_dropped: s.side_dropped,
-            dead_letters: s.dead_letters,
-            backpressured: s.backpressured,
-            custom: s
-                .custom
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), *v))
-                .collect(),
-            watermark: s.watermark,
-        }
-    }
-}
-
-impl From<RemoteStats> for StageStats {
-    fn from(s: RemoteStats) -> Self {
-        StageStats {
-            node: s.node,
-            records_in: s.records_in,
-            records_out: s.records_out,
-            batches_out: s.batches_out,
-            side_dropped: s.side_dropped,
-            dead_letters: s.dead_letters,
-            backpressured: s.backpressured,
-            custom: s.custom.into_iter().map(|(k, v)| (intern(k), v)).collect(),
-            watermark: s.watermark,
-        }
-    }
+/// Reads the operator metrics of a [`StageStats`] that crossed from a
+/// worker: their names become the one `&'static str` for each.
+pub(crate) fn interned_metrics<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(&'static str, u64)>, D::Error> {
+    let named: Vec<(String, u64)> = Deserialize::deserialize(d)?;
+    Ok(named.into_iter().map(|(k, v)| (intern(k), v)).collect())
 }
 
 /// The one `&'static str` for an operator metric's name (operators name
@@ -264,6 +222,25 @@ mod tests {
             })
         ));
         assert!(receive::<ToWorker>(&mut input).unwrap().is_none());
+    }
+
+    #[test]
+    fn task_counters_cross_with_their_metric_names_interned_once() {
+        let stats = StageStats {
+            node: 2,
+            records_in: 40,
+            custom: vec![("late_records", 3)],
+            ..StageStats::default()
+        };
+        let bytes = bincode::serialize(&stats).unwrap();
+        let a: StageStats = bincode::deserialize(&bytes).unwrap();
+        let b: StageStats = bincode::deserialize(&bytes).unwrap();
+        assert_eq!((a.node, a.records_in), (2, 40));
+        assert_eq!(a.custom, vec![("late_records", 3)]);
+        assert!(
+            std::ptr::eq(a.custom[0].0, b.custom[0].0),
+            "one name, kept once"
+        );
     }
 
     #[test]

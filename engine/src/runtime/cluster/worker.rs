@@ -278,7 +278,7 @@ fn run_deployment(
                 if let Ok((task, outcome)) = result {
                     left -= 1;
                     let outcome = match outcome {
-                        Ok(stats) => RemoteOutcome::Finished(stats.iter().map(Into::into).collect()),
+                        Ok(stats) => RemoteOutcome::Finished(stats),
                         Err(EngineError::Cancelled) => RemoteOutcome::Cancelled,
                         Err(e) => RemoteOutcome::Failed {
                             restartable: restartable(&e),
