@@ -123,8 +123,8 @@ struct Writer {
     /// Directories of the checkpoints in progress.
     dirs: HashMap<CheckpointId, PathBuf>,
     /// The newest checkpoint begun: a snapshot for an id above it came
-    /// before its `Begin` (in a cluster the barrier can overtake the
-    /// coordinator's word) and waits in `early`; one for an id at or below
+    /// before its `Begin` (in a cluster the trigger or a barrier can
+    /// overtake the coordinator's word) and waits in `early`; one for an id at or below
     /// it that is not in progress is for a checkpoint that is over.
     newest_begun: Option<CheckpointId>,
     early: HashMap<CheckpointId, Vec<(usize, TaskState, Duration)>>,

@@ -192,17 +192,7 @@ impl Cluster {
             writer_tx.push(tx);
             writer_rx.push(rx);
         }
-        let relay = Relay {
-            attempt,
-            unreachable: Vec::new(),
-            cluster: self,
-            placement,
-            commands: lines.commands,
-            writers: writer_rx,
-            cancel: lines.cancel,
-            acks: lines.acks,
-            ended: lines.ended,
-        };
+        let relay = Relay::new(self, attempt, placement, lines, writer_rx);
         let thread = std::thread::Builder::new()
             .name("eddy-relay".into())
             .spawn(move || relay.run())
@@ -249,8 +239,6 @@ impl RemoteRun {
 /// Relays one run between the coordinator's loop and the workers.
 struct Relay {
     attempt: u32,
-    /// Workers a write to failed: lost at the next turn.
-    unreachable: Vec<usize>,
     cluster: Cluster,
     /// Task index → index of the worker (in `cluster.workers`) running it.
     placement: Vec<usize>,
@@ -259,16 +247,49 @@ struct Relay {
     cancel: Arc<AtomicBool>,
     acks: Sender<Acknowledgement>,
     ended: Sender<TaskEnded>,
+    /// Workers whose run has not ended.
+    running: BTreeSet<usize>,
+    /// Per worker: its tasks that have not ended.
+    open: Vec<BTreeSet<usize>>,
+    /// Workers that have started their tasks.
+    started: BTreeSet<usize>,
+    /// Workers found silent or unwritable: lost at the next turn.
+    to_lose: Vec<usize>,
+    /// The first connection failure a worker reported.
+    failure: Option<String>,
 }
 
 impl Relay {
-    fn run(mut self) -> (Cluster, Option<String>) {
-        let workers = self.cluster.workers.len();
-        let mut running: BTreeSet<usize> = (0..workers).collect();
-        let mut open: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); workers];
-        for (task, &w) in self.placement.iter().enumerate() {
+    fn new(
+        cluster: Cluster,
+        attempt: u32,
+        placement: Vec<usize>,
+        lines: RunLines,
+        writers: Vec<Receiver<WriterInput>>,
+    ) -> Self {
+        let workers = cluster.workers.len();
+        let mut open = vec![BTreeSet::new(); workers];
+        for (task, &w) in placement.iter().enumerate() {
             open[w].insert(task);
         }
+        Relay {
+            attempt,
+            writers,
+            cluster,
+            placement,
+            commands: lines.commands,
+            cancel: lines.cancel,
+            acks: lines.acks,
+            ended: lines.ended,
+            running: (0..workers).collect(),
+            open,
+            started: BTreeSet::new(),
+            to_lose: Vec::new(),
+            failure: None,
+        }
+    }
+
+    fn run(mut self) -> (Cluster, Option<String>) {
         let index_of: HashMap<usize, usize> = self
             .cluster
             .workers
@@ -276,153 +297,76 @@ impl Relay {
             .enumerate()
             .map(|(i, w)| (w.id, i))
             .collect();
-        let mut lost: Vec<usize> = Vec::new();
-        let mut failure = None;
-        let mut cancel_sent = false;
-        let mut end_sent = false;
-        let mut started = BTreeSet::new();
+        let (mut cancel_sent, mut end_sent) = (false, false);
         let mut next_beat = Instant::now();
         let mut commands_open = vec![true; self.commands.len()];
         let mut writers_open = vec![true; self.writers.len()];
-        while !running.is_empty() {
-            if self.cancel.load(Ordering::SeqCst) && !cancel_sent {
+        while !self.running.is_empty() {
+            if !cancel_sent && self.cancel.load(Ordering::SeqCst) {
                 cancel_sent = true;
-                for &i in &running {
-                    self.tell(i, &ToWorker::Cancel);
-                }
+                self.tell_running(&ToWorker::Cancel);
             }
             // Every task has ended: the workers may let go of the run
             // (until then their writers may still be asked for stand-ins).
-            if !end_sent && open.iter().all(BTreeSet::is_empty) {
+            if !end_sent && self.open.iter().all(BTreeSet::is_empty) {
                 end_sent = true;
-                for &i in &running {
-                    self.tell(i, &ToWorker::EndRun);
-                }
+                self.tell_running(&ToWorker::EndRun);
             }
             let now = Instant::now();
             if now >= next_beat {
                 next_beat = now + HEARTBEAT_INTERVAL;
-                for &i in &running {
-                    self.tell(i, &ToWorker::Heartbeat);
-                }
+                self.tell_running(&ToWorker::Heartbeat);
             }
-            for &i in &running {
-                if now.duration_since(self.cluster.workers[i].last_heard)
-                    >= self.cluster.heartbeat_timeout
-                {
-                    lost.push(i);
+            let timeout = self.cluster.heartbeat_timeout;
+            let silent = self
+                .running
+                .iter()
+                .filter(|&&i| now.duration_since(self.cluster.workers[i].last_heard) >= timeout);
+            self.to_lose.extend(silent);
+            if !self.to_lose.is_empty() {
+                for i in std::mem::take(&mut self.to_lose) {
+                    self.lose(i, "silent, or unreachable");
                 }
+                continue;
             }
-            lost.append(&mut self.unreachable);
             let mut select = Select::new();
             let events = select.recv(&self.cluster.events);
+            // (select index, task or writer)
             let mut sources = Vec::new();
             for (t, rx) in self.commands.iter().enumerate() {
-                if commands_open[t] && running.contains(&self.placement[t]) {
-                    sources.push((select.recv(rx), Some(t), None));
+                if commands_open[t] && self.running.contains(&self.placement[t]) {
+                    sources.push((select.recv(rx), Ok(t)));
                 }
             }
             for (w, rx) in self.writers.iter().enumerate() {
-                if writers_open[w] && running.contains(&w) {
-                    sources.push((select.recv(rx), None, Some(w)));
+                if writers_open[w] && self.running.contains(&w) {
+                    sources.push((select.recv(rx), Err(w)));
                 }
-            }
-            if !lost.is_empty() {
-                for i in std::mem::take(&mut lost) {
-                    if running.remove(&i) {
-                        self.lose(i, "silent, or unreachable", &mut open[i]);
-                    }
-                }
-                continue;
             }
             let Ok(op) = select.select_timeout(Duration::from_millis(100)) else {
                 continue;
             };
             let index = op.index();
             if index == events {
-                let event = op.recv(&self.cluster.events);
-                match event {
-                    Ok(Event::Joined(line)) => {
-                        tracing::info!(worker = line.id, "worker joined; used from the next run");
-                        self.cluster.workers.push(line);
-                    }
-                    Ok(Event::Lost(id, reason)) => {
-                        if let Some(&i) = index_of.get(&id) {
-                            if running.remove(&i) {
-                                self.lose(i, &reason, &mut open[i]);
-                            }
-                            self.cluster.workers[i].last_heard =
-                                Instant::now() - self.cluster.heartbeat_timeout * 2;
-                        } else {
-                            self.cluster.workers.retain(|w| w.id != id);
-                        }
-                    }
-                    Ok(Event::Message(id, message)) => {
-                        let Some(&i) = index_of.get(&id) else {
-                            continue;
-                        };
-                        self.cluster.workers[i].last_heard = Instant::now();
-                        let message = match message {
-                            ToCoordinator::Run { attempt, message } if attempt == self.attempt => {
-                                message
-                            }
-                            // A stale word about an older run, a beat.
-                            _ => continue,
-                        };
-                        match message {
-                            RunMessage::Ack(ack) => {
-                                let _ = self.acks.send(ack);
-                            }
-                            RunMessage::TaskEnded { task, outcome } => {
-                                open[i].remove(&task);
-                                // A failed or cancelled task (a broken data
-                                // connection) ends the run everywhere.
-                                if !matches!(outcome, RemoteOutcome::Finished(_)) {
-                                    self.cancel.store(true, Ordering::SeqCst);
-                                }
-                                let _ = self.ended.send((task, outcome.into_result(id)));
-                            }
-                            RunMessage::RunEnded { failure: f } => {
-                                running.remove(&i);
-                                if f.is_some() {
-                                    self.cancel.store(true, Ordering::SeqCst);
-                                }
-                                failure = failure.or(f);
-                            }
-                            RunMessage::Started => {
-                                started.insert(i);
-                                if started.len() == workers {
-                                    self.running_again(workers);
-                                }
-                            }
-                        }
-                    }
+                match op.recv(&self.cluster.events) {
+                    Ok(event) => self.on_event(event, &index_of),
                     Err(_) => break,
                 }
                 continue;
             }
-            let Some(&(_, task, writer)) = sources.iter().find(|(i, _, _)| *i == index) else {
-                continue;
-            };
-            if let Some(t) = task {
-                match op.recv(&self.commands[t]) {
+            match sources.iter().find(|(i, _)| *i == index).map(|s| s.1) {
+                Some(Ok(t)) => match op.recv(&self.commands[t]) {
                     Ok(command) => {
-                        // The coordinator told the writers where a checkpoint
-                        // goes before it triggered it: pass that on first.
-                        self.forward_writer_commands(&running);
-                        let w = self.placement[t];
-                        self.tell(w, &ToWorker::Command { task: t, command });
+                        self.tell(self.placement[t], &ToWorker::Command { task: t, command })
                     }
                     Err(_) => commands_open[t] = false,
-                }
-            } else if let Some(w) = writer {
-                match op.recv(&self.writers[w]) {
-                    Ok(WriterInput::Command(command)) => {
-                        self.tell(w, &ToWorker::Writer(command));
-                    }
+                },
+                Some(Err(w)) => match op.recv(&self.writers[w]) {
+                    Ok(WriterInput::Command(command)) => self.tell(w, &ToWorker::Writer(command)),
                     Ok(WriterInput::Task(_)) => {}
                     Err(_) => writers_open[w] = false,
-                }
+                },
+                None => {}
             }
         }
         // Drop the workers lost during the run.
@@ -430,17 +374,71 @@ impl Relay {
         self.cluster
             .workers
             .retain(|w| w.last_heard.elapsed() < timeout);
-        (self.cluster, failure)
+        (self.cluster, self.failure)
     }
 
-    /// Forwards every writer command waiting for the workers in `running`.
-    fn forward_writer_commands(&mut self, running: &BTreeSet<usize>) {
-        for &w in running {
-            while let Ok(input) = self.writers[w].try_recv() {
-                if let WriterInput::Command(command) = input {
-                    self.tell(w, &ToWorker::Writer(command));
+    /// Handles what the acceptor or a worker's reader says.
+    fn on_event(&mut self, event: Event, index_of: &HashMap<usize, usize>) {
+        match event {
+            Event::Joined(line) => {
+                tracing::info!(worker = line.id, "worker joined; used from the next run");
+                self.cluster.workers.push(line);
+            }
+            Event::Lost(id, reason) => match index_of.get(&id) {
+                Some(&i) => self.lose(i, &reason),
+                None => self.cluster.workers.retain(|w| w.id != id),
+            },
+            Event::Message(id, message) => {
+                let Some(&i) = index_of.get(&id) else {
+                    return;
+                };
+                self.cluster.workers[i].last_heard = Instant::now();
+                match message {
+                    ToCoordinator::Run { attempt, message } if attempt == self.attempt => {
+                        self.on_run_message(i, id, message);
+                    }
+                    // A beat, or a stale word about an older run.
+                    _ => {}
                 }
             }
+        }
+    }
+
+    /// Handles what worker `i` (id `id`) says about this run.
+    fn on_run_message(&mut self, i: usize, id: usize, message: RunMessage) {
+        match message {
+            RunMessage::Ack(ack) => {
+                let _ = self.acks.send(ack);
+            }
+            RunMessage::TaskEnded { task, outcome } => {
+                self.open[i].remove(&task);
+                // A failed or cancelled task (a broken data connection) ends
+                // the run everywhere.
+                if !matches!(outcome, RemoteOutcome::Finished(_)) {
+                    self.cancel.store(true, Ordering::SeqCst);
+                }
+                let _ = self.ended.send((task, outcome.into_result(id)));
+            }
+            RunMessage::RunEnded { failure } => {
+                self.running.remove(&i);
+                if failure.is_some() {
+                    self.cancel.store(true, Ordering::SeqCst);
+                }
+                self.failure = self.failure.take().or(failure);
+            }
+            RunMessage::Started => {
+                self.started.insert(i);
+                if self.started.len() == self.open.len() {
+                    self.running_again();
+                }
+            }
+        }
+    }
+
+    /// Sends `message` to every worker whose run has not ended.
+    fn tell_running(&mut self, message: &ToWorker) {
+        for i in self.running.clone() {
+            self.tell(i, message);
         }
     }
 
@@ -448,13 +446,13 @@ impl Relay {
     fn tell(&mut self, i: usize, message: &ToWorker) {
         if let Err(e) = send(&mut self.cluster.workers[i].out, message) {
             tracing::warn!(worker = self.cluster.workers[i].id, error = %e, "cannot write to a worker");
-            self.unreachable.push(i);
+            self.to_lose.push(i);
         }
     }
 
     /// Every worker has started its tasks: says so, and how long after the
     /// loss of a worker that was.
-    fn running_again(&mut self, workers: usize) {
+    fn running_again(&mut self) {
         let recovered_ms = self
             .cluster
             .lost_at
@@ -462,25 +460,18 @@ impl Relay {
             .map(|t| t.elapsed().as_millis() as u64);
         tracing::info!(
             attempt = self.attempt,
-            workers,
+            workers = self.open.len(),
             recovered_ms,
             "job running on the cluster"
         );
     }
 
-    /// Worker `i` is lost: its open tasks fail (restartably) and the other
-    /// workers cancel theirs.
-    fn lose(&mut self, i: usize, reason: &str, open: &mut BTreeSet<usize>) {
-        self.cluster.lost_at.get_or_insert_with(Instant::now);
-        let id = self.cluster.workers[i].id;
-        tracing::warn!(worker = id, reason, "worker lost during the run");
-        self.cancel.store(true, Ordering::SeqCst);
-        for task in std::mem::take(open) {
-            let error = EngineError::Exchange {
-                channel: format!("worker {id}"),
-                reason: format!("the worker was lost ({reason})"),
-            };
-            let _ = self.ended.send((task, Err(error)));
+    /// Worker `i` is lost: a worker still in the run has its open tasks
+    /// fail (restartably) and the others cancel theirs; either way it is
+    /// cut off and dropped after the run.
+    fn lose(&mut self, i: usize, reason: &str) {
+        if self.running.remove(&i) {
+            self.fail_tasks_of(i, reason);
         }
         let timeout = self.cluster.heartbeat_timeout;
         let line = &mut self.cluster.workers[i];
@@ -488,6 +479,20 @@ impl Relay {
         // Cut it off: a worker that was only slow sees its connection
         // close, ends its run and exits, and is not mistaken for a live one.
         let _ = line.out.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn fail_tasks_of(&mut self, i: usize, reason: &str) {
+        self.cluster.lost_at.get_or_insert_with(Instant::now);
+        let id = self.cluster.workers[i].id;
+        tracing::warn!(worker = id, reason, "worker lost during the run");
+        self.cancel.store(true, Ordering::SeqCst);
+        for task in std::mem::take(&mut self.open[i]) {
+            let error = EngineError::Exchange {
+                channel: format!("worker {id}"),
+                reason: format!("the worker was lost ({reason})"),
+            };
+            let _ = self.ended.send((task, Err(error)));
+        }
     }
 }
 

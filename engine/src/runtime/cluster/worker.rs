@@ -204,7 +204,14 @@ fn run_deployment(
         .filter(|&t| placement[t] == d.index)
         .collect();
     let started = start_run(job, listener, &mut d, &placement);
-    let (worker, exchange, commands, acks, ended, cancel) = match started {
+    let Started {
+        worker,
+        exchange,
+        commands,
+        acks,
+        ended,
+        cancel,
+    } = match started {
         Ok(s) => s,
         Err(e) => {
             // Nothing of this run runs here: every task of ours failed.
@@ -312,14 +319,16 @@ pub(crate) fn placement(job: &JobGraph, workers: usize) -> Vec<usize> {
         .collect()
 }
 
-type Started = (
-    WorkerRun,
-    Option<crate::runtime::loopback::RunningExchange>,
-    HashMap<usize, Sender<TaskCommand>>,
-    Receiver<crate::checkpoint::writer::Acknowledgement>,
-    Receiver<crate::runtime::worker::TaskEnded>,
-    Arc<AtomicBool>,
-);
+/// This worker's share of a run, started.
+struct Started {
+    worker: WorkerRun,
+    exchange: Option<crate::runtime::loopback::RunningExchange>,
+    /// Task index → its command channel.
+    commands: HashMap<usize, Sender<TaskCommand>>,
+    acks: Receiver<crate::checkpoint::writer::Acknowledgement>,
+    ended: Receiver<crate::runtime::worker::TaskEnded>,
+    cancel: Arc<AtomicBool>,
+}
 
 /// Builds this worker's tasks of run `d`, connects its channels to the
 /// other workers, and starts them.
@@ -376,5 +385,12 @@ fn start_run(
         ack_tx,
         &ended_tx,
     )?;
-    Ok((worker, exchange, commands, acks, ended, cancel))
+    Ok(Started {
+        worker,
+        exchange,
+        commands,
+        acks,
+        ended,
+        cancel,
+    })
 }
