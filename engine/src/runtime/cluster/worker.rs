@@ -204,14 +204,7 @@ fn run_deployment(
         .filter(|&t| placement[t] == d.index)
         .collect();
     let started = start_run(job, listener, &mut d, &placement);
-    let Started {
-        worker,
-        exchange,
-        commands,
-        acks,
-        ended,
-        cancel,
-    } = match started {
+    let share = match started {
         Ok(s) => s,
         Err(e) => {
             // Nothing of this run runs here: every task of ours failed.
@@ -238,45 +231,49 @@ fn run_deployment(
     while !over {
         if last_heard.elapsed() >= d.heartbeat_timeout {
             tracing::error!(timeout = ?d.heartbeat_timeout, "the coordinator is silent; cancelling");
-            cancel.store(true, Ordering::SeqCst);
-            drop(commands);
-            worker.join();
+            share.cancel.store(true, Ordering::SeqCst);
+            drop(share.commands);
+            share.worker.join();
             return Err(EngineError::Exchange {
                 channel: "control".into(),
                 reason: format!("the coordinator sent nothing for {:?}", d.heartbeat_timeout),
             });
         }
-        let ending = if left > 0 { &ended } else { &no_more_tasks };
+        let ending = if left > 0 {
+            &share.ended
+        } else {
+            &no_more_tasks
+        };
         crossbeam_channel::select! {
             recv(control) -> message => match message {
                 Ok(Some(ToWorker::Heartbeat)) => last_heard = Instant::now(),
                 Ok(Some(ToWorker::EndRun)) => over = true,
                 Ok(Some(ToWorker::Command { task, command })) => {
                     last_heard = Instant::now();
-                    if let Some(tx) = commands.get(&task) {
+                    if let Some(tx) = share.commands.get(&task) {
                         let _ = tx.send(command);
                     }
                 }
                 Ok(Some(ToWorker::Writer(command))) => {
-                    let _ = worker.writer().send(WriterInput::Command(command));
+                    let _ = share.worker.writer().send(WriterInput::Command(command));
                 }
-                Ok(Some(ToWorker::Cancel)) => cancel.store(true, Ordering::SeqCst),
+                Ok(Some(ToWorker::Cancel)) => share.cancel.store(true, Ordering::SeqCst),
                 Ok(Some(ToWorker::Shutdown)) => {
                     shut_down = true;
                     over = true;
-                    cancel.store(true, Ordering::SeqCst);
+                    share.cancel.store(true, Ordering::SeqCst);
                 }
                 Ok(Some(ToWorker::Deploy(_) | ToWorker::Refused { .. })) => {
                     tracing::warn!("a deployment or refusal during a run; ignored");
                 }
                 Ok(None) | Err(_) => {
-                    cancel.store(true, Ordering::SeqCst);
-                    drop(commands);
-                    worker.join();
+                    share.cancel.store(true, Ordering::SeqCst);
+                    drop(share.commands);
+                    share.worker.join();
                     return Err(coordinator_lost());
                 }
             },
-            recv(acks) -> ack => {
+            recv(share.acks) -> ack => {
                 if let Ok(ack) = ack {
                     line.run(d.attempt, RunMessage::Ack(ack))?;
                 }
@@ -298,13 +295,15 @@ fn run_deployment(
             default(HEARTBEAT_INTERVAL) => {},
         }
     }
-    drop(commands);
+    drop(share.commands);
     // A shut-down ends the job while tasks may still run: wait for them.
-    while left > 0 && ended.recv().is_ok() {
+    while left > 0 && share.ended.recv().is_ok() {
         left -= 1;
     }
-    worker.join();
-    let failure = exchange.and_then(crate::runtime::loopback::RunningExchange::finish);
+    share.worker.join();
+    let failure = share
+        .exchange
+        .and_then(crate::runtime::loopback::RunningExchange::finish);
     line.run(d.attempt, RunMessage::RunEnded { failure })?;
     Ok(shut_down)
 }
