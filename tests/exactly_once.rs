@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{freeze, restarting_config, resuming_config, ClusterProcesses};
+use common::{freeze, rest, restarting_config, resuming_config, wait_until, ClusterProcesses};
 use eddy::connectors::datagen::{DataGen, SplitMix64};
 use eddy::connectors::file::{RowFormat, TransactionalFileSink};
 use eddy::engine::checkpoint::latest_checkpoint;
@@ -608,6 +608,9 @@ fn child_cluster_process() {
     config.checkpoints.restore = var("EDDY_CLUSTER_RESTORE").map(PathBuf::from);
     config.log_format = Some(eddy::engine::logging::LogFormat::Text);
     let coordinator = matches!(role, ClusterRole::Coordinator(_));
+    if coordinator {
+        config.web_addr = var("EDDY_CLUSTER_WEB").map(|a| a.parse().unwrap());
+    }
     config.cluster = Some(role);
     let job = Job {
         events: 20_000,
@@ -789,5 +792,104 @@ fn a_worker_that_built_another_job_graph_is_refused_with_the_reason() {
     let log = std::fs::read_to_string(dir.path().join("worker-1.log")).unwrap();
     assert!(log.contains("another job graph"), "{log}");
     assert!(cluster.wait(), "the job runs on the worker that fits");
+    assert_eq!(committed(&dir.path().join("out")), expected(20_000));
+}
+
+/// A cluster at p=4 whose coordinator serves its REST API at a free port:
+/// the processes, and the API's address.
+fn cluster_with_api(dir: &Path, slots: &[usize]) -> (ClusterProcesses, std::net::SocketAddr) {
+    let api = std::net::SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let vars = vec![
+        ("EDDY_CLUSTER_P", "4".to_owned()),
+        ("EDDY_CLUSTER_WEB", api.to_string()),
+    ];
+    let cluster = ClusterProcesses::start_with_slots("child_cluster_process", dir, slots, vars);
+    (cluster, api)
+}
+
+#[test]
+fn subtasks_take_the_workers_slots_and_the_coordinator_shows_their_live_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cluster, api) = cluster_with_api(dir.path(), &[3, 1]);
+    let workers = || rest(api, "GET", "/v1/workers").1["workers"].clone();
+    wait_until("both workers in the run", Duration::from_secs(20), || {
+        workers().as_array().is_some_and(|w| w.len() == 2)
+    });
+    let mut offered: Vec<(u64, u64, String)> = workers()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let n = |k: &str| w[k].as_u64().unwrap();
+            (
+                n("slots"),
+                n("slots_used"),
+                w["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    offered.sort();
+    assert_eq!((offered[0].0, offered[0].1), (1, 1), "{offered:?}");
+    assert_eq!((offered[1].0, offered[1].1), (3, 3), "{offered:?}");
+    let big = offered[1].2.clone();
+    // The live counts come from the workers while the job runs.
+    let job = || rest(api, "GET", "/v1/jobs/cluster").1;
+    wait_until("the source's live count", Duration::from_secs(20), || {
+        job()["vertices"][0]["records_out"].as_u64().unwrap_or(0) > 0
+    });
+    assert!(
+        cluster.coordinator.try_wait().unwrap().is_none(),
+        "counted while running"
+    );
+    for v in job()["vertices"].as_array().unwrap() {
+        if v["parallelism"] == 4 {
+            let on_big = v["subtasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["worker"] == big.as_str())
+                .count();
+            assert_eq!(
+                on_big, 3,
+                "three of four subtasks on the 3-slot worker: {v}"
+            );
+        }
+    }
+    assert!(cluster.wait(), "the job ends");
+    assert_eq!(committed(&dir.path().join("out")), expected(20_000));
+}
+
+#[test]
+fn a_lost_worker_leaves_too_few_slots_and_the_job_waits_for_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cluster, api) = cluster_with_api(dir.path(), &[2, 2]);
+    cluster.run_for(Duration::from_millis(900));
+    let mut victim = cluster.workers.remove(0);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    // Two slots are left of the four the job needs.
+    let state = || rest(api, "GET", "/v1/jobs/cluster").1["state"].clone();
+    wait_until("the job to wait for slots", Duration::from_secs(20), || {
+        state() == "WAITING_FOR_SLOTS"
+    });
+    let (_, workers) = rest(api, "GET", "/v1/workers");
+    assert_eq!(workers["workers"].as_array().unwrap().len(), 1, "{workers}");
+    // Nothing runs to take a savepoint.
+    let (status, asked) = rest(api, "POST", "/v1/jobs/cluster/savepoints");
+    assert_eq!(status, 202, "{asked}");
+    let request = format!(
+        "/v1/jobs/cluster/savepoints/{}",
+        asked["request_id"].as_str().unwrap()
+    );
+    wait_until("the savepoint to fail", Duration::from_secs(10), || {
+        rest(api, "GET", &request).1["status"] == "FAILED"
+    });
+    let failure = rest(api, "GET", &request).1["failure"].to_string();
+    assert!(failure.contains("waiting for slots"), "{failure}");
+    let log = std::fs::read_to_string(dir.path().join("coordinator-0.log")).unwrap();
+    assert!(log.contains("waiting for slots"), "the wait is logged");
+    cluster.add_worker_with_slots(2);
+    assert!(cluster.wait(), "the job ends on the new worker");
+    assert!(cluster.reported("restarts") >= 1);
     assert_eq!(committed(&dir.path().join("out")), expected(20_000));
 }

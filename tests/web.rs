@@ -20,13 +20,22 @@ const HEADLESS: [&str; 4] = [
 ];
 
 /// The page as Chromium renders it after its scripts ran for a while.
+/// Chromium's first start on a fresh machine sometimes dumps nothing (it
+/// builds its profile and font caches): it gets three tries.
 fn rendered(url: &str) -> String {
-    let out = std::process::Command::new("chromium")
-        .args(HEADLESS)
-        .args(["--virtual-time-budget=3000", "--dump-dom", url])
-        .output()
-        .expect("chromium runs (scripts/test.sh installs Debian's chromium)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut errors = String::new();
+    for _ in 0..3 {
+        let out = std::process::Command::new("chromium")
+            .args(HEADLESS)
+            .args(["--virtual-time-budget=3000", "--dump-dom", url])
+            .output()
+            .expect("chromium runs (scripts/test.sh installs Debian's chromium)");
+        if !out.stdout.is_empty() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        errors.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    panic!("chromium rendered nothing three times: {errors}");
 }
 
 #[test]

@@ -97,6 +97,9 @@ pub struct ClusterSettings {
     pub workers: usize,
     /// A worker silent this long is lost.
     pub heartbeat_timeout: Duration,
+    /// How long a run may wait for workers to offer the slots the job needs
+    /// before it fails (and the restart strategy decides what follows).
+    pub slot_timeout: Duration,
 }
 
 /// Where a worker finds its coordinator and offers its data port.
@@ -106,6 +109,8 @@ pub struct WorkerSettings {
     pub coordinator: SocketAddr,
     /// The address other workers send records to (port 0: any free one).
     pub data: SocketAddr,
+    /// The subtasks of each vertex this worker runs at most (its slots).
+    pub slots: usize,
 }
 
 /// A value kept out of logs and debug output.
@@ -355,6 +360,15 @@ impl EnvConfig {
                 ));
             }
         }
+        if let Some(ClusterRole::Worker(w)) = &self.cluster {
+            if !(1..=1024).contains(&w.slots) {
+                return Err(EngineError::config(
+                    "worker --slots",
+                    w.slots,
+                    "must be between 1 and 1024 slots",
+                ));
+            }
+        }
         if let Some(n) = self.loopback_workers.filter(|n| !(1..=256).contains(n)) {
             return Err(EngineError::config(
                 "--loopback-workers",
@@ -558,9 +572,10 @@ pub enum JobCommand {
     /// Every job under --checkpoint-dir (with --rest: the jobs of that
     /// runtime), with its status.
     List,
-    /// Coordinate the job on a cluster: wait for --workers workers, deploy
-    /// the job to them, and restart it from its latest checkpoint when one
-    /// is lost (start every process with the same job flags).
+    /// Coordinate the job on a cluster: wait for --workers workers with
+    /// enough slots, deploy the job to them, and restart it from its latest
+    /// checkpoint when one is lost (start every process with the same job
+    /// flags).
     Coordinator {
         /// The control address workers connect to.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6123")]
@@ -571,6 +586,10 @@ pub enum JobCommand {
         /// A worker silent this long is lost, e.g. 10s.
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
         heartbeat_timeout: Duration,
+        /// How long to wait for workers to offer the slots the job needs
+        /// (one per subtask of its widest vertex) before the run fails.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+        slot_timeout: Duration,
         /// Start from this savepoint, checkpoint, or checkpoint directory.
         #[arg(long, value_name = "DIR")]
         restore: Option<PathBuf>,
@@ -586,6 +605,10 @@ pub enum JobCommand {
         /// Where other workers send this one records (port 0: a free port).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
         data_addr: std::net::SocketAddr,
+        /// How many subtasks of each vertex this worker runs at most
+        /// [default: the machine's cores].
+        #[arg(long, value_name = "N")]
+        slots: Option<usize>,
     },
 }
 
@@ -629,6 +652,7 @@ impl EnvFlags {
                 bind,
                 workers,
                 heartbeat_timeout,
+                slot_timeout,
                 restore,
                 resume,
             }) => {
@@ -636,16 +660,20 @@ impl EnvFlags {
                     bind,
                     workers,
                     heartbeat_timeout,
+                    slot_timeout,
                 }));
                 (restore, resume, false, None)
             }
             Some(JobCommand::Worker {
                 coordinator,
                 data_addr,
+                slots,
             }) => {
+                let cores = std::thread::available_parallelism().map_or(1, usize::from);
                 cluster = Some(ClusterRole::Worker(WorkerSettings {
                     coordinator,
                     data: data_addr,
+                    slots: slots.unwrap_or(cores),
                 }));
                 (None, false, false, None)
             }
@@ -757,6 +785,7 @@ mod tests {
             "loopback by default"
         );
         assert_eq!(c.heartbeat_timeout, Duration::from_secs(10));
+        assert_eq!(c.slot_timeout, Duration::from_secs(300));
         assert!(coordinator.checkpoints.resume);
         let worker = parse(&["worker", "--coordinator", "10.0.0.1:6123"]).unwrap();
         let Some(ClusterRole::Worker(w)) = &worker.cluster else {
@@ -764,6 +793,14 @@ mod tests {
         };
         assert_eq!(w.coordinator, "10.0.0.1:6123".parse().unwrap());
         assert_eq!(w.data.port(), 0, "any free data port by default");
+        assert!(w.slots >= 1, "a slot per core by default");
+        let slots = parse(&["worker", "--coordinator", "10.0.0.1:6123", "--slots", "3"]).unwrap();
+        assert!(matches!(
+            slots.cluster,
+            Some(ClusterRole::Worker(WorkerSettings { slots: 3, .. }))
+        ));
+        let no_slots = parse(&["worker", "--coordinator", "10.0.0.1:6123", "--slots", "0"]);
+        assert!(no_slots.unwrap_err().to_string().contains("--slots"));
         let none = parse(&["coordinator", "--workers", "0"]).unwrap_err();
         assert!(none.to_string().contains("--workers"), "{none}");
         let short = parse(&[

@@ -172,7 +172,8 @@ fn every_endpoint_answers_on_a_running_job_and_errors_are_json() {
     assert!(status["started_at_ms"].as_i64().unwrap() > 1_700_000_000_000);
     let workers = get(addr, "/v1/workers");
     assert_eq!(workers["workers"][0]["id"], "local");
-    assert_eq!(workers["workers"][0]["slots"], 3);
+    // Slot sharing: a slot runs one subtask of every vertex.
+    assert_eq!(workers["workers"][0]["slots"], 1);
 
     wait_until("a completed checkpoint", || {
         get(addr, "/v1/jobs/rest-job/checkpoints")["completed"]
@@ -514,5 +515,16 @@ fn subtasks_name_the_worker_they_run_on() {
             "{v}"
         );
     }
+    let workers = call(addr, "GET", "/v1/workers", None, None).1;
+    assert_eq!(
+        workers["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| (w["id"].as_str().unwrap(), w["slots_used"].as_u64().unwrap()))
+            .collect::<Vec<_>>(),
+        [("loopback worker 0", 1), ("loopback worker 1", 1)],
+        "{workers}"
+    );
     control.cancel().unwrap();
 }

@@ -384,6 +384,40 @@ pub fn scrape(addr: std::net::SocketAddr, token: Option<&str>) -> Result<Samples
         .collect())
 }
 
+/// `method` (GET or POST, no body) on the REST API at `addr`: the status
+/// and the JSON answer (`Null` when the API does not answer).
+pub fn rest(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, serde_json::Value) {
+    let url = format!("http://{addr}{path}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let response = match method {
+        "POST" => agent.post(&url).send_empty(),
+        _ => agent.get(&url).call(),
+    };
+    let Ok(mut response) = response else {
+        return (0, serde_json::Value::Null);
+    };
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
+/// Polls `check` every 50 ms until it holds; fails naming `what` after
+/// `within`.
+pub fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {within:?} for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The sum over subtasks of `name` where label `key` is `value`.
 pub fn total(samples: &Samples, name: &str, key: &str, value: &str) -> f64 {
     samples
@@ -397,8 +431,8 @@ pub fn total(samples: &Samples, name: &str, key: &str, value: &str) -> f64 {
 /// the test binary running the child test `child` — killed when dropped
 /// (also when the test fails). Each child reads `EDDY_CLUSTER_ROLE`
 /// (`coordinator` or `worker`), `EDDY_CLUSTER_DIR`, `EDDY_CLUSTER_CONTROL`
-/// (the coordinator's address), `EDDY_CLUSTER_WORKERS` and the test's own
-/// variables, and logs to `<dir>/<role>-<n>.log`.
+/// (the coordinator's address), `EDDY_CLUSTER_WORKERS`, `EDDY_CLUSTER_SLOTS`
+/// (a worker's slots, default 4) and the test's own variables, and logs to `<dir>/<role>-<n>.log`.
 pub struct ClusterProcesses {
     pub dir: std::path::PathBuf,
     child: &'static str,
@@ -409,13 +443,26 @@ pub struct ClusterProcesses {
 }
 
 impl ClusterProcesses {
-    /// A coordinator waiting for `workers` workers, and those workers.
+    /// A coordinator waiting for `workers` workers, and those workers
+    /// (4 slots each).
     pub fn start(
         child: &'static str,
         dir: &Path,
         workers: usize,
         extra: Vec<(&'static str, String)>,
     ) -> Self {
+        Self::start_with_slots(child, dir, &vec![4; workers], extra)
+    }
+
+    /// A coordinator waiting for as many workers as `slots` has, and
+    /// those workers, worker `i` with `slots[i]` slots.
+    pub fn start_with_slots(
+        child: &'static str,
+        dir: &Path,
+        slots: &[usize],
+        extra: Vec<(&'static str, String)>,
+    ) -> Self {
+        let workers = slots.len();
         let control = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut vars = vec![
             ("EDDY_CLUSTER_DIR", dir.display().to_string()),
@@ -431,8 +478,8 @@ impl ClusterProcesses {
             coordinator,
             workers: Vec::new(),
         };
-        for _ in 0..workers {
-            cluster.add_worker();
+        for &n in slots {
+            cluster.add_worker_with_slots(n);
         }
         cluster
     }
@@ -442,9 +489,16 @@ impl ClusterProcesses {
         spawn_child(self.child, &self.dir, vars, role)
     }
 
-    /// Starts one more worker.
+    /// Starts one more worker (4 slots).
     pub fn add_worker(&mut self) {
-        let worker = self.spawn(&self.vars, "worker");
+        self.add_worker_with_slots(4);
+    }
+
+    /// Starts one more worker with `slots` slots.
+    pub fn add_worker_with_slots(&mut self, slots: usize) {
+        let mut vars = self.vars.clone();
+        vars.push(("EDDY_CLUSTER_SLOTS", slots.to_string()));
+        let worker = self.spawn(&vars, "worker");
         self.workers.push(worker);
     }
 
@@ -529,10 +583,12 @@ pub fn cluster_role() -> Option<eddy::engine::config::ClusterRole> {
                 .parse()
                 .unwrap(),
             heartbeat_timeout: Duration::from_secs(5),
+            slot_timeout: Duration::from_secs(60),
         }),
         _ => ClusterRole::Worker(WorkerSettings {
             coordinator: control,
             data: "127.0.0.1:0".parse().unwrap(),
+            slots: std::env::var("EDDY_CLUSTER_SLOTS").map_or(4, |n| n.parse().unwrap()),
         }),
     })
 }

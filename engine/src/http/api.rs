@@ -398,29 +398,15 @@ async fn cancel(
     ))
 }
 
-/// `GET /v1/workers`: the local runtime is one worker, this process, with
-/// a slot per subtask.
+/// `GET /v1/workers`: the workers of the current run (the local runtime:
+/// this process) and their slots.
 #[derive(Serialize)]
 struct Workers {
-    workers: Vec<Worker>,
-}
-
-#[derive(Serialize)]
-struct Worker {
-    id: &'static str,
-    pid: u32,
-    slots: usize,
-    slots_used: usize,
+    workers: Vec<crate::metrics::WorkerView>,
 }
 
 async fn workers(State(shared): State<Shared>) -> Json<Workers> {
-    let subtasks = shared.job.metrics.subtasks();
     Json(Workers {
-        workers: vec![Worker {
-            id: crate::metrics::LOCAL_WORKER,
-            pid: std::process::id(),
-            slots: subtasks,
-            slots_used: subtasks,
-        }],
+        workers: shared.job.metrics.workers(),
     })
 }

@@ -43,12 +43,14 @@ use prometheus_client::registry::{Metric, Registry};
 use crate::checkpoint::storage::SnapshotKind;
 use crate::element::Timestamp;
 use crate::graph::job::JobGraph;
+use crate::runtime::placement::SlotPlan;
 use crate::runtime::stats::StageStats;
 
 mod view;
 use crate::clock::wall_clock_ms;
 pub use view::{
-    CheckpointView, EdgeView, FailureView, JobState, JobView, SubtaskView, VertexView, LOCAL_WORKER,
+    CheckpointView, EdgeView, FailureView, JobState, JobView, SubtaskView, VertexView, WorkerView,
+    LOCAL_WORKER,
 };
 use view::{GraphView, HISTORY};
 
@@ -198,8 +200,28 @@ struct TaskSeries {
     shares: [f64; 3],
 }
 
+/// What one task last published, as its worker ships it to the
+/// coordinator: one entry per operator of its chain, and its times.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct TaskPublication {
+    pub vertex: usize,
+    pub subtask: usize,
+    pub stages: Vec<StageStats>,
+    pub times: TaskTimes,
+}
+
+/// The workers of a run and the slots its subtasks take.
+struct Roster {
+    workers: Vec<WorkerView>,
+    /// `None` while a cluster waits for slots.
+    slots: Option<SlotPlan>,
+}
+
+/// What a subtask's worker reads while the job waits for slots.
+const UNPLACED: &str = "waiting for a slot";
+
 /// How a task spent its time since it started (one attempt).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct TaskTimes {
     /// Waiting for input.
     pub idle: Duration,
@@ -217,9 +239,9 @@ pub struct JobMetrics {
     state: Mutex<JobState>,
     /// The job graph as the web view draws it.
     graph: GraphView,
-    /// The workers of the current run, by index (empty: this process
-    /// runs every task); subtask `s` runs on worker `s mod len`.
-    workers: Mutex<Vec<String>>,
+    /// The workers of the current run and where its subtasks are (no
+    /// workers: this process runs every task).
+    roster: Mutex<Roster>,
     /// The latest completed checkpoints, oldest first.
     history: Mutex<std::collections::VecDeque<CheckpointView>>,
     /// The failures the job restarted after, oldest first.
@@ -414,7 +436,10 @@ impl JobMetrics {
             started_at_ms: wall_clock_ms(),
             state: Mutex::new(JobState::Running),
             graph: GraphView::of(graph),
-            workers: Mutex::new(Vec::new()),
+            roster: Mutex::new(Roster {
+                workers: Vec::new(),
+                slots: Some(SlotPlan::default()),
+            }),
             history: Mutex::new(std::collections::VecDeque::new()),
             failures: Mutex::new(std::collections::VecDeque::new()),
             restarts: f.counter("eddy_job_restarts", "Restarts after failures.", &l),
@@ -475,11 +500,30 @@ impl JobMetrics {
         out
     }
 
-    /// The workers of the current run, by index (subtask `s` on worker
-    /// `s mod len`); empty when this process runs every task.
-    pub(crate) fn set_workers(&self, names: Vec<String>) {
-        if let Ok(mut workers) = self.workers.lock() {
-            *workers = names;
+    /// The workers of the current run, and the slots its subtasks take
+    /// (subtask `s` of every vertex runs on `workers[slots.worker_of(s)]`;
+    /// `None`: the job waits for slots, nothing is placed).
+    pub(crate) fn set_roster(&self, workers: Vec<WorkerView>, slots: Option<SlotPlan>) {
+        if let Ok(mut roster) = self.roster.lock() {
+            *roster = Roster { workers, slots };
+        }
+    }
+
+    /// The workers of the current run (the local runtime: this process,
+    /// with a slot per subtask of the widest vertex).
+    pub fn workers(&self) -> Vec<WorkerView> {
+        let roster = self.roster.lock().map(|r| r.workers.clone());
+        match roster {
+            Ok(workers) if !workers.is_empty() => workers,
+            _ => {
+                let widest = self.tasks.iter().map(Vec::len).max().unwrap_or(1);
+                vec![WorkerView {
+                    id: LOCAL_WORKER.to_owned(),
+                    pid: std::process::id(),
+                    slots: widest,
+                    slots_used: widest,
+                }]
+            }
         }
     }
 
@@ -523,10 +567,15 @@ impl JobMetrics {
                     .map(|w| w.millis())
                     .min();
                 let mut subtasks = shape.subtasks.clone();
-                if let Ok(workers) = self.workers.lock() {
+                if let Ok(roster) = self.roster.lock() {
                     for (s, view) in subtasks.iter_mut().enumerate() {
-                        if !workers.is_empty() {
-                            view.worker = workers[s % workers.len()].clone();
+                        match &roster.slots {
+                            None => view.worker = UNPLACED.to_owned(),
+                            Some(plan) => {
+                                if let Some(w) = roster.workers.get(plan.worker_of(s)) {
+                                    view.worker.clone_from(&w.id);
+                                }
+                            }
                         }
                     }
                 }
@@ -740,6 +789,52 @@ impl JobMetrics {
             ];
         }
         series.last = (attempt, times);
+    }
+
+    /// What the tasks `tasks` (vertex, subtask) of attempt `attempt` last
+    /// published here: what a worker ships to its coordinator.
+    pub(crate) fn publications(
+        &self,
+        attempt: u32,
+        tasks: &[(usize, usize)],
+    ) -> Vec<TaskPublication> {
+        let mut out = Vec::with_capacity(tasks.len());
+        for &(vertex, subtask) in tasks {
+            let Some(Ok(task)) = self
+                .tasks
+                .get(vertex)
+                .and_then(|v| v.get(subtask))
+                .map(|t| t.lock())
+            else {
+                continue;
+            };
+            if task.last.0 != attempt {
+                continue;
+            }
+            let stages = self.graph.vertices[vertex]
+                .nodes
+                .iter()
+                .filter_map(|&n| self.stages.get(n)?.get(subtask)?.lock().ok())
+                .filter(|s| s.last.attempt == attempt && s.published_at.is_some())
+                .map(|s| s.last.stats.clone())
+                .collect();
+            out.push(TaskPublication {
+                vertex,
+                subtask,
+                stages,
+                times: task.last.1,
+            });
+        }
+        out
+    }
+
+    /// Publishes here what a worker's tasks of attempt `attempt` published
+    /// there ([`Self::publications`]).
+    pub(crate) fn republish(&self, attempt: u32, publications: &[TaskPublication], now: Timestamp) {
+        for p in publications {
+            self.publish_stages_merged(attempt, p.subtask, &p.stages, now);
+            self.publish_task(attempt, p.vertex, p.subtask, p.times);
+        }
     }
 
     /// Task `subtask` of vertex `vertex` acknowledged a checkpoint `ack`

@@ -16,6 +16,9 @@ pub enum JobState {
     Restarting,
     /// It was cancelled; its tasks are stopping.
     Cancelling,
+    /// A cluster's coordinator waits for workers to offer the slots the
+    /// job needs (before its first run, or after losing a worker).
+    WaitingForSlots,
 }
 
 /// What the web view and the REST API show of a job (`GET /v1/jobs/{job}`).
@@ -90,6 +93,19 @@ pub struct SubtaskView {
     /// The worker that runs it (the local runtime: [`LOCAL_WORKER`]; a
     /// cluster: `worker <index> (<data address>)`).
     pub worker: String,
+}
+
+/// A worker of the job's current run (`GET /v1/workers`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerView {
+    /// Its name, as the subtasks it runs name it.
+    pub id: String,
+    /// Its process id, on its machine.
+    pub pid: u32,
+    /// The slots it offers: each runs one subtask of every vertex.
+    pub slots: usize,
+    /// How many of them the current run uses.
+    pub slots_used: usize,
 }
 
 /// The one worker of the local runtime: the job's own process.

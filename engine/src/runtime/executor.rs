@@ -27,10 +27,11 @@ use crate::context::RuntimeContext;
 use crate::error::{EngineError, Location};
 use crate::graph::job::JobGraph;
 use crate::graph::stream::{NodeBody, NodeId, StreamGraph};
-use crate::metrics::{JobMetrics, JobState};
+use crate::metrics::{JobMetrics, JobState, WorkerView};
 use crate::runtime::cluster::coordinator::{Cluster, RemoteRun, RunLines};
 use crate::runtime::enumerator::SourceEnumerator;
 use crate::runtime::loopback::{LoopbackExchange, RunningExchange};
+use crate::runtime::placement::{slots_needed, SlotPlan};
 use crate::runtime::stats::{JobStats, OperatorStats, StageStats};
 use crate::runtime::task::TaskSettings;
 use crate::runtime::worker::{AssignedTask, SubtaskIo, TaskEnded, WorkerRun};
@@ -303,17 +304,31 @@ fn run_once(
     let (ack_tx, report_rx) = crossbeam_channel::unbounded();
     let (done_tx, done_rx) = crossbeam_channel::unbounded();
     let cancel = Arc::new(AtomicBool::new(false));
-    let workers = match cluster {
-        Some(c) => c.size()?,
-        None => 1,
+    let needed = slots_needed(&plan.job);
+    let slots = match cluster {
+        Some(c) => {
+            let slots = c.ready(needed, &run.requests, &plan.metrics)?;
+            plan.metrics.set_state(JobState::Running);
+            slots
+        }
+        None => {
+            let loopback = run.loopback_workers.unwrap_or(0);
+            let slots = SlotPlan::even(loopback, needed);
+            let workers = (0..loopback)
+                .map(|i| WorkerView {
+                    id: format!("loopback worker {i}"),
+                    pid: std::process::id(),
+                    slots: needed,
+                    slots_used: slots.used(i, needed),
+                })
+                .collect();
+            plan.metrics.set_roster(workers, Some(slots));
+            // Loopback workers or not, this process is one worker with
+            // one snapshot writer.
+            SlotPlan::even(1, needed)
+        }
     };
-    plan.metrics
-        .set_workers(match (&*cluster, run.loopback_workers) {
-            (Some(c), _) => c.names(),
-            (None, Some(n)) => (0..n).map(|i| format!("loopback worker {i}")).collect(),
-            (None, None) => Vec::new(),
-        });
-    let placement = crate::runtime::cluster::worker::placement(&plan.job, workers);
+    let placement = slots.tasks(&plan.job);
     let mut tasks = Vec::new();
     let mut receivers = Vec::new();
     let mut commands: Vec<Vec<Sender<TaskCommand>>> = Vec::new();
@@ -344,8 +359,10 @@ fn run_once(
                 cancel: Arc::clone(&cancel),
                 acks: ack_tx,
                 ended: done_tx,
+                metrics: Arc::clone(&plan.metrics),
+                clock: Arc::clone(&run.clock),
             };
-            let (remote, writers) = c.deploy(plan.attempt, restore, placement, lines)?;
+            let (remote, writers) = c.deploy(plan.attempt, restore, &slots, placement, lines)?;
             (Deployed::Cluster(remote), writers)
         }
         None => {
@@ -500,7 +517,10 @@ fn deploy_locally(
     acks: Sender<Acknowledgement>,
     ended: &Sender<TaskEnded>,
 ) -> Result<(WorkerRun, Option<RunningExchange>), EngineError> {
-    let (io, exchange) = wire(plan, run.channel_capacity, run.loopback_workers)?;
+    let loopback = run
+        .loopback_workers
+        .map(|n| SlotPlan::even(n, slots_needed(&plan.job)));
+    let (io, exchange) = wire(plan, run.channel_capacity, loopback)?;
     let exchange = exchange.map(LoopbackExchange::start).transpose()?;
     let mut commands = commands.into_iter();
     let mut assigned = Vec::new();
@@ -534,15 +554,15 @@ fn deploy_locally(
 type Wiring = (Vec<Vec<SubtaskIo>>, Option<LoopbackExchange>);
 
 /// Creates every channel and deals the ends to the subtasks: a local
-/// channel, or with `loopback_workers` a network channel between subtasks
-/// on different workers.
+/// channel, or with `workers` a network channel between subtasks on
+/// different workers of those slots.
 pub(crate) fn wire(
     plan: &Plan,
     capacity: usize,
-    loopback_workers: Option<usize>,
+    workers: Option<SlotPlan>,
 ) -> Result<Wiring, EngineError> {
     let job = &plan.job;
-    let mut exchange = loopback_workers.map(|n| LoopbackExchange::new(n, capacity));
+    let mut exchange = workers.map(|slots| LoopbackExchange::new(slots, capacity));
     let mut io: Vec<Vec<SubtaskIo>> = job
         .vertices
         .iter()

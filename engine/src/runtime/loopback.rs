@@ -1,6 +1,7 @@
 //! Runs a job as if on several workers, in this process
 //! (`--loopback-workers N`): subtask `s` of every vertex belongs to worker
-//! `s mod N` (slot sharing, as Flink places subtasks), channels between
+//! `s mod N` (slot sharing, as Flink places subtasks; a cluster places by
+//! its workers' slots, [`crate::runtime::placement`]), channels between
 //! subtasks of one worker stay local, and every channel between two
 //! workers crosses a loopback TCP connection of that pair of workers
 //! ([`crate::runtime::tcp`]). It exercises and measures the network path
@@ -20,11 +21,12 @@ use std::time::{Duration, Instant};
 
 use crate::error::EngineError;
 use crate::runtime::exchange::{ChannelId, RemoteInput, RemoteOutput};
+use crate::runtime::placement::SlotPlan;
 use crate::runtime::tcp::{Failures, ReceivingEnd, SendingEnd};
 
 /// The network channels of one job run, being wired.
 pub(crate) struct LoopbackExchange {
-    workers: usize,
+    slots: SlotPlan,
     window: u32,
     /// Per (sending worker, receiving worker): both ends of their connection.
     links: BTreeMap<(usize, usize), (SendingEnd, ReceivingEnd)>,
@@ -32,11 +34,11 @@ pub(crate) struct LoopbackExchange {
 }
 
 impl LoopbackExchange {
-    /// An exchange over `workers` workers whose channels hold `window`
-    /// elements each (the local channels' capacity).
-    pub(crate) fn new(workers: usize, window: usize) -> Self {
+    /// An exchange over the workers of `slots` whose channels hold
+    /// `window` elements each (the local channels' capacity).
+    pub(crate) fn new(slots: SlotPlan, window: usize) -> Self {
         LoopbackExchange {
-            workers: workers.max(1),
+            slots,
             window: u32::try_from(window).unwrap_or(u32::MAX),
             links: BTreeMap::new(),
             next_channel: 0,
@@ -45,7 +47,7 @@ impl LoopbackExchange {
 
     /// The worker subtask `subtask` runs on.
     pub(crate) fn worker_of(&self, subtask: usize) -> usize {
-        subtask % self.workers
+        self.slots.worker_of(subtask)
     }
 
     /// The network channel from subtask `from` to subtask `to` when they

@@ -9,6 +9,7 @@ pub(crate) mod exchange;
 pub(crate) mod executor;
 pub(crate) mod loopback;
 pub(crate) mod network;
+pub(crate) mod placement;
 pub(crate) mod source_task;
 pub mod stats;
 pub(crate) mod task;

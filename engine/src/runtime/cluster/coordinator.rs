@@ -13,14 +13,18 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Select, Sender};
 
 use crate::checkpoint::coordinator::TaskCommand;
+use crate::checkpoint::requests::Request;
 use crate::checkpoint::writer::{Acknowledgement, WriterInput};
+use crate::clock::Clock;
 use crate::config::ClusterSettings;
 use crate::error::EngineError;
 use crate::graph::job::JobGraph;
+use crate::metrics::{JobMetrics, JobState, WorkerView};
 use crate::runtime::cluster::{
     fingerprint, receive, send, Deployment, RemoteOutcome, RunMessage, ToCoordinator, ToWorker,
     HEARTBEAT_INTERVAL,
 };
+use crate::runtime::placement::SlotPlan;
 use crate::runtime::worker::TaskEnded;
 
 /// What the coordinator hears from its workers.
@@ -37,6 +41,9 @@ enum Event {
 struct WorkerLine {
     id: usize,
     data: SocketAddr,
+    /// Its slots, and its process id on its machine.
+    slots: usize,
+    pid: u32,
     out: TcpStream,
     last_heard: Instant,
 }
@@ -53,13 +60,17 @@ pub(crate) struct Cluster {
     /// When a worker was last lost during a run, until the job runs again.
     lost_at: Option<Instant>,
     events: Receiver<Event>,
+    /// Workers to wait for before the first run (later runs need only
+    /// enough slots).
+    first_run_workers: usize,
     heartbeat_timeout: Duration,
+    slot_timeout: Duration,
+    bind: SocketAddr,
 }
 
 impl Cluster {
-    /// Listens on `settings.bind` and waits until `settings.workers`
-    /// workers have joined. Workers that join later are used from the next
-    /// restart on.
+    /// Listens on `settings.bind` for workers; [`Self::ready`] waits for
+    /// them. Workers that join during a run are used from the next one on.
     pub(crate) fn start(
         settings: &ClusterSettings,
         job: &JobGraph,
@@ -76,32 +87,111 @@ impl Cluster {
             .name("eddy-accept".into())
             .spawn(move || accept_workers(&listener, fingerprint, &events_tx))
             .map_err(|e| EngineError::Internal(format!("cannot spawn the acceptor: {e}")))?;
-        let mut cluster = Cluster {
+        Ok(Cluster {
             workers: Vec::new(),
             lost_at: None,
             events,
+            first_run_workers: settings.workers,
             heartbeat_timeout: settings.heartbeat_timeout,
-        };
-        while cluster.workers.len() < settings.workers {
-            match cluster.events.recv_timeout(WAITING_NOTICE) {
-                Ok(event) => cluster.on_idle_event(event),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => tracing::warn!(
-                    joined = cluster.workers.len(),
-                    expected = settings.workers,
-                    addr = %settings.bind,
-                    "still waiting for workers (start them with `worker --coordinator ADDR`)"
-                ),
-                Err(_) => return Err(EngineError::Internal("the acceptor stopped".into())),
+            slot_timeout: settings.slot_timeout,
+            bind: settings.bind,
+        })
+    }
+
+    /// Waits until the workers offer `needed` slots (and, before the first
+    /// run, until `--workers` of them have joined), showing the wait as
+    /// the job's state; returns the next run's slots. A cancel request ends
+    /// the wait; a savepoint request fails, since nothing runs.
+    ///
+    /// # Errors
+    /// [`EngineError::Cancelled`] when cancelled; [`EngineError::Exchange`]
+    /// (restartable, so the restart strategy decides) when the slots have
+    /// not come within `--slot-timeout`.
+    pub(crate) fn ready(
+        &mut self,
+        needed: usize,
+        requests: &Receiver<Request>,
+        metrics: &JobMetrics,
+    ) -> Result<SlotPlan, EngineError> {
+        let since = Instant::now();
+        let mut notice = since;
+        let mut requests = requests.clone();
+        loop {
+            self.refresh();
+            let offered: usize = self.workers.iter().map(|w| w.slots).sum();
+            let enough_workers = self.workers.len() >= self.first_run_workers;
+            if offered >= needed && enough_workers && !self.workers.is_empty() {
+                self.first_run_workers = 0;
+                let slots =
+                    SlotPlan::new(&self.workers.iter().map(|w| w.slots).collect::<Vec<_>>());
+                metrics.set_roster(self.roster(&slots, needed), Some(slots.clone()));
+                return Ok(slots);
+            }
+            metrics.set_state(JobState::WaitingForSlots);
+            metrics.set_roster(self.roster(&SlotPlan::default(), 0), None);
+            let waited = since.elapsed();
+            if waited >= self.slot_timeout {
+                return Err(EngineError::Exchange {
+                    channel: "cluster".into(),
+                    reason: format!(
+                        "the job needs {needed} slots and {} workers offer {offered} after waiting {} (--slot-timeout); start more workers (`worker --coordinator {} --slots N`) or lower --parallelism",
+                        self.workers.len(),
+                        humantime::format_duration(waited),
+                        self.bind
+                    ),
+                });
+            }
+            if Instant::now() >= notice {
+                notice = Instant::now() + WAITING_NOTICE;
+                tracing::warn!(
+                    needed,
+                    offered,
+                    workers = self.workers.len(),
+                    expected_workers = self.first_run_workers,
+                    addr = %self.bind,
+                    "waiting for slots (start workers with `worker --coordinator ADDR --slots N`)"
+                );
+            }
+            let wait = (self.slot_timeout - waited).min(Duration::from_secs(1));
+            crossbeam_channel::select! {
+                recv(self.events) -> event => match event {
+                    Ok(event) => self.on_idle_event(event),
+                    Err(_) => return Err(EngineError::Internal("the acceptor stopped".into())),
+                },
+                recv(requests) -> request => match request {
+                    Ok(Request::Cancel) => return Err(EngineError::Cancelled),
+                    Ok(Request::Savepoint(r)) => {
+                        let _ = r.reply.send(Err(format!(
+                            "the job is waiting for slots ({offered} of {needed}): no task runs to take a savepoint"
+                        )));
+                    }
+                    Err(_) => requests = crossbeam_channel::never(),
+                },
+                default(wait) => {}
             }
         }
-        Ok(cluster)
+    }
+
+    /// The workers as the job's view lists them, with the slots `slots`
+    /// uses of theirs for a job of highest parallelism `needed`.
+    fn roster(&self, slots: &SlotPlan, needed: usize) -> Vec<WorkerView> {
+        self.workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| WorkerView {
+                id: format!("worker {i} ({})", w.data),
+                pid: w.pid,
+                slots: w.slots,
+                slots_used: slots.used(i, needed),
+            })
+            .collect()
     }
 
     /// Handles an event between runs.
     fn on_idle_event(&mut self, event: Event) {
         match event {
             Event::Joined(line) => {
-                tracing::info!(worker = line.id, data = %line.data, "worker joined");
+                tracing::info!(worker = line.id, data = %line.data, slots = line.slots, "worker joined");
                 self.workers.push(line);
             }
             Event::Lost(id, reason) => {
@@ -131,29 +221,8 @@ impl Cluster {
         });
     }
 
-    /// The workers the next run gets, named for the job's view.
-    pub(crate) fn names(&self) -> Vec<String> {
-        self.workers
-            .iter()
-            .enumerate()
-            .map(|(i, w)| format!("worker {i} ({})", w.data))
-            .collect()
-    }
-
-    /// How many workers the next run gets.
-    pub(crate) fn size(&mut self) -> Result<usize, EngineError> {
-        self.refresh();
-        match self.workers.len() {
-            0 => Err(EngineError::Exchange {
-                channel: "cluster".into(),
-                reason: "no worker is left to run the job; start workers with `worker --coordinator ADDR`".into(),
-            }),
-            n => Ok(n),
-        }
-    }
-
-    /// Deploys run `attempt` to the workers (as many as [`Self::size`]
-    /// said): worker `i` runs the tasks whose writer index is `i`
+    /// Deploys run `attempt` to the workers [`Self::ready`] found, over
+    /// their `slots`: worker `i` runs the tasks whose writer index is `i`
     /// (`placement`). The returned run relays the commands of `lines` to
     /// the tasks, and the workers' acknowledgements and the tasks' outcomes
     /// back; it also returns the lines to each worker's snapshot writer.
@@ -161,10 +230,16 @@ impl Cluster {
         mut self,
         attempt: u32,
         restore: Option<PathBuf>,
+        slots: &SlotPlan,
         placement: Vec<usize>,
         lines: RunLines,
     ) -> Result<(RemoteRun, Vec<Sender<WriterInput>>), EngineError> {
+        debug_assert_eq!(
+            slots.slots(),
+            self.workers.iter().map(|w| w.slots).sum::<usize>()
+        );
         let addrs: Vec<SocketAddr> = self.workers.iter().map(|w| w.data).collect();
+        let offered: Vec<usize> = self.workers.iter().map(|w| w.slots).collect();
         let mut initial: Vec<Vec<(usize, TaskCommand)>> =
             addrs.iter().map(|_| Vec::new()).collect();
         for (task, commands) in lines.commands.iter().enumerate() {
@@ -175,6 +250,7 @@ impl Cluster {
                 attempt,
                 index,
                 workers: addrs.clone(),
+                slots: offered.clone(),
                 restore: restore.clone(),
                 initial,
                 heartbeat_timeout: self.heartbeat_timeout,
@@ -218,6 +294,9 @@ pub(crate) struct RunLines {
     pub acks: Sender<Acknowledgement>,
     /// Where the tasks' outcomes go.
     pub ended: Sender<TaskEnded>,
+    /// The job's live metrics, where the workers' publications go.
+    pub metrics: Arc<JobMetrics>,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// A run deployed to the workers, relayed by its own thread.
@@ -247,6 +326,8 @@ struct Relay {
     cancel: Arc<AtomicBool>,
     acks: Sender<Acknowledgement>,
     ended: Sender<TaskEnded>,
+    metrics: Arc<JobMetrics>,
+    clock: Arc<dyn Clock>,
     /// Workers whose run has not ended.
     running: BTreeSet<usize>,
     /// Per worker: its tasks that have not ended.
@@ -281,6 +362,8 @@ impl Relay {
             cancel: lines.cancel,
             acks: lines.acks,
             ended: lines.ended,
+            metrics: lines.metrics,
+            clock: lines.clock,
             running: (0..workers).collect(),
             open,
             started: BTreeSet::new(),
@@ -426,6 +509,10 @@ impl Relay {
                 }
                 self.failure = self.failure.take().or(failure);
             }
+            RunMessage::Published(publications) => {
+                self.metrics
+                    .republish(self.attempt, &publications, self.clock.now());
+            }
             RunMessage::Started => {
                 self.started.insert(i);
                 if self.started.len() == self.open.len() {
@@ -541,8 +628,13 @@ fn read_worker(id: usize, stream: TcpStream, job: u64, events: &Sender<Event>) {
         return;
     };
     let mut input = BufReader::new(stream);
-    let data = match receive::<ToCoordinator>(&mut input) {
-        Ok(Some(ToCoordinator::Hello { data, job: theirs })) if theirs == job => data,
+    let (data, slots, pid) = match receive::<ToCoordinator>(&mut input) {
+        Ok(Some(ToCoordinator::Hello {
+            data,
+            job: theirs,
+            slots,
+            pid,
+        })) if theirs == job => (data, slots, pid),
         Ok(Some(ToCoordinator::Hello { data, .. })) => {
             tracing::error!(worker = id, %data, "a worker built another job graph; refused");
             let reason = "this worker built another job graph than the coordinator's: start every process of a cluster with the same job binary and the same job flags (--parallelism, --max-parallelism, --disable-chaining, …)".to_owned();
@@ -560,6 +652,8 @@ fn read_worker(id: usize, stream: TcpStream, job: u64, events: &Sender<Event>) {
     let line = WorkerLine {
         id,
         data,
+        slots,
+        pid,
         out,
         last_heard: Instant::now(),
     };

@@ -2,9 +2,11 @@
 //! binary, one as `coordinator`, the others as `worker`s.
 //!
 //! Workers connect to the coordinator's control port and say where their
-//! data port is. For each run of the job the coordinator deploys it to the
-//! workers it has (subtask `s` of every vertex on worker `s mod N`, as
-//! `--loopback-workers` places them), relays its checkpoint commands to the
+//! data port is and how many slots they offer. For each run of the job the
+//! coordinator waits until the workers offer a slot per subtask of the
+//! widest vertex, deploys the run to them (slot `s` runs subtask `s` of
+//! every vertex; slots are dealt one per worker in turn,
+//! [`crate::runtime::placement`]), relays its checkpoint commands to the
 //! tasks and their workers' snapshot writers, and collects the writers'
 //! acknowledgements and the tasks' outcomes — the same messages the local
 //! runtime passes in process ([`crate::checkpoint::coordinator::TaskCommand`],
@@ -73,6 +75,9 @@ pub(crate) struct Deployment {
     pub index: usize,
     /// The data address of every worker of this run, by index.
     pub workers: Vec<SocketAddr>,
+    /// The slots every worker of this run offers, by index (they place the
+    /// subtasks, [`crate::runtime::placement::SlotPlan::new`]).
+    pub slots: Vec<usize>,
     /// The checkpoint or savepoint to restore from.
     pub restore: Option<PathBuf>,
     /// Commands for this worker's tasks sent before the run started (the
@@ -86,8 +91,14 @@ pub(crate) struct Deployment {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToCoordinator {
     /// The first message: where other workers reach this one's data port,
-    /// and the [`fingerprint`] of the job graph it built.
-    Hello { data: SocketAddr, job: u64 },
+    /// the [`fingerprint`] of the job graph it built, its slots, and its
+    /// process id.
+    Hello {
+        data: SocketAddr,
+        job: u64,
+        slots: usize,
+        pid: u32,
+    },
     /// About run `attempt` (what a worker says of an older run, once a
     /// newer one is deployed, is stale and ignored).
     Run { attempt: u32, message: RunMessage },
@@ -102,6 +113,9 @@ pub(crate) enum RunMessage {
     Ack(Acknowledgement),
     /// This worker's tasks of the run have started.
     Started,
+    /// What this worker's tasks last published (sent about once a second):
+    /// the coordinator's REST API, web view and metrics show it.
+    Published(Vec<crate::metrics::TaskPublication>),
     /// Task `task` ended.
     TaskEnded { task: usize, outcome: RemoteOutcome },
     /// Every task of the run has ended and its connections are closed;

@@ -18,11 +18,13 @@ use crate::config::WorkerSettings;
 use crate::error::EngineError;
 use crate::graph::job::JobGraph;
 use crate::graph::stream::StreamGraph;
+use crate::metrics::PUBLISH_INTERVAL;
 use crate::runtime::cluster::{
     fingerprint, receive, send, Deployment, RemoteOutcome, RunMessage, ToCoordinator, ToWorker,
     HEARTBEAT_INTERVAL,
 };
 use crate::runtime::executor::{load_restore_point, restartable, wire, Plan, RunSettings};
+use crate::runtime::placement::SlotPlan;
 use crate::runtime::worker::{AssignedTask, WorkerRun};
 
 /// The job a worker runs its share of.
@@ -62,9 +64,11 @@ pub(crate) fn serve(job: &WorkerJob<'_>, settings: &WorkerSettings) -> Result<()
     let hello = ToCoordinator::Hello {
         data,
         job: fingerprint(job.job),
+        slots: settings.slots,
+        pid: std::process::id(),
     };
     send(&mut out, &hello).map_err(|e| io("cannot greet the coordinator".into(), e))?;
-    tracing::info!(coordinator = %settings.coordinator, %data, "worker joined the coordinator");
+    tracing::info!(coordinator = %settings.coordinator, %data, slots = settings.slots, "worker joined the coordinator");
     let control = read_control(input)?;
     let line = Line {
         out: Arc::new(Mutex::new(out)),
@@ -198,12 +202,23 @@ fn run_deployment(
     control: &Receiver<Option<ToWorker>>,
     line: &Line,
 ) -> Result<bool, EngineError> {
-    let workers = d.workers.len();
-    let placement = placement(job.job, workers);
+    let slots = SlotPlan::new(&d.slots);
+    let placement = slots.tasks(job.job);
     let mine: Vec<usize> = (0..placement.len())
         .filter(|&t| placement[t] == d.index)
         .collect();
-    let started = start_run(job, listener, &mut d, &placement);
+    // (vertex, subtask) of each task here, for shipping their metrics.
+    let places: Vec<(usize, usize)> = job
+        .job
+        .vertices
+        .iter()
+        .enumerate()
+        .flat_map(|(v, vertex)| (0..vertex.parallelism).map(move |s| (v, s)))
+        .enumerate()
+        .filter(|(t, _)| placement[*t] == d.index)
+        .map(|(_, place)| place)
+        .collect();
+    let started = start_run(job, listener, &mut d, slots, &placement);
     let share = match started {
         Ok(s) => s,
         Err(e) => {
@@ -227,8 +242,17 @@ fn run_deployment(
     // the job has ended, the writer may be asked for stand-ins.
     let mut over = false;
     let mut last_heard = Instant::now();
+    let mut next_publication = Instant::now() + PUBLISH_INTERVAL;
     let no_more_tasks = crossbeam_channel::never();
+    let publish = || {
+        let publications = job.run.metrics.publications(d.attempt, &places);
+        line.run(d.attempt, RunMessage::Published(publications))
+    };
     while !over {
+        if Instant::now() >= next_publication {
+            next_publication = Instant::now() + PUBLISH_INTERVAL;
+            publish()?;
+        }
         if last_heard.elapsed() >= d.heartbeat_timeout {
             tracing::error!(timeout = ?d.heartbeat_timeout, "the coordinator is silent; cancelling");
             share.cancel.store(true, Ordering::SeqCst);
@@ -301,21 +325,13 @@ fn run_deployment(
         left -= 1;
     }
     share.worker.join();
+    // The tasks' last counts, for the coordinator's view.
+    publish()?;
     let failure = share
         .exchange
         .and_then(crate::runtime::loopback::RunningExchange::finish);
     line.run(d.attempt, RunMessage::RunEnded { failure })?;
     Ok(shut_down)
-}
-
-/// Task index → the worker that runs it, for `workers` workers (subtask
-/// `s` of every vertex on worker `s mod workers`), in the order every
-/// process numbers tasks: by vertex, then subtask.
-pub(crate) fn placement(job: &JobGraph, workers: usize) -> Vec<usize> {
-    job.vertices
-        .iter()
-        .flat_map(|v| (0..v.parallelism).map(move |s| s % workers.max(1)))
-        .collect()
 }
 
 /// This worker's share of a run, started.
@@ -335,6 +351,7 @@ fn start_run(
     job: &WorkerJob<'_>,
     listener: &TcpListener,
     d: &mut Deployment,
+    slots: SlotPlan,
     placement: &[usize],
 ) -> Result<Started, EngineError> {
     let run = job.run;
@@ -343,7 +360,7 @@ fn start_run(
         None => None,
     };
     let plan = Plan::new(job.name, job.graph, job.job, run, restored, d.attempt);
-    let (io, exchange) = wire(&plan, run.channel_capacity, Some(d.workers.len()))?;
+    let (io, exchange) = wire(&plan, run.channel_capacity, Some(slots))?;
     let exchange = match exchange {
         Some(x) => Some(x.start_worker(d.index, listener, &d.workers, d.attempt)?),
         None => None,
