@@ -25,6 +25,9 @@ FEATURES=(--workspace --features rocksdb)
 echo "== crate dependency rules"
 scripts/check-deps.sh
 
+echo "== Kubernetes manifests"
+scripts/check-manifests.sh
+
 echo "== rustfmt"
 cargo fmt --all -- --check
 

@@ -60,6 +60,12 @@ pub struct EnvConfig {
     pub web_addr: Option<std::net::SocketAddr>,
     /// The bearer token the job's HTTP endpoint requires, if any.
     pub http_token: Option<Secret>,
+    /// Serve the HTTP endpoint over TLS with this certificate and key
+    /// (default: `None`, plain HTTP).
+    pub http_tls: Option<TlsFiles>,
+    /// A PEM file of the CA certificates the commands trust for an
+    /// `https://` [`Self::rest`] URL, instead of the public roots.
+    pub rest_ca: Option<PathBuf>,
     /// Log to standard error in this format when the job runs (set by the
     /// command line; `None`: leave logging to the program).
     pub log_format: Option<crate::logging::LogFormat>,
@@ -111,6 +117,15 @@ pub struct WorkerSettings {
     pub data: SocketAddr,
     /// The subtasks of each vertex this worker runs at most (its slots).
     pub slots: usize,
+}
+
+/// The PEM files of a TLS server: its certificate chain and private key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, the server's own certificate first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// A value kept out of logs and debug output.
@@ -177,6 +192,8 @@ impl Default for EnvConfig {
             metrics_addr: None,
             web_addr: None,
             http_token: None,
+            http_tls: None,
+            rest_ca: None,
             log_format: None,
             progress: false,
             loopback_workers: None,
@@ -293,6 +310,16 @@ impl EnvConfig {
     /// Requires `Authorization: Bearer <token>` on the job's HTTP endpoint.
     pub fn with_http_token(mut self, token: impl Into<String>) -> Self {
         self.http_token = Some(Secret(token.into()));
+        self
+    }
+
+    /// Serves the job's HTTP endpoint over TLS with the PEM certificate
+    /// chain `cert` and private key `key`.
+    pub fn with_http_tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.http_tls = Some(TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        });
         self
     }
 
@@ -512,6 +539,18 @@ pub struct EnvFlags {
     /// FILE (or the environment variable EDDY_TOKEN).
     #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Serve the HTTP endpoint (--web-addr, --metrics-addr) over TLS with
+    /// this PEM certificate chain (needs --tls-key).
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// For the commands with an https:// --rest URL: trust the CA
+    /// certificates in this PEM file (a private CA, a self-signed
+    /// certificate) instead of the public roots.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
     /// The commands (savepoint, stop, cancel, status, list) ask the job's
     /// REST API at URL, e.g. http://127.0.0.1:8081 (its --web-addr)
     /// [default: request files in --checkpoint-dir].
@@ -726,6 +765,12 @@ impl EnvFlags {
             metrics_addr: self.metrics_addr,
             web_addr: self.web_addr,
             http_token: self.http_token()?,
+            http_tls: self
+                .tls_cert
+                .clone()
+                .zip(self.tls_key.clone())
+                .map(|(cert, key)| TlsFiles { cert, key }),
+            rest_ca: self.tls_ca.clone(),
             log_format: Some(self.log_format.unwrap_or_default()),
             progress: !self.quiet,
             loopback_workers: self.loopback_workers,

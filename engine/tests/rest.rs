@@ -157,6 +157,10 @@ fn every_endpoint_answers_on_a_running_job_and_errors_are_json() {
         }
     }
 
+    // Probes need no token, and learn nothing but that the API is up.
+    let (status, health) = call(addr, "GET", "/healthz", None, None);
+    assert_eq!((status, health), (200, json!({ "status": "ok" })));
+
     let jobs = get(addr, "/v1/jobs");
     assert_eq!(jobs["jobs"][0]["id"], "rest-job");
     assert_eq!(jobs["jobs"][0]["state"], "RUNNING");
@@ -527,4 +531,83 @@ fn subtasks_name_the_worker_they_run_on() {
         "{workers}"
     );
     control.cancel().unwrap();
+}
+
+#[test]
+fn with_a_certificate_the_api_speaks_only_https_and_the_cli_trusts_the_given_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+    let rcgen::CertifiedKey { cert, key_pair } = rcgen::generate_simple_self_signed(names).unwrap();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key_pair.serialize_pem()).unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    let config = EnvConfig::default()
+        .with_web_addr("127.0.0.1:0".parse().unwrap())
+        .with_http_token(TOKEN)
+        .with_http_tls(&cert_file, &key_file);
+    let (control, _done) = spawn_job(
+        "tls-job",
+        |env| {
+            env.source(counting(None))
+                .uid("src")
+                .map(|v| {
+                    std::thread::sleep(Duration::from_millis(1));
+                    v
+                })
+                .uid("slow")
+                .sink(eddy_engine::sink::CollectSink::new().0)
+                .uid("sink");
+        },
+        config,
+    );
+    wait_until("the REST API to listen", || control.web_addr().is_some());
+    let addr = control.web_addr().unwrap();
+
+    let plain = exchange(addr, b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\n\r\n", false);
+    assert!(
+        !String::from_utf8_lossy(&plain).starts_with("HTTP/"),
+        "plain HTTP is not answered"
+    );
+    let status = |ca: Option<&Path>| {
+        let mut line: Vec<String> = ["job", "--rest", &format!("https://{addr}")]
+            .map(String::from)
+            .into();
+        line.extend(["--token-file".into(), token.display().to_string()]);
+        if let Some(ca) = ca {
+            line.extend(["--tls-ca".into(), ca.display().to_string()]);
+        }
+        line.push("status".into());
+        Env::control_command_from("tls-job", line)
+            .map(|stats| stats.expect("a control command").to_string())
+            .map_err(|e| e.to_string())
+    };
+    let untrusted = status(None).unwrap_err();
+    assert!(untrusted.contains("--tls-ca"), "{untrusted}");
+    let trusted = status(Some(&cert_file)).unwrap();
+    assert!(trusted.starts_with("job 'tls-job': RUNNING"), "{trusted}");
+    control.cancel().unwrap();
+    wait_until("the job to end", || !control.is_running());
+}
+
+#[test]
+fn an_unreadable_certificate_fails_the_job_naming_the_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let env = Env::with_config(
+        EnvConfig::default()
+            .with_web_addr("127.0.0.1:0".parse().unwrap())
+            .with_http_tls(&missing, &missing),
+    )
+    .unwrap();
+    env.source(counting(Some(10)))
+        .uid("src")
+        .sink(eddy_engine::sink::CollectSink::new().0)
+        .uid("sink");
+    let err = env.execute("bad-tls").unwrap_err().to_string();
+    assert!(
+        err.contains("--tls-cert") && err.contains("missing.pem"),
+        "{err}"
+    );
 }

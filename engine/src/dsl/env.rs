@@ -411,8 +411,11 @@ impl Env {
         let token = c.http_token.as_ref().map(|t| t.0.clone());
         let live = LiveJob::new(Arc::clone(&run.metrics), self.inner.requests.0.clone());
         let start = |flag: &str, addr: Option<SocketAddr>| {
-            addr.map(|a| HttpServer::start(flag, a, Arc::clone(&live), token.clone()))
-                .transpose()
+            addr.map(|a| {
+                let tls = c.http_tls.as_ref();
+                HttpServer::start(flag, a, Arc::clone(&live), token.clone(), tls)
+            })
+            .transpose()
         };
         let metrics_server = start("--metrics-addr", c.metrics_addr)?;
         // One server when both flags name the same address.
@@ -482,7 +485,12 @@ impl Env {
         let (answer, savepoint) = match &config.rest {
             Some(url) => {
                 let token = config.http_token.as_ref().map(|t| t.0.clone());
-                let client = RestClient::new(url, token, Duration::from_secs(10));
+                let client = RestClient::new(
+                    url,
+                    token,
+                    config.rest_ca.as_deref(),
+                    Duration::from_secs(10),
+                )?;
                 let a = client.run(action, job_name, config.json, timeout)?;
                 (a.text, a.savepoint)
             }

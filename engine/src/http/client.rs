@@ -3,6 +3,7 @@
 //! (or, with `--json`, the API's own JSON).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -27,18 +28,35 @@ pub(crate) struct Answer {
 }
 
 impl RestClient {
-    /// A client of the API at `base` (e.g. `http://127.0.0.1:8081`),
-    /// sending `token` when given; each request waits up to `timeout`.
-    pub(crate) fn new(base: &str, token: Option<String>, timeout: Duration) -> Self {
-        RestClient {
+    /// A client of the API at `base` (e.g. `http://127.0.0.1:8081`, or
+    /// `https://…`), sending `token` when given, trusting the CA
+    /// certificates of the PEM file `ca` for HTTPS when given (else the
+    /// public roots); each request waits up to `timeout`.
+    ///
+    /// # Errors
+    /// [`EngineError::Config`] naming `--tls-ca` when `ca` holds no
+    /// readable certificate.
+    pub(crate) fn new(
+        base: &str,
+        token: Option<String>,
+        ca: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<Self, EngineError> {
+        let mut config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout));
+        if let Some(ca) = ca {
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::Specific(Arc::new(trusted(ca)?)))
+                    .build(),
+            );
+        }
+        Ok(RestClient {
             base: base.trim_end_matches('/').to_owned(),
             token,
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(timeout))
-                .build()
-                .into(),
-        }
+            agent: config.build().into(),
+        })
     }
 
     /// `request` with the bearer token, when there is one.
@@ -175,9 +193,15 @@ fn answer(
         reason,
     };
     let mut response = response.map_err(|e| {
-        fail(format!(
-            "cannot reach the job's REST API: {e}; is the job running with --web-addr at that address?"
-        ))
+        // rustls's refusal may come wrapped in an I/O error.
+        let tls = matches!(e, ureq::Error::Rustls(_) | ureq::Error::Tls(_))
+            || e.to_string().contains("certificate");
+        let hint = if tls {
+            "its TLS certificate is not trusted: pass the CA that signed it (or the certificate itself, when self-signed) with --tls-ca FILE"
+        } else {
+            "is the job running with --web-addr at that address?"
+        };
+        fail(format!("cannot reach the job's REST API: {e}; {hint}"))
     })?;
     let status = response.status();
     let body = response.body_mut().read_to_string().unwrap_or_default();
@@ -195,6 +219,22 @@ fn answer(
         ""
     };
     Err(fail(format!("{status}: {reason}{hint}")))
+}
+
+/// The certificates of the PEM file `ca`.
+fn trusted(ca: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, EngineError> {
+    let bad = |reason: String| EngineError::config("--tls-ca", ca.display(), reason);
+    let pem = std::fs::read(ca).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c.to_owned()),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(bad("it holds no PEM certificate".into()));
+    }
+    Ok(certs)
 }
 
 /// A path segment with everything but unreserved characters escaped.
@@ -312,6 +352,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_ca_file_without_certificates_is_refused_naming_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("ca.pem");
+        std::fs::write(&empty, "not a certificate").unwrap();
+        let base = "https://127.0.0.1:1";
+        for ca in [empty, dir.path().join("missing.pem")] {
+            let Err(err) = RestClient::new(base, None, Some(&ca), Duration::from_secs(1)) else {
+                panic!("{} was accepted", ca.display());
+            };
+            assert!(err.to_string().contains("--tls-ca"), "{err}");
+        }
+    }
+
+    #[test]
     fn job_names_are_escaped_in_paths() {
         assert_eq!(encode_segment("fraud-detection_2.a"), "fraud-detection_2.a");
         assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
@@ -327,8 +381,10 @@ mod tests {
         let client = RestClient::new(
             &format!("http://127.0.0.1:{port}/"),
             None,
+            None,
             Duration::from_secs(2),
-        );
+        )
+        .unwrap();
         let err = client
             .run(&ControlAction::Status, "j", false, Duration::from_secs(1))
             .err()

@@ -7,9 +7,10 @@
 //! `Authorization: Bearer <token>` on every endpoint when a token is
 //! configured (or, for a browser opening the page, `?token=`; compared in
 //! constant time, never logged), refuses request bodies beyond
-//! [`MAX_BODY`] with 413, and answers every error with a JSON reason. It
-//! runs on a thread of its own with a single-threaded tokio runtime and
-//! stops when the job ends.
+//! [`MAX_BODY`] with 413, and answers every error with a JSON reason. With
+//! a certificate and key (`--tls-cert`, `--tls-key`) it speaks HTTPS only
+//! (rustls). It runs on a thread of its own with a single-threaded tokio
+//! runtime and stops when the job ends.
 
 mod api;
 pub(crate) mod client;
@@ -26,6 +27,9 @@ use axum::{Json, Router};
 
 pub(crate) use api::LiveJob;
 
+use axum_server::tls_rustls::RustlsConfig;
+
+use crate::config::TlsFiles;
 use crate::error::EngineError;
 
 /// The largest request body the endpoint reads.
@@ -46,16 +50,19 @@ pub(crate) struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds `addr` (port 0: any free port) and serves `job`.
+    /// Binds `addr` (port 0: any free port) and serves `job`, over TLS
+    /// with `tls`.
     ///
     /// # Errors
     /// [`EngineError::Config`] naming `flag` and the address when it cannot
-    /// be bound.
+    /// be bound, or the TLS flag and file when the certificate or key
+    /// cannot be read.
     pub(crate) fn start(
         flag: &str,
         addr: SocketAddr,
         job: Arc<LiveJob>,
         token: Option<String>,
+        tls: Option<&TlsFiles>,
     ) -> Result<Self, EngineError> {
         let bind_error = |e: std::io::Error| {
             EngineError::config(
@@ -69,8 +76,13 @@ impl HttpServer {
         let bound = listener.local_addr().map_err(bind_error)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
+            .enable_time()
             .build()
             .map_err(|e| EngineError::Internal(format!("cannot start the HTTP runtime: {e}")))?;
+        let tls = tls
+            .map(|files| runtime.block_on(tls_config(files)))
+            .transpose()?;
+        let tls_on = tls.is_some();
         let app = router(Shared {
             job,
             token: token.map(Arc::from),
@@ -80,21 +92,17 @@ impl HttpServer {
             .name("eddy-http".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
+                    let served = match tls {
+                        None => serve_plain(listener, app, stopped).await,
+                        Some(tls) => serve_tls(listener, app, tls, stopped).await,
                     };
-                    let served = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = stopped.await;
-                        })
-                        .await;
                     if let Err(e) = served {
                         tracing::warn!(error = %e, "the HTTP endpoint stopped");
                     }
                 });
             })
             .map_err(|e| EngineError::Internal(format!("cannot spawn the HTTP thread: {e}")))?;
-        tracing::info!(addr = %bound, "HTTP endpoint listening");
+        tracing::info!(addr = %bound, tls = tls_on, "HTTP endpoint listening");
         Ok(HttpServer {
             addr: bound,
             shutdown: Some(shutdown),
@@ -106,6 +114,53 @@ impl HttpServer {
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
+}
+
+/// Serves `app` on `listener` in plain HTTP until `stopped`.
+async fn serve_plain(
+    listener: std::net::TcpListener,
+    app: Router,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        })
+        .await
+}
+
+/// Serves `app` on `listener` over TLS until `stopped` (connections still
+/// open get a second to finish).
+async fn serve_tls(
+    listener: std::net::TcpListener,
+    app: Router,
+    tls: RustlsConfig,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        let _ = stopped.await;
+        stopping.graceful_shutdown(Some(std::time::Duration::from_secs(1)));
+    });
+    axum_server::from_tcp_rustls(listener, tls)?
+        .handle(handle)
+        .serve(app.into_make_service())
+        .await
+}
+
+/// The server's TLS configuration from its PEM files.
+async fn tls_config(files: &TlsFiles) -> Result<RustlsConfig, EngineError> {
+    RustlsConfig::from_pem_file(&files.cert, &files.key)
+        .await
+        .map_err(|e| {
+            EngineError::config(
+                "--tls-cert / --tls-key",
+                format!("{} / {}", files.cert.display(), files.key.display()),
+                format!("cannot load the certificate chain and private key (PEM): {e}"),
+            )
+        })
 }
 
 impl Drop for HttpServer {
@@ -131,8 +186,16 @@ fn router(shared: Shared) -> Router {
             shared.clone(),
             require_token,
         ))
+        // Added after the token check: probes carry no token.
+        .route("/healthz", get(healthz))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
+}
+
+/// `GET /healthz`: the endpoint is up (for liveness and readiness probes,
+/// which carry no token; it says nothing about the job).
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
 }
 
 /// An error answer: a status and a JSON body `{"error": reason}`.
