@@ -480,14 +480,11 @@ fn checkpoints_report_how_long_barriers_took_to_align() {
     wait_until("the job to end", || !control.is_running());
 }
 
-#[test]
-fn subtasks_name_the_worker_they_run_on() {
-    let config = EnvConfig::default()
-        .with_parallelism(2)
-        .with_loopback_workers(2)
-        .with_web_addr("127.0.0.1:0".parse().unwrap());
+/// An endless job — a counting source, a rebalance, a slightly slow map —
+/// serving its API as `config` says; its control and the API's address.
+fn start_endless(name: &'static str, config: EnvConfig) -> (JobControl, SocketAddr) {
     let (control, _done) = spawn_job(
-        "placed-job",
+        name,
         |env| {
             env.source(counting(None))
                 .uid("src")
@@ -504,6 +501,16 @@ fn subtasks_name_the_worker_they_run_on() {
     );
     wait_until("the REST API to listen", || control.web_addr().is_some());
     let addr = control.web_addr().unwrap();
+    (control, addr)
+}
+
+#[test]
+fn subtasks_name_the_worker_they_run_on() {
+    let config = EnvConfig::default()
+        .with_parallelism(2)
+        .with_loopback_workers(2)
+        .with_web_addr("127.0.0.1:0".parse().unwrap());
+    let (control, addr) = start_endless("placed-job", config);
     let job = || call(addr, "GET", "/v1/jobs/placed-job", None, None).1;
     // The REST API listens before the first run is placed.
     wait_until("the first run to be placed", || {
@@ -547,23 +554,7 @@ fn with_a_certificate_the_api_speaks_only_https_and_the_cli_trusts_the_given_ca(
         .with_web_addr("127.0.0.1:0".parse().unwrap())
         .with_http_token(TOKEN)
         .with_http_tls(&cert_file, &key_file);
-    let (control, _done) = spawn_job(
-        "tls-job",
-        |env| {
-            env.source(counting(None))
-                .uid("src")
-                .map(|v| {
-                    std::thread::sleep(Duration::from_millis(1));
-                    v
-                })
-                .uid("slow")
-                .sink(eddy_engine::sink::CollectSink::new().0)
-                .uid("sink");
-        },
-        config,
-    );
-    wait_until("the REST API to listen", || control.web_addr().is_some());
-    let addr = control.web_addr().unwrap();
+    let (control, addr) = start_endless("tls-job", config);
 
     let plain = exchange(addr, b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\n\r\n", false);
     assert!(
